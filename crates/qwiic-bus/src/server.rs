@@ -1,0 +1,162 @@
+//! The server side of the `tcp://` protocol: serves one simulated button to many clients.
+//!
+//! Each request is applied with [`SimButton::apply_transaction`], under the device lock, so
+//! transactions from different connections never interleave. A malformed frame, an unknown
+//! operation or a client that stalls mid-frame closes that connection with one log line; the
+//! server and the other clients carry on.
+
+use std::future::Future;
+use std::io;
+use std::time::Duration;
+
+use embedded_hal::i2c::{Error as _, ErrorKind, NoAcknowledgeSource, Operation};
+use qwiic_sim::SimButton;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+
+use crate::wire::{self, FrameError, Status, WireOperation};
+
+/// How long a client may take to send the rest of a frame it has started.
+pub const FRAME_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Accepts clients until `shutdown` completes, then drops every connection.
+pub async fn serve(
+    listener: TcpListener,
+    button: SimButton,
+    shutdown: impl Future<Output = ()>,
+) -> io::Result<()> {
+    let mut connections = JoinSet::new();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => {
+                let (stream, peer) = match accepted {
+                    Ok(accepted) => accepted,
+                    // Out of file descriptors or an aborted handshake: keep serving the others.
+                    Err(error) => {
+                        tracing::warn!(%error, "accepting a simulator client failed");
+                        continue;
+                    }
+                };
+                // set_nodelay only fails on a socket that is already gone.
+                let _ = stream.set_nodelay(true);
+                let button = button.clone();
+                connections.spawn(async move {
+                    if let Err(error) = serve_connection(stream, button).await {
+                        tracing::info!(%peer, %error, "closed a simulator client connection");
+                    }
+                });
+            }
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+        }
+    }
+    connections.shutdown().await;
+    Ok(())
+}
+
+/// Why a connection was closed early.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectionError {
+    /// The peer sent something that is not a valid frame.
+    #[error("malformed request: {0}")]
+    Frame(#[from] FrameError),
+    /// The peer stopped sending in the middle of a frame.
+    #[error("client stalled mid-frame for more than {0:?}")]
+    Stalled(Duration),
+    /// The connection broke.
+    #[error("connection error: {0}")]
+    Io(#[from] io::Error),
+}
+
+/// Serves one client until it disconnects or misbehaves. A clean disconnect between frames
+/// returns `Ok`.
+pub async fn serve_connection<S>(mut stream: S, button: SimButton) -> Result<(), ConnectionError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut body = Vec::with_capacity(64);
+    let mut reads = Vec::with_capacity(64);
+    let mut response = Vec::with_capacity(64);
+    loop {
+        let mut prefix = [0; 2];
+        // Idle between frames is fine: wait for the first byte without a deadline.
+        if stream.read(&mut prefix[..1]).await? == 0 {
+            return Ok(());
+        }
+        let frame = async {
+            stream.read_exact(&mut prefix[1..]).await?;
+            let len = wire::body_length(prefix)?;
+            body.resize(len, 0);
+            stream.read_exact(&mut body).await?;
+            Ok::<_, ConnectionError>(())
+        };
+        match tokio::time::timeout(FRAME_TIMEOUT, frame).await {
+            Ok(result) => result?,
+            Err(_) => return Err(ConnectionError::Stalled(FRAME_TIMEOUT)),
+        }
+        let request = match wire::decode_request(&body) {
+            Ok(request) => request,
+            Err(error) => {
+                wire::encode_response(
+                    Status::BadRequest,
+                    error.to_string().as_bytes(),
+                    &mut response,
+                );
+                // The peer may already be gone; the error we report is the frame.
+                let _ = stream.write_all(&response).await;
+                return Err(error.into());
+            }
+        };
+        let delay = button.transaction_delay();
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+        let status = execute(&button, request, &mut reads);
+        let payload = if status == Status::Ok {
+            &reads[..]
+        } else {
+            &[]
+        };
+        wire::encode_response(status, payload, &mut response);
+        stream.write_all(&response).await?;
+    }
+}
+
+/// Runs one decoded transaction on the simulated device; read data lands in `reads`.
+fn execute(button: &SimButton, request: wire::Request, reads: &mut Vec<u8>) -> Status {
+    let total: usize = request
+        .operations
+        .iter()
+        .map(|operation| match operation {
+            WireOperation::Read(len) => *len,
+            WireOperation::Write(_) => 0,
+        })
+        .sum();
+    reads.clear();
+    reads.resize(total, 0);
+    let mut rest = &mut reads[..];
+    let mut operations = Vec::with_capacity(request.operations.len());
+    for operation in &request.operations {
+        match operation {
+            WireOperation::Write(bytes) => operations.push(Operation::Write(bytes)),
+            WireOperation::Read(len) => {
+                let (chunk, tail) = std::mem::take(&mut rest).split_at_mut(*len);
+                rest = tail;
+                operations.push(Operation::Read(chunk));
+            }
+        }
+    }
+    match button.apply_transaction(request.address, &mut operations) {
+        Ok(()) => Status::Ok,
+        Err(error) => match error.kind() {
+            ErrorKind::NoAcknowledge(NoAcknowledgeSource::Address) => Status::NackAddress,
+            ErrorKind::NoAcknowledge(NoAcknowledgeSource::Data) => Status::NackData,
+            ErrorKind::NoAcknowledge(NoAcknowledgeSource::Unknown) => Status::NackUnknown,
+            ErrorKind::Bus => Status::Bus,
+            ErrorKind::ArbitrationLoss => Status::ArbitrationLoss,
+            _ => Status::Other,
+        },
+    }
+}

@@ -1,0 +1,274 @@
+//! The `tcp://host:port` bus: a blocking client of the simulator server, one request frame per
+//! I2C transaction.
+//!
+//! It connects on first use and again after any failure, so it rides out a simulator restart:
+//! the transaction in flight fails, the next one reconnects. It never retries a transaction by
+//! itself (a write might then land twice); callers decide.
+
+use std::fmt;
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::time::Duration;
+
+use embedded_hal::i2c::{self, ErrorKind, I2c, NoAcknowledgeSource, Operation};
+
+use crate::wire::{self, FrameError, Status};
+
+/// Connect, read and write timeouts of a [`TcpBus`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TcpTimeouts {
+    /// Giving up on connecting.
+    pub connect: Duration,
+    /// Giving up on a response (includes the device's own delay).
+    pub io: Duration,
+}
+
+impl Default for TcpTimeouts {
+    fn default() -> Self {
+        TcpTimeouts {
+            connect: Duration::from_secs(1),
+            io: Duration::from_secs(1),
+        }
+    }
+}
+
+/// An I2C bus reached through the simulator server.
+#[derive(Debug)]
+pub struct TcpBus {
+    host: String,
+    port: u16,
+    timeouts: TcpTimeouts,
+    stream: Option<TcpStream>,
+    /// Reused frame buffers: no allocation per transaction once warm.
+    request: Vec<u8>,
+    response: Vec<u8>,
+}
+
+/// What went wrong on a `tcp://` bus.
+#[derive(Debug)]
+pub enum TcpBusError {
+    /// The server could not be reached.
+    Connect {
+        /// `host:port`.
+        server: String,
+        /// Why.
+        source: io::Error,
+    },
+    /// The connection failed or timed out during the transaction.
+    Io {
+        /// `host:port`.
+        server: String,
+        /// Why.
+        source: io::Error,
+    },
+    /// The transaction cannot be expressed in the protocol (too many operations or bytes),
+    /// or the server's answer was malformed.
+    Frame(FrameError),
+    /// The server refused the request as malformed.
+    Refused(String),
+    /// The device answered with an I2C error.
+    Device(Status),
+}
+
+impl fmt::Display for TcpBusError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TcpBusError::Connect { server, source } => write!(
+                f,
+                "cannot connect to the simulator at tcp://{server}: {source}; check that the simulator server runs and listens there"
+            ),
+            TcpBusError::Io { server, source } => {
+                write!(
+                    f,
+                    "connection to the simulator at tcp://{server} failed: {source}"
+                )
+            }
+            TcpBusError::Frame(error) => write!(f, "simulator protocol error: {error}"),
+            TcpBusError::Refused(message) => {
+                write!(f, "the simulator refused the request: {message}")
+            }
+            TcpBusError::Device(status) => write!(f, "the simulated device answered {status:?}"),
+        }
+    }
+}
+
+impl std::error::Error for TcpBusError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            TcpBusError::Connect { source, .. } | TcpBusError::Io { source, .. } => Some(source),
+            TcpBusError::Frame(error) => Some(error),
+            _ => None,
+        }
+    }
+}
+
+impl i2c::Error for TcpBusError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            TcpBusError::Device(Status::NackAddress) => {
+                ErrorKind::NoAcknowledge(NoAcknowledgeSource::Address)
+            }
+            TcpBusError::Device(Status::NackData) => {
+                ErrorKind::NoAcknowledge(NoAcknowledgeSource::Data)
+            }
+            TcpBusError::Device(Status::NackUnknown) => {
+                ErrorKind::NoAcknowledge(NoAcknowledgeSource::Unknown)
+            }
+            TcpBusError::Device(Status::Bus) => ErrorKind::Bus,
+            TcpBusError::Device(Status::ArbitrationLoss) => ErrorKind::ArbitrationLoss,
+            _ => ErrorKind::Other,
+        }
+    }
+}
+
+impl TcpBus {
+    /// A bus that will connect to `host:port` on first use.
+    pub fn new(host: impl Into<String>, port: u16, timeouts: TcpTimeouts) -> Self {
+        TcpBus {
+            host: host.into(),
+            port,
+            timeouts,
+            stream: None,
+            request: Vec::with_capacity(64),
+            response: Vec::with_capacity(64),
+        }
+    }
+
+    /// `host:port`.
+    pub fn server(&self) -> String {
+        format!("{}:{}", self.host, self.port)
+    }
+
+    /// Connects now (instead of on first use), reporting an unreachable server at once.
+    pub fn connect(&mut self) -> Result<(), TcpBusError> {
+        self.stream()?;
+        Ok(())
+    }
+
+    fn stream(&mut self) -> Result<&mut TcpStream, TcpBusError> {
+        if self.stream.is_none() {
+            self.stream = Some(self.open()?);
+        }
+        self.stream.as_mut().ok_or_else(|| TcpBusError::Connect {
+            server: format!("{}:{}", self.host, self.port),
+            source: io::ErrorKind::NotConnected.into(),
+        })
+    }
+
+    fn open(&self) -> Result<TcpStream, TcpBusError> {
+        let server = self.server();
+        let connect_error = |source| TcpBusError::Connect {
+            server: server.clone(),
+            source,
+        };
+        // Resolve on every connect: a restarted container may come back at a new address.
+        let addresses: Vec<SocketAddr> = (self.host.as_str(), self.port)
+            .to_socket_addrs()
+            .map_err(connect_error)?
+            .collect();
+        let mut last = io::Error::new(io::ErrorKind::NotFound, "the host name has no address");
+        for address in addresses {
+            match TcpStream::connect_timeout(&address, self.timeouts.connect) {
+                Ok(stream) => {
+                    let setup = stream
+                        .set_nodelay(true)
+                        .and_then(|()| stream.set_read_timeout(Some(self.timeouts.io)))
+                        .and_then(|()| stream.set_write_timeout(Some(self.timeouts.io)));
+                    setup.map_err(connect_error)?;
+                    return Ok(stream);
+                }
+                Err(error) => last = error,
+            }
+        }
+        Err(connect_error(last))
+    }
+
+    fn exchange(
+        &mut self,
+        address: u8,
+        operations: &mut [Operation<'_>],
+    ) -> Result<(), TcpBusError> {
+        let mut request = std::mem::take(&mut self.request);
+        let mut response = std::mem::take(&mut self.response);
+        let result = self.exchange_with(address, operations, &mut request, &mut response);
+        self.request = request;
+        self.response = response;
+        result
+    }
+
+    fn exchange_with(
+        &mut self,
+        address: u8,
+        operations: &mut [Operation<'_>],
+        request: &mut Vec<u8>,
+        response: &mut Vec<u8>,
+    ) -> Result<(), TcpBusError> {
+        let ops = operations.iter().map(|operation| match operation {
+            Operation::Write(bytes) => Ok(&bytes[..]),
+            Operation::Read(buffer) => Err(buffer.len()),
+        });
+        wire::encode_request(address, ops, request).map_err(TcpBusError::Frame)?;
+        let server = self.server();
+        let io_error = |source| TcpBusError::Io {
+            server: server.clone(),
+            source,
+        };
+        let stream = self.stream()?;
+        stream.write_all(request).map_err(io_error)?;
+        let mut prefix = [0; 2];
+        stream.read_exact(&mut prefix).map_err(io_error)?;
+        let len = wire::body_length(prefix).map_err(TcpBusError::Frame)?;
+        response.resize(len, 0);
+        stream.read_exact(response).map_err(io_error)?;
+        let (status, payload) = wire::decode_response(response).map_err(TcpBusError::Frame)?;
+        match status {
+            Status::Ok => {}
+            Status::BadRequest => {
+                return Err(TcpBusError::Refused(
+                    String::from_utf8_lossy(payload).into_owned(),
+                ));
+            }
+            other => return Err(TcpBusError::Device(other)),
+        }
+        let expected: usize = operations
+            .iter()
+            .map(|operation| match operation {
+                Operation::Read(buffer) => buffer.len(),
+                Operation::Write(_) => 0,
+            })
+            .sum();
+        if payload.len() != expected {
+            return Err(TcpBusError::Frame(FrameError::Truncated));
+        }
+        let mut from = 0;
+        for operation in operations {
+            if let Operation::Read(buffer) = operation {
+                buffer.copy_from_slice(&payload[from..from + buffer.len()]);
+                from += buffer.len();
+            }
+        }
+        Ok(())
+    }
+}
+
+impl i2c::ErrorType for TcpBus {
+    type Error = TcpBusError;
+}
+
+impl I2c for TcpBus {
+    fn transaction(
+        &mut self,
+        address: u8,
+        operations: &mut [Operation<'_>],
+    ) -> Result<(), Self::Error> {
+        let result = self.exchange(address, operations);
+        if matches!(
+            result,
+            Err(TcpBusError::Io { .. } | TcpBusError::Frame(_) | TcpBusError::Refused(_))
+        ) {
+            // The stream's state is unknown (a late response may still arrive): start afresh.
+            self.stream = None;
+        }
+        result
+    }
+}

@@ -1,0 +1,207 @@
+//! Values read from and written to the device.
+
+use core::fmt;
+
+/// A Qwiic Button's 7-bit I2C address, checked to be one the firmware accepts (0x08-0x77).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Address(u8);
+
+/// An address outside 0x08-0x77.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InvalidAddress(pub u8);
+
+impl fmt::Display for InvalidAddress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "I2C address {:#04x} is out of range: the Qwiic Button accepts 0x08 to 0x77",
+            self.0
+        )
+    }
+}
+
+impl core::error::Error for InvalidAddress {}
+
+impl Address {
+    /// The factory address, 0x6F (all address jumpers open).
+    pub const DEFAULT: Address = Address(0x6F);
+    /// The lowest address the firmware accepts.
+    pub const MIN: u8 = 0x08;
+    /// The highest address the firmware accepts.
+    pub const MAX: u8 = 0x77;
+
+    /// Checks that `address` is one the firmware accepts.
+    pub const fn new(address: u8) -> Result<Address, InvalidAddress> {
+        if address >= Self::MIN && address <= Self::MAX {
+            Ok(Address(address))
+        } else {
+            Err(InvalidAddress(address))
+        }
+    }
+
+    /// The 7-bit address.
+    pub const fn get(self) -> u8 {
+        self.0
+    }
+}
+
+impl Default for Address {
+    fn default() -> Self {
+        Address::DEFAULT
+    }
+}
+
+impl TryFrom<u8> for Address {
+    type Error = InvalidAddress;
+
+    fn try_from(address: u8) -> Result<Self, Self::Error> {
+        Address::new(address)
+    }
+}
+
+impl fmt::Display for Address {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:#04x}", self.0)
+    }
+}
+
+/// The firmware version, as the ID, FIRMWARE_MINOR and FIRMWARE_MAJOR registers report it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct FirmwareVersion {
+    /// Major version (1 on every released firmware).
+    pub major: u8,
+    /// Minor version.
+    pub minor: u8,
+}
+
+impl FirmwareVersion {
+    /// True from firmware 1.3 on. Firmware 1.2 had the queue status protection bits in the
+    /// wrong order, so a pop request is probably ignored there.
+    pub fn pops_reliably(self) -> bool {
+        (self.major, self.minor) >= (1, 3)
+    }
+}
+
+impl fmt::Display for FirmwareVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.major, self.minor)
+    }
+}
+
+/// The BUTTON_STATUS register.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ButtonStatus {
+    /// An edge (press or release) happened since the host last cleared the status.
+    pub event_available: bool,
+    /// A release (a completed click) happened since the host last cleared the status.
+    pub has_been_clicked: bool,
+    /// The button is held down right now.
+    pub is_pressed: bool,
+}
+
+/// Which events pull the active-low INT pin down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct InterruptConfig {
+    /// While `has_been_clicked` is set.
+    pub clicked: bool,
+    /// While the button is held.
+    pub pressed: bool,
+}
+
+/// The button's two timestamp queues.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Queue {
+    /// Every edge: press and release.
+    Pressed,
+    /// Every release.
+    Clicked,
+}
+
+/// One consistent reading of a queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct QueueSnapshot {
+    /// No entries.
+    pub is_empty: bool,
+    /// 15 entries: the next push overwrites the oldest.
+    pub is_full: bool,
+    /// Milliseconds since the newest entry (wraps after about 49.7 days); `None` when empty.
+    pub newest_age_ms: Option<u32>,
+    /// Milliseconds since the oldest entry, the one [`pop`](crate::QwiicButton::pop) removes.
+    pub oldest_age_ms: Option<u32>,
+}
+
+/// The LED registers, 0x19-0x1E.
+///
+/// With `cycle_time_ms == 0` the LED is steady at `brightness`. Otherwise it ramps 0 ->
+/// `brightness` -> 0 over `cycle_time_ms`, then stays dark for `off_time_ms`, in steps that
+/// `granularity` sets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct LedConfig {
+    /// 0-255.
+    pub brightness: u8,
+    /// Pulse step size; must be at least 1 when pulsing.
+    pub granularity: u8,
+    /// Length of one ramp up and down, in ms; 0 means steady.
+    pub cycle_time_ms: u16,
+    /// Dark time between pulses, in ms.
+    pub off_time_ms: u16,
+}
+
+impl LedConfig {
+    /// The LED dark (granularity left at the safe 1, as SparkFun's libraries do).
+    pub const OFF: LedConfig = LedConfig::steady(0);
+
+    /// A steady LED at `brightness`.
+    pub const fn steady(brightness: u8) -> LedConfig {
+        LedConfig {
+            brightness,
+            granularity: 1,
+            cycle_time_ms: 0,
+            off_time_ms: 0,
+        }
+    }
+
+    /// A pulsing LED. Fails when `granularity` is 0 and `cycle_time_ms` is not.
+    pub fn pulse(
+        brightness: u8,
+        cycle_time_ms: u16,
+        off_time_ms: u16,
+        granularity: u8,
+    ) -> Result<LedConfig, ZeroGranularity> {
+        let led = LedConfig {
+            brightness,
+            granularity,
+            cycle_time_ms,
+            off_time_ms,
+        };
+        led.validate()?;
+        Ok(led)
+    }
+
+    /// True when the LED gives any light.
+    pub fn is_on(&self) -> bool {
+        self.brightness > 0
+    }
+
+    /// Checks what the firmware needs: granularity >= 1 whenever the LED pulses.
+    pub fn validate(&self) -> Result<(), ZeroGranularity> {
+        if self.cycle_time_ms != 0 && self.granularity == 0 {
+            return Err(ZeroGranularity);
+        }
+        Ok(())
+    }
+}
+
+/// A pulsing LED setting with granularity 0, which would make the firmware divide by zero.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ZeroGranularity;
+
+impl fmt::Display for ZeroGranularity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(
+            "LED pulse granularity must be 1 to 255 when the cycle time is not 0 (0 would make the firmware divide by zero)",
+        )
+    }
+}
+
+impl core::error::Error for ZeroGranularity {}

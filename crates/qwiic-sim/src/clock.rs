@@ -1,0 +1,70 @@
+//! Where the simulator's time comes from: the real monotonic clock, or one that tests move by hand.
+
+use std::fmt::Debug;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// A monotonic clock in milliseconds. The simulated firmware's `millis()` is derived from it.
+pub trait Clock: Debug + Send + Sync {
+    /// Milliseconds since an arbitrary fixed start; never goes backwards.
+    fn now_ms(&self) -> u64;
+}
+
+/// The host's monotonic clock.
+#[derive(Debug, Clone, Copy)]
+pub struct SystemClock {
+    start: Instant,
+}
+
+impl SystemClock {
+    /// A clock that reads 0 now.
+    pub fn new() -> Self {
+        Self {
+            start: Instant::now(),
+        }
+    }
+}
+
+impl Default for SystemClock {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Clock for SystemClock {
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+}
+
+/// A clock that only moves when told to, so tests control every age and timeout exactly.
+/// Clones share the same time.
+#[derive(Debug, Clone, Default)]
+pub struct ManualClock {
+    now_ms: Arc<AtomicU64>,
+}
+
+impl ManualClock {
+    /// A clock at 0 ms.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Moves time forward.
+    pub fn advance(&self, by: Duration) {
+        let ms = u64::try_from(by.as_millis()).unwrap_or(u64::MAX);
+        self.now_ms.fetch_add(ms, Ordering::SeqCst);
+    }
+
+    /// Moves time to `ms`, if that is not in the past.
+    pub fn set_ms(&self, ms: u64) {
+        self.now_ms.fetch_max(ms, Ordering::SeqCst);
+    }
+}
+
+impl Clock for ManualClock {
+    fn now_ms(&self) -> u64 {
+        self.now_ms.load(Ordering::SeqCst)
+    }
+}

@@ -1,0 +1,457 @@
+//! The simulated ATtiny84 firmware: register file, EEPROM, switch ISR, queues, receive and
+//! request handlers, and the main loop's settings handling, as SparkFun's firmware 1.3 does them.
+
+use std::collections::VecDeque;
+
+use crate::queue::TimestampQueue;
+use crate::registers::*;
+use crate::{Fault, LedRegisters, Settings, SimConfig, SimEvent, SimEventKind, SimStats};
+
+/// The firmware's TX buffer holds 16 bytes; we serve 15 of them, as SparkFun advises, so a
+/// driver that reads more fails its tests here instead of flaking on hardware.
+pub const TX_LIMIT: usize = 15;
+
+/// How many past events [`Device::history`] keeps.
+const HISTORY: usize = 64;
+
+#[derive(Debug)]
+pub struct Device {
+    config: SimConfig,
+    /// The packed register map (`registerMap`).
+    regs: [u8; MAP_SIZE],
+    /// What survives a power cycle.
+    eeprom: Settings,
+    /// The address the I2C peripheral listens on (changes only after a valid 0x1F write).
+    listening_on: u8,
+    /// `registerNumber`: set by the first byte of every write, where every read starts.
+    pointer: usize,
+    /// Clock reading at power-up; the firmware's `millis()` counts from here.
+    powered_at_ms: u64,
+    plugged: bool,
+    /// The physical switch: true while held down.
+    switch_down: bool,
+    /// Presses and releases not yet reached by the clock (click for N ms).
+    pending_edges: VecDeque<(u64, bool)>,
+    /// The ISR's `lastClickTime`, in `millis()`.
+    last_edge_millis: u32,
+    pressed: TimestampQueue,
+    clicked: TimestampQueue,
+    /// When the LED registers last changed, for the pulse phase.
+    led_since_ms: u64,
+    faults: FaultState,
+    stats: SimStats,
+    /// Events for the observers, drained after every locked operation.
+    pub outbox: Vec<SimEvent>,
+    history: VecDeque<SimEvent>,
+}
+
+#[derive(Debug, Default)]
+struct FaultState {
+    fail_next: u32,
+    fail_next_kind: Option<Fault>,
+    rate: f64,
+    rate_kind: Option<Fault>,
+    delay_ms: u64,
+    rng: u64,
+}
+
+impl Device {
+    pub fn new(config: SimConfig, now_ms: u64) -> Self {
+        let mut device = Device {
+            regs: [0; MAP_SIZE],
+            eeprom: config.settings,
+            listening_on: config.settings.address,
+            pointer: 0,
+            powered_at_ms: now_ms,
+            plugged: true,
+            switch_down: false,
+            pending_edges: VecDeque::new(),
+            last_edge_millis: 0,
+            pressed: TimestampQueue::default(),
+            clicked: TimestampQueue::default(),
+            led_since_ms: now_ms,
+            faults: FaultState {
+                rng: config.seed | 1,
+                ..FaultState::default()
+            },
+            stats: SimStats::default(),
+            outbox: Vec::new(),
+            history: VecDeque::new(),
+            config,
+        };
+        device.power_up(now_ms);
+        device
+    }
+
+    /// Boot: the register map's initializer, then `readSystemSettings()` from EEPROM.
+    fn power_up(&mut self, now_ms: u64) {
+        let settings = self.eeprom;
+        let address = if (0x08..=0x77).contains(&settings.address) {
+            settings.address
+        } else {
+            0x6F
+        };
+        self.regs = [0; MAP_SIZE];
+        self.regs[ID] = DEVICE_ID;
+        self.regs[FIRMWARE_MINOR] = self.config.firmware.1;
+        self.regs[FIRMWARE_MAJOR] = self.config.firmware.0;
+        self.regs[INTERRUPT_CONFIG] = settings.interrupt_config & 0x03;
+        self.put_u16(BUTTON_DEBOUNCE_TIME, settings.debounce_ms);
+        self.regs[PRESSED_QUEUE_STATUS] = IS_EMPTY;
+        self.regs[CLICKED_QUEUE_STATUS] = IS_EMPTY;
+        self.write_led_registers(settings.led);
+        self.regs[I2C_ADDRESS] = address;
+        self.listening_on = address;
+        self.pointer = 0;
+        self.powered_at_ms = now_ms;
+        self.led_since_ms = now_ms;
+        self.last_edge_millis = 0;
+        self.pressed = TimestampQueue::default();
+        self.clicked = TimestampQueue::default();
+    }
+
+    fn millis(&self, at_ms: u64) -> u32 {
+        // The firmware's millis() is a wrapping u32.
+        at_ms.wrapping_sub(self.powered_at_ms) as u32
+    }
+
+    fn get_u16(&self, at: usize) -> u16 {
+        u16::from_le_bytes([self.regs[at], self.regs[at + 1]])
+    }
+
+    fn put_u16(&mut self, at: usize, value: u16) {
+        self.regs[at..at + 2].copy_from_slice(&value.to_le_bytes());
+    }
+
+    fn put_u32(&mut self, at: usize, value: u32) {
+        self.regs[at..at + 4].copy_from_slice(&value.to_le_bytes());
+    }
+
+    fn write_led_registers(&mut self, led: LedRegisters) {
+        self.regs[LED_BRIGHTNESS] = led.brightness;
+        self.regs[LED_PULSE_GRANULARITY] = led.granularity;
+        self.put_u16(LED_PULSE_CYCLE_TIME, led.cycle_time_ms);
+        self.put_u16(LED_PULSE_OFF_TIME, led.off_time_ms);
+    }
+
+    pub fn led(&self) -> LedRegisters {
+        LedRegisters {
+            brightness: self.regs[LED_BRIGHTNESS],
+            granularity: self.regs[LED_PULSE_GRANULARITY],
+            cycle_time_ms: self.get_u16(LED_PULSE_CYCLE_TIME),
+            off_time_ms: self.get_u16(LED_PULSE_OFF_TIME),
+        }
+    }
+
+    /// The LED's output level at `now_ms`: steady, or a triangle ramp 0 -> brightness -> 0 over
+    /// the cycle time followed by the off time (the firmware steps it; this is its envelope).
+    pub fn led_level(&self, now_ms: u64) -> u8 {
+        let led = self.led();
+        if !self.plugged {
+            return 0;
+        }
+        if led.cycle_time_ms == 0 {
+            return led.brightness;
+        }
+        let cycle = u64::from(led.cycle_time_ms);
+        let period = cycle + u64::from(led.off_time_ms);
+        let phase = now_ms.saturating_sub(self.led_since_ms) % period;
+        if phase >= cycle {
+            return 0;
+        }
+        let half = cycle as f64 / 2.0;
+        let rising = 1.0 - ((phase as f64 - half).abs() / half);
+        (f64::from(led.brightness) * rising)
+            .round()
+            .clamp(0.0, 255.0) as u8
+    }
+
+    pub fn settings(&self) -> Settings {
+        self.eeprom
+    }
+
+    pub fn stats(&self) -> SimStats {
+        self.stats
+    }
+
+    pub fn is_plugged(&self) -> bool {
+        self.plugged
+    }
+
+    pub fn is_held(&self) -> bool {
+        self.switch_down
+    }
+
+    pub fn address(&self) -> u8 {
+        self.listening_on
+    }
+
+    pub fn history(&self) -> Vec<SimEvent> {
+        self.history.iter().copied().collect()
+    }
+
+    fn emit(&mut self, at_ms: u64, kind: SimEventKind) {
+        let event = SimEvent { at_ms, kind };
+        if self.history.len() == HISTORY {
+            self.history.pop_front();
+        }
+        self.history.push_back(event);
+        self.outbox.push(event);
+    }
+
+    /// Applies the scheduled switch edges that the clock has reached.
+    pub fn sync(&mut self, now_ms: u64) {
+        while let Some(&(at_ms, down)) = self.pending_edges.front() {
+            if at_ms > now_ms {
+                break;
+            }
+            self.pending_edges.pop_front();
+            self.switch_edge(at_ms, down);
+        }
+    }
+
+    /// Schedules the switch to go down (`true`) or up at `at_ms`, after any edge already
+    /// scheduled.
+    pub fn schedule_edge(&mut self, at_ms: u64, down: bool) {
+        let at_ms = self
+            .pending_edges
+            .back()
+            .map_or(at_ms, |&(last, _)| at_ms.max(last));
+        self.pending_edges.push_back((at_ms, down));
+    }
+
+    /// The pin-change ISR (`buttonInterrupt`).
+    fn switch_edge(&mut self, at_ms: u64, down: bool) {
+        if self.switch_down == down {
+            return; // no change on the pin
+        }
+        self.switch_down = down;
+        self.emit(
+            at_ms,
+            if down {
+                SimEventKind::Pressed
+            } else {
+                SimEventKind::Released
+            },
+        );
+        if !self.plugged {
+            return; // unpowered: the ISR does not run
+        }
+        let millis = self.millis(at_ms);
+        let debounce = u32::from(self.get_u16(BUTTON_DEBOUNCE_TIME));
+        if millis.wrapping_sub(self.last_edge_millis) < debounce {
+            return; // within the lockout: the edge is dropped
+        }
+        self.last_edge_millis = millis;
+        let stamp = millis.wrapping_sub(debounce);
+        self.regs[BUTTON_STATUS] |= EVENT_AVAILABLE;
+        self.set_is_pressed();
+        self.pressed.push(stamp);
+        if !down {
+            self.regs[BUTTON_STATUS] |= HAS_BEEN_CLICKED;
+            self.clicked.push(stamp);
+        }
+        self.update_queue_bits();
+    }
+
+    fn set_is_pressed(&mut self) {
+        if self.switch_down {
+            self.regs[BUTTON_STATUS] |= IS_PRESSED;
+        } else {
+            self.regs[BUTTON_STATUS] &= !IS_PRESSED;
+        }
+    }
+
+    fn update_queue_bits(&mut self) {
+        for (at, queue) in [
+            (PRESSED_QUEUE_STATUS, &self.pressed),
+            (CLICKED_QUEUE_STATUS, &self.clicked),
+        ] {
+            let mut bits = self.regs[at] & !(IS_EMPTY | IS_FULL);
+            if queue.is_empty() {
+                bits |= IS_EMPTY;
+            }
+            if queue.is_full() {
+                bits |= IS_FULL;
+            }
+            self.regs[at] = bits;
+        }
+    }
+
+    pub fn unplug(&mut self, now_ms: u64) {
+        if self.plugged {
+            self.plugged = false;
+            self.emit(now_ms, SimEventKind::Unplugged);
+        }
+    }
+
+    pub fn replug(&mut self, now_ms: u64) {
+        if !self.plugged {
+            self.plugged = true;
+            self.power_up(now_ms);
+            self.emit(now_ms, SimEventKind::Replugged);
+        }
+    }
+
+    pub fn power_cycle(&mut self, now_ms: u64) {
+        self.power_up(now_ms);
+    }
+
+    /// Decides whether a transaction fails by injection; `None` lets it through.
+    pub fn injected_fault(&mut self) -> Option<Fault> {
+        if self.faults.fail_next > 0 {
+            self.faults.fail_next -= 1;
+            return self.faults.fail_next_kind;
+        }
+        let kind = self.faults.rate_kind?;
+        // xorshift64: deterministic for a given seed, good enough to spread faults.
+        let mut x = self.faults.rng;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.faults.rng = x;
+        let draw = (x >> 11) as f64 / (1u64 << 53) as f64;
+        (draw < self.faults.rate).then_some(kind)
+    }
+
+    pub fn fail_next(&mut self, count: u32, fault: Fault) {
+        self.faults.fail_next = count;
+        self.faults.fail_next_kind = Some(fault);
+    }
+
+    pub fn set_fault_rate(&mut self, rate: f64, fault: Fault) {
+        self.faults.rate = rate;
+        self.faults.rate_kind = (rate > 0.0).then_some(fault);
+    }
+
+    pub fn set_delay_ms(&mut self, delay_ms: u64) {
+        self.faults.delay_ms = delay_ms;
+    }
+
+    pub fn delay_ms(&self) -> u64 {
+        self.faults.delay_ms
+    }
+
+    pub fn count_transaction(&mut self, failed: bool) {
+        self.stats.transactions += 1;
+        if failed {
+            self.stats.failed_transactions += 1;
+        }
+    }
+
+    /// Whether the device acknowledges its address right now.
+    pub fn acknowledges(&self, address: u8) -> bool {
+        self.plugged && address == self.listening_on
+    }
+
+    /// What `requestEvent` recomputes before every read: `isPressed` and the queue ages.
+    fn refresh(&mut self, now_ms: u64) {
+        let millis = self.millis(now_ms);
+        self.set_is_pressed();
+        let ages = [
+            (PRESSED_QUEUE_FRONT, self.pressed.front()),
+            (PRESSED_QUEUE_BACK, self.pressed.back()),
+            (CLICKED_QUEUE_FRONT, self.clicked.front()),
+            (CLICKED_QUEUE_BACK, self.clicked.back()),
+        ];
+        for (at, stamp) in ages {
+            self.put_u32(at, millis.wrapping_sub(stamp));
+        }
+    }
+
+    /// `requestEvent`: serve a read from the pointer.
+    pub fn read(&mut self, now_ms: u64, buffer: &mut [u8]) {
+        self.refresh(now_ms);
+        for (i, byte) in buffer.iter_mut().enumerate() {
+            let at = self.pointer + i;
+            *byte = if i < TX_LIMIT && at < MAP_SIZE {
+                self.regs[at]
+            } else {
+                0xFF // released SDA, as the master sees past the end
+            };
+        }
+        self.stats.bytes_read += buffer.len() as u64;
+    }
+
+    /// `receiveEvent` then one pass of the main loop: store through the protection map, pop on
+    /// request, then move the address and save the settings as the firmware does.
+    pub fn write(&mut self, now_ms: u64, bytes: &[u8]) {
+        let Some((&register, data)) = bytes.split_first() else {
+            return; // an address-only probe (i2cdetect's quick write)
+        };
+        self.pointer = usize::from(register);
+        if data.is_empty() {
+            return;
+        }
+        let led_before = self.led();
+        let protection = if self.config.firmware >= (1, 3) {
+            &PROTECTION_V1_3
+        } else {
+            &PROTECTION_V1_2
+        };
+        let mut touched_led = false;
+        for (x, &value) in data.iter().enumerate() {
+            let at = self.pointer + x;
+            if at >= MAP_SIZE {
+                break; // the firmware drops bytes past the map
+            }
+            let mask = protection[at];
+            self.regs[at] = (self.regs[at] & !mask) | (value & mask);
+            self.stats.register_writes[at] += 1;
+            touched_led |= (LED_BRIGHTNESS..I2C_ADDRESS).contains(&at);
+        }
+        self.stats.bytes_written += data.len() as u64;
+        if touched_led {
+            self.stats.led_writes += 1;
+        }
+        self.handle_pop_requests();
+        self.main_loop_after_write(now_ms, led_before);
+    }
+
+    fn handle_pop_requests(&mut self) {
+        if self.regs[PRESSED_QUEUE_STATUS] & POP_REQUEST != 0 {
+            self.pressed.pop();
+            self.regs[PRESSED_QUEUE_STATUS] &= !POP_REQUEST;
+        }
+        if self.regs[CLICKED_QUEUE_STATUS] & POP_REQUEST != 0 {
+            self.clicked.pop();
+            self.regs[CLICKED_QUEUE_STATUS] &= !POP_REQUEST;
+        }
+        self.update_queue_bits();
+    }
+
+    fn main_loop_after_write(&mut self, now_ms: u64, led_before: LedRegisters) {
+        let led = self.led();
+        if led != led_before {
+            self.led_since_ms = now_ms;
+            self.emit(now_ms, SimEventKind::Led(led));
+        }
+        // recordSystemSettings(): EEPROM.put writes only the bytes that differ.
+        let new = Settings {
+            address: self.eeprom.address,
+            interrupt_config: self.regs[INTERRUPT_CONFIG],
+            debounce_ms: self.get_u16(BUTTON_DEBOUNCE_TIME),
+            led,
+        };
+        let requested = self.regs[I2C_ADDRESS];
+        let new = if (0x08..=0x77).contains(&requested) && requested != self.eeprom.address {
+            self.listening_on = requested;
+            self.emit(now_ms, SimEventKind::AddressChanged(requested));
+            Settings {
+                address: requested,
+                ..new
+            }
+        } else {
+            // An invalid address stays in the register; the device keeps its old one.
+            new
+        };
+        self.stats.eeprom_byte_writes += u64::from(new.differing_bytes(&self.eeprom));
+        self.eeprom = new;
+    }
+
+    /// The register map as a read would see it now (for inspection; not a bus transaction).
+    pub fn registers(&mut self, now_ms: u64) -> [u8; MAP_SIZE] {
+        self.refresh(now_ms);
+        self.regs
+    }
+}
