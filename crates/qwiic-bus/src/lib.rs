@@ -136,8 +136,8 @@ pub enum OpenError {
         /// ", owned by group i2c (gid 998)", or empty if unknown.
         owner: String,
     },
-    /// The path is not a character device.
-    #[error("{} is not an i2c-dev character device; give a path such as /dev/i2c-1", path.display())]
+    /// The path is not an i2c-dev character device.
+    #[error("{} is not an i2c-dev device (an I2C adapter node); give a path such as /dev/i2c-1, and list them with `ls /dev/i2c-*`", path.display())]
     NotADevice {
         /// The path given.
         path: PathBuf,
@@ -195,6 +195,10 @@ fn open_linux(path: &Path) -> Result<Bus, OpenError> {
         return Err(OpenError::NotADevice { path: path_buf });
     }
     let classify = |source: io::Error| match source.kind() {
+        // ENOTTY: the node refuses the I2C ioctls (say /dev/null or a serial port).
+        _ if source.raw_os_error() == Some(25) => OpenError::NotADevice {
+            path: path.to_path_buf(),
+        },
         io::ErrorKind::PermissionDenied => OpenError::PermissionDenied {
             path: path.to_path_buf(),
             owner: describe_owner(metadata.gid(), metadata.mode()),
@@ -215,7 +219,7 @@ fn open_linux(path: &Path) -> Result<Bus, OpenError> {
         .map_err(classify)?;
     linux_embedded_hal::I2cdev::new(path)
         .map(Bus::Linux)
-        .map_err(|error| classify(io::Error::other(error)))
+        .map_err(|error| classify(io::Error::from(error)))
 }
 
 #[cfg(not(target_os = "linux"))]

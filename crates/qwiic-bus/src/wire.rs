@@ -304,7 +304,7 @@ mod tests {
         let frame = request(0x6F, &[Ok(&[0x03]), Err(1)]);
         assert_eq!(
             frame,
-            [9, 0, VERSION, 0x6F, 2, 0, 1, 0, 0x03, 1, 1, 0],
+            [10, 0, VERSION, 0x6F, 2, 0, 1, 0, 0x03, 1, 1, 0],
             "length, version, address, count, write [0x03], read 1"
         );
     }

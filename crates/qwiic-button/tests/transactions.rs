@@ -2,6 +2,8 @@
 //! from SparkFun's datasheet and firmware (registers.h), not imported from the driver, so a
 //! wrong constant in the driver fails here.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a failed unwrap is a failed test
+
 use embedded_hal_mock::eh1::i2c::{Mock, Transaction};
 use qwiic_button::{
     Address, ButtonStatus, Error, FirmwareVersion, InterruptConfig, LedConfig, Queue,

@@ -1,0 +1,287 @@
+//! The `tcp://` bus end to end over loopback: the blocking client against the async server.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a failed unwrap is a failed test
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use embedded_hal::i2c::{Error as _, ErrorKind, I2c, NoAcknowledgeSource, Operation};
+use qwiic_bus::{BusSpec, TcpBus, TcpBusError, TcpTimeouts, server};
+use qwiic_button::{Address, LedConfig, QwiicButton};
+use qwiic_sim::{Fault, SimButton};
+use tokio::sync::oneshot;
+
+/// A simulator server on its own runtime thread; dropping it shuts the server down.
+struct Server {
+    address: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Server {
+    fn start(button: SimButton) -> Server {
+        Self::start_on("127.0.0.1:0".parse().unwrap(), button)
+    }
+
+    fn start_on(address: SocketAddr, button: SimButton) -> Server {
+        let std_listener = std::net::TcpListener::bind(address).unwrap();
+        std_listener.set_nonblocking(true).unwrap();
+        let address = std_listener.local_addr().unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(std_listener).unwrap();
+                server::serve(listener, button, async {
+                    let _ = stopped.await;
+                })
+                .await
+                .unwrap();
+            });
+        });
+        Server {
+            address,
+            stop: Some(stop),
+            thread: Some(thread),
+        }
+    }
+
+    fn client(&self) -> TcpBus {
+        TcpBus::new("127.0.0.1", self.address.port(), TcpTimeouts::default())
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+#[test]
+fn the_driver_works_over_tcp() {
+    let sim = SimButton::new();
+    let server = Server::start(sim.clone());
+    let mut button = QwiicButton::new(server.client(), Address::DEFAULT);
+    assert_eq!(button.check_identity().unwrap().to_string(), "1.3");
+    sim.press();
+    assert!(button.status().unwrap().is_pressed);
+    button.set_led(LedConfig::steady(77)).unwrap();
+    assert_eq!(sim.led().brightness, 77);
+    assert_eq!(button.led().unwrap(), LedConfig::steady(77));
+}
+
+#[test]
+fn the_bus_string_opens_a_tcp_bus() {
+    let sim = SimButton::new();
+    let server = Server::start(sim);
+    let spec: BusSpec = format!("tcp://127.0.0.1:{}", server.address.port())
+        .parse()
+        .unwrap();
+    let (_, firmware) = qwiic_bus::connect(&spec, Address::DEFAULT).unwrap();
+    assert_eq!(firmware.to_string(), "1.3");
+}
+
+#[test]
+fn device_errors_travel_as_i2c_error_kinds() {
+    let sim = SimButton::new();
+    let server = Server::start(sim.clone());
+    let mut bus = server.client();
+    let error = bus.write_read(0x10, &[0], &mut [0]).unwrap_err();
+    assert_eq!(
+        error.kind(),
+        ErrorKind::NoAcknowledge(NoAcknowledgeSource::Address)
+    );
+    sim.fail_next(1, Fault::Bus);
+    assert_eq!(
+        bus.write_read(0x6F, &[0], &mut [0]).unwrap_err().kind(),
+        ErrorKind::Bus
+    );
+    sim.fail_next(1, Fault::Nack);
+    assert_eq!(
+        bus.write_read(0x6F, &[0], &mut [0]).unwrap_err().kind(),
+        ErrorKind::NoAcknowledge(NoAcknowledgeSource::Unknown)
+    );
+    // The connection survives device errors.
+    let mut id = [0];
+    bus.write_read(0x6F, &[0], &mut id).unwrap();
+    assert_eq!(id, [0x5D]);
+}
+
+#[test]
+fn a_dead_server_is_a_clear_error_and_the_client_reconnects_when_it_returns() {
+    let sim = SimButton::new();
+    let server = Server::start(sim.clone());
+    let address = server.address;
+    let mut bus = server.client();
+    bus.write_read(0x6F, &[0], &mut [0]).unwrap();
+    drop(server);
+
+    let error = bus.write_read(0x6F, &[0], &mut [0]).unwrap_err();
+    let message = error.to_string();
+    assert!(
+        matches!(error, TcpBusError::Io { .. } | TcpBusError::Connect { .. }),
+        "{message}"
+    );
+    let error = bus.write_read(0x6F, &[0], &mut [0]).unwrap_err();
+    assert!(matches!(error, TcpBusError::Connect { .. }));
+    assert!(
+        error
+            .to_string()
+            .contains(&format!("tcp://127.0.0.1:{}", address.port()))
+            && error
+                .to_string()
+                .contains("check that the simulator server runs"),
+        "{error}"
+    );
+
+    let _server = Server::start_on(address, sim);
+    let mut id = [0];
+    bus.write_read(0x6F, &[0], &mut id).unwrap();
+    assert_eq!(id, [0x5D]);
+}
+
+#[test]
+fn an_unresolvable_host_is_a_connect_error() {
+    let mut bus = TcpBus::new("no-such-host.invalid", 7070, TcpTimeouts::default());
+    let error = bus.connect().unwrap_err();
+    assert!(matches!(error, TcpBusError::Connect { .. }), "{error}");
+}
+
+#[test]
+fn a_slow_device_times_out_at_the_io_timeout() {
+    let sim = SimButton::new();
+    let server = Server::start(sim.clone());
+    sim.set_delay(Duration::from_millis(500));
+    let timeouts = TcpTimeouts {
+        connect: Duration::from_secs(1),
+        io: Duration::from_millis(100),
+    };
+    let mut bus = TcpBus::new("127.0.0.1", server.address.port(), timeouts);
+    let started = Instant::now();
+    let error = bus.write_read(0x6F, &[0], &mut [0]).unwrap_err();
+    assert!(matches!(error, TcpBusError::Io { .. }), "{error}");
+    assert!(
+        started.elapsed() < Duration::from_millis(450),
+        "gave up after {:?}",
+        started.elapsed()
+    );
+    // The late answer must not be taken for the next transaction's: the client reconnected.
+    sim.set_delay(Duration::ZERO);
+    let mut led = [0xAA; 6];
+    bus.write_read(0x6F, &[0x19], &mut led).unwrap();
+    assert_eq!(led, [0, 1, 0, 0, 0, 0]);
+}
+
+#[test]
+fn transactions_too_big_for_the_protocol_are_refused_locally() {
+    let server = Server::start(SimButton::new());
+    let mut bus = server.client();
+    let mut big = vec![0; 2000];
+    let error = bus.read(0x6F, &mut big).unwrap_err();
+    assert!(matches!(error, TcpBusError::Frame(_)), "{error}");
+    let mut ops: Vec<Operation<'_>> = (0..17).map(|_| Operation::Write(&[0])).collect();
+    assert!(matches!(
+        bus.transaction(0x6F, &mut ops),
+        Err(TcpBusError::Frame(_))
+    ));
+    bus.write_read(0x6F, &[0], &mut [0]).unwrap();
+}
+
+fn raw_exchange(server: &Server, frame: &[u8]) -> Vec<u8> {
+    let mut stream = TcpStream::connect(server.address).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    stream.write_all(frame).unwrap();
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).unwrap(); // the server closes after a bad request
+    answer
+}
+
+#[test]
+fn malformed_frames_close_only_that_connection() {
+    let sim = SimButton::new();
+    let server = Server::start(sim);
+    let mut good = server.client();
+    good.write_read(0x6F, &[0], &mut [0]).unwrap();
+
+    // Unknown operation kind 9: BadRequest (7) with the reason, then EOF.
+    let answer = raw_exchange(&server, &[6, 0, 1, 0x6F, 1, 9, 1, 0]);
+    assert_eq!(answer[2], 7);
+    assert!(String::from_utf8_lossy(&answer[3..]).contains("unknown operation kind 9"));
+    // Unsupported version.
+    let answer = raw_exchange(&server, &[6, 0, 2, 0x6F, 1, 1, 1, 0]);
+    assert!(String::from_utf8_lossy(&answer[3..]).contains("version 2"));
+    // Oversized length prefix: closed without reading a body.
+    let answer = raw_exchange(&server, &[0xFF, 0xFF]);
+    assert!(answer.is_empty() || answer[2] == 7);
+
+    let mut id = [0];
+    good.write_read(0x6F, &[0], &mut id).unwrap();
+    assert_eq!(id, [0x5D], "the other client carries on");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_client_that_stalls_mid_frame_is_dropped() {
+    let (mut client, server_side) = tokio::io::duplex(64);
+    let task = tokio::spawn(server::serve_connection(server_side, SimButton::new()));
+    tokio::io::AsyncWriteExt::write_all(&mut client, &[6, 0, 1])
+        .await
+        .unwrap();
+    let result = task.await.unwrap();
+    assert!(
+        matches!(result, Err(server::ConnectionError::Stalled(_))),
+        "{result:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_idle_client_is_not_dropped() {
+    let (client, server_side) = tokio::io::duplex(64);
+    let task = tokio::spawn(server::serve_connection(server_side, SimButton::new()));
+    tokio::time::sleep(Duration::from_secs(3600)).await;
+    assert!(!task.is_finished());
+    drop(client);
+    assert!(
+        task.await.unwrap().is_ok(),
+        "a clean disconnect between frames is fine"
+    );
+}
+
+#[test]
+fn concurrent_clients_never_see_a_torn_transaction() {
+    let sim = SimButton::new();
+    let server = Server::start(sim);
+    let port = server.address.port();
+    let writers: Vec<_> = (1..=3u8)
+        .map(|n| {
+            std::thread::spawn(move || {
+                let mut bus = TcpBus::new("127.0.0.1", port, TcpTimeouts::default());
+                for _ in 0..500 {
+                    bus.write(0x6F, &[0x19, n, n, n, n, n, n]).unwrap();
+                }
+            })
+        })
+        .collect();
+    let mut reader = TcpBus::new("127.0.0.1", port, TcpTimeouts::default());
+    for _ in 0..500 {
+        let mut led = [0; 6];
+        reader.write_read(0x6F, &[0x19], &mut led).unwrap();
+        assert!(
+            led.iter().all(|&b| b == led[0]) || led == [0, 1, 0, 0, 0, 0],
+            "torn {led:?}"
+        );
+    }
+    for writer in writers {
+        writer.join().unwrap();
+    }
+}

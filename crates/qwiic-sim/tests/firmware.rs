@@ -1,0 +1,476 @@
+//! The simulator behaves like SparkFun's firmware 1.3, byte for byte on the bus. These tests
+//! speak raw I2C (no driver) and spell out the register addresses from the datasheet.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a failed unwrap is a failed test
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use embedded_hal::i2c::{Error as _, ErrorKind, I2c, NoAcknowledgeSource, Operation};
+use qwiic_sim::{
+    Fault, LedRegisters, ManualClock, Settings, SimButton, SimConfig, SimError, SimEventKind,
+};
+
+const ADDR: u8 = 0x6F;
+
+fn sim() -> (SimButton, ManualClock) {
+    let clock = ManualClock::new();
+    let sim = SimButton::with_clock(clock.clone());
+    // Leave the debounce lockout that starts at power-up (lastClickTime = 0).
+    clock.advance(Duration::from_secs(1));
+    (sim, clock)
+}
+
+fn read<const N: usize>(bus: &mut SimButton, register: u8) -> [u8; N] {
+    let mut buffer = [0; N];
+    bus.write_read(ADDR, &[register], &mut buffer).unwrap();
+    buffer
+}
+
+fn u32_at(bytes: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap())
+}
+
+#[test]
+fn identity_and_defaults_after_first_power_up() {
+    let (mut bus, _) = sim();
+    assert_eq!(read::<3>(&mut bus, 0x00), [0x5D, 0x03, 0x01]);
+    assert_eq!(read::<1>(&mut bus, 0x03), [0x00], "no status bits");
+    assert_eq!(read::<1>(&mut bus, 0x04), [0x03], "both interrupts enabled");
+    assert_eq!(
+        read::<2>(&mut bus, 0x05),
+        [10, 0],
+        "debounce 10 ms, little-endian"
+    );
+    assert_eq!(
+        read::<1>(&mut bus, 0x07)[0] & 0b110,
+        0b010,
+        "pressed queue empty"
+    );
+    assert_eq!(
+        read::<1>(&mut bus, 0x10)[0] & 0b110,
+        0b010,
+        "clicked queue empty"
+    );
+    assert_eq!(
+        read::<6>(&mut bus, 0x19),
+        [0, 1, 0, 0, 0, 0],
+        "LED off, granularity 1"
+    );
+    assert_eq!(read::<1>(&mut bus, 0x1F), [0x6F]);
+}
+
+#[test]
+fn other_addresses_are_not_acknowledged() {
+    let (mut bus, _) = sim();
+    let error = bus.write_read(0x6E, &[0x00], &mut [0]).unwrap_err();
+    assert_eq!(error, SimError::NoAcknowledge { address: 0x6E });
+    assert_eq!(
+        error.kind(),
+        ErrorKind::NoAcknowledge(NoAcknowledgeSource::Address)
+    );
+}
+
+#[test]
+fn reads_past_0x1f_return_0xff_and_bursts_stop_at_15_bytes() {
+    let (mut bus, _) = sim();
+    assert_eq!(read::<4>(&mut bus, 0x1E), [0x00, 0x6F, 0xFF, 0xFF]);
+    assert_eq!(read::<2>(&mut bus, 0x40), [0xFF, 0xFF]);
+    let burst = read::<17>(&mut bus, 0x00);
+    assert_eq!(burst[0], 0x5D);
+    assert_eq!(
+        &burst[15..],
+        &[0xFF, 0xFF],
+        "the 16-byte TX buffer is not to be trusted past 15"
+    );
+}
+
+#[test]
+fn writes_auto_increment_through_the_protection_map() {
+    let (mut bus, _) = sim();
+    // From 0x00: ID and firmware are read-only; status bits 0-2 writable; interrupt bits 0-1.
+    bus.write(ADDR, &[0x00, 0xAA, 0xBB, 0xCC, 0xF8, 0xFF, 0x34, 0x12])
+        .unwrap();
+    assert_eq!(read::<3>(&mut bus, 0x00), [0x5D, 0x03, 0x01]);
+    assert_eq!(
+        read::<1>(&mut bus, 0x04),
+        [0x03],
+        "only bits 0-1 of 0xFF stick"
+    );
+    assert_eq!(read::<2>(&mut bus, 0x05), [0x34, 0x12]);
+    // Queue ages are read-only.
+    bus.write(ADDR, &[0x08, 1, 2, 3, 4]).unwrap();
+    assert_ne!(read::<4>(&mut bus, 0x08), [1, 2, 3, 4]);
+    // Only popRequest is writable in a queue status (firmware 1.3): isEmpty survives a 0 write.
+    bus.write(ADDR, &[0x07, 0x00]).unwrap();
+    assert_eq!(read::<1>(&mut bus, 0x07)[0] & 0b010, 0b010);
+    // Bytes past the end of the map are dropped.
+    bus.write(ADDR, &[0x1D, 0x02, 0x00, 0x6F, 0x99]).unwrap();
+    assert_eq!(read::<4>(&mut bus, 0x1D), [0x02, 0x00, 0x6F, 0xFF]);
+}
+
+#[test]
+fn a_write_sets_the_pointer_for_a_later_plain_read() {
+    let (mut bus, _) = sim();
+    bus.write(ADDR, &[0x1F]).unwrap();
+    let mut byte = [0];
+    bus.read(ADDR, &mut byte).unwrap();
+    assert_eq!(byte, [0x6F]);
+    // Two reads in a row each start again at the pointer: no lasting auto-increment.
+    bus.read(ADDR, &mut byte).unwrap();
+    assert_eq!(byte, [0x6F]);
+}
+
+#[test]
+fn adjacent_operations_form_one_bus_phase() {
+    let (mut bus, _) = sim();
+    let (mut a, mut b) = ([0; 2], [0; 1]);
+    bus.transaction(
+        ADDR,
+        &mut [
+            Operation::Write(&[0x19]),
+            Operation::Write(&[7, 1, 0, 0, 0, 0]),
+            Operation::Read(&mut a),
+            Operation::Read(&mut b),
+        ],
+    )
+    .unwrap();
+    assert_eq!(
+        bus.led().brightness,
+        7,
+        "split writes are one write from 0x19"
+    );
+    assert_eq!(
+        (a, b),
+        ([7, 1], [0]),
+        "split reads continue from the pointer"
+    );
+}
+
+#[test]
+fn press_and_release_set_the_status_and_fill_the_queues() {
+    let (mut bus, clock) = sim();
+    bus.press();
+    assert!(bus.is_held());
+    assert_eq!(
+        read::<1>(&mut bus, 0x03),
+        [0b101],
+        "isPressed | eventAvailable"
+    );
+    clock.advance(Duration::from_millis(100));
+    bus.release();
+    assert_eq!(
+        read::<1>(&mut bus, 0x03),
+        [0b011],
+        "hasBeenClicked | eventAvailable"
+    );
+    clock.advance(Duration::from_millis(50));
+
+    let pressed = read::<9>(&mut bus, 0x07);
+    assert_eq!(pressed[0] & 0b110, 0, "two entries: neither empty nor full");
+    // Ages are millis() - (edge millis - debounce): 50 + 10 for the release, 150 + 10 for the press.
+    assert_eq!(u32_at(&pressed, 1), 60, "FRONT is the newest");
+    assert_eq!(u32_at(&pressed, 5), 160, "BACK is the oldest");
+    let clicked = read::<9>(&mut bus, 0x10);
+    assert_eq!((u32_at(&clicked, 1), u32_at(&clicked, 5)), (60, 60));
+
+    bus.write(ADDR, &[0x03, 0x00]).unwrap();
+    assert_eq!(read::<1>(&mut bus, 0x03), [0b000]);
+}
+
+#[test]
+fn is_pressed_follows_the_switch_even_if_written() {
+    let (mut bus, _) = sim();
+    bus.write(ADDR, &[0x03, 0x04]).unwrap();
+    assert_eq!(
+        read::<1>(&mut bus, 0x03),
+        [0x00],
+        "recomputed on every read"
+    );
+}
+
+#[test]
+fn edges_inside_the_debounce_lockout_are_dropped() {
+    let (mut bus, clock) = sim();
+    bus.press();
+    clock.advance(Duration::from_millis(5));
+    bus.release(); // 5 ms < 10 ms debounce: no ISR work
+    let status = read::<1>(&mut bus, 0x03)[0];
+    assert_eq!(status & 0b010, 0, "no click registered");
+    assert_eq!(status & 0b100, 0, "but isPressed reads the pin");
+    assert_eq!(
+        read::<1>(&mut bus, 0x10)[0] & 0b010,
+        0b010,
+        "clicked queue still empty"
+    );
+}
+
+#[test]
+fn a_click_for_n_ms_releases_when_the_clock_gets_there() {
+    let (mut bus, clock) = sim();
+    bus.click(Duration::from_millis(30));
+    assert_eq!(read::<1>(&mut bus, 0x03)[0] & 0b100, 0b100);
+    clock.advance(Duration::from_millis(29));
+    assert!(bus.is_held());
+    clock.advance(Duration::from_millis(1));
+    assert_eq!(read::<1>(&mut bus, 0x03), [0b011]);
+}
+
+#[test]
+fn queues_hold_15_and_overwrite_the_oldest() {
+    let (mut bus, clock) = sim();
+    for _ in 0..8 {
+        bus.press();
+        clock.advance(Duration::from_millis(20));
+        bus.release();
+        clock.advance(Duration::from_millis(20));
+    }
+    // 16 edges on the pressed queue: full, and the oldest (the first press) was overwritten.
+    let pressed = read::<9>(&mut bus, 0x07);
+    assert_eq!(pressed[0] & 0b110, 0b100, "full");
+    assert_eq!(
+        u32_at(&pressed, 5),
+        14 * 20 + 20 + 10,
+        "the second edge is now the oldest"
+    );
+    let clicked = read::<9>(&mut bus, 0x10);
+    assert_eq!(clicked[0] & 0b110, 0, "8 clicks: neither empty nor full");
+}
+
+#[test]
+fn pop_removes_the_oldest_and_clears_the_request_bit() {
+    let (mut bus, clock) = sim();
+    bus.press();
+    clock.advance(Duration::from_millis(100));
+    bus.release();
+    bus.write(ADDR, &[0x07, 0x01]).unwrap();
+    let pressed = read::<9>(&mut bus, 0x07);
+    assert_eq!(pressed[0] & 0b111, 0, "request bit cleared, one entry left");
+    assert_eq!(u32_at(&pressed, 5), 10, "the release is now the oldest");
+    bus.write(ADDR, &[0x07, 0x01]).unwrap();
+    let pressed = read::<9>(&mut bus, 0x07);
+    assert_eq!(pressed[0] & 0b110, 0b010, "empty");
+    // An empty queue's FRONT reads as uptime (front() returns 0).
+    assert_eq!(u32_at(&pressed, 1), 1100);
+    bus.write(ADDR, &[0x07, 0x01]).unwrap(); // popping an empty queue does nothing
+    assert_eq!(read::<1>(&mut bus, 0x07)[0] & 0b110, 0b010);
+}
+
+#[test]
+fn firmware_1_2_ignores_the_pop_request() {
+    let clock = ManualClock::new();
+    let config = SimConfig {
+        firmware: (1, 2),
+        ..SimConfig::default()
+    };
+    let mut bus = SimButton::with_config(config, clock.clone());
+    clock.advance(Duration::from_secs(1));
+    bus.press();
+    bus.write(ADDR, &[0x07, 0x01]).unwrap();
+    assert_eq!(read::<1>(&mut bus, 0x07)[0] & 0b010, 0, "still one entry");
+    assert_eq!(read::<3>(&mut bus, 0x00), [0x5D, 0x02, 0x01]);
+}
+
+#[test]
+fn led_settings_persist_across_a_power_cycle_but_status_does_not() {
+    let (mut bus, _) = sim();
+    bus.write(ADDR, &[0x19, 200, 4, 0xE8, 0x03, 0xF4, 0x01])
+        .unwrap();
+    bus.press();
+    assert_eq!(
+        bus.settings().led,
+        LedRegisters {
+            brightness: 200,
+            granularity: 4,
+            cycle_time_ms: 1000,
+            off_time_ms: 500
+        }
+    );
+    bus.release();
+    bus.power_cycle();
+    assert_eq!(read::<6>(&mut bus, 0x19), [200, 4, 0xE8, 0x03, 0xF4, 0x01]);
+    assert_eq!(read::<1>(&mut bus, 0x03), [0], "status is volatile");
+    assert_eq!(
+        read::<1>(&mut bus, 0x07)[0] & 0b010,
+        0b010,
+        "queues are volatile"
+    );
+}
+
+#[test]
+fn eeprom_bytes_are_rewritten_only_when_they_change() {
+    let (mut bus, _) = sim();
+    bus.write(ADDR, &[0x19, 255, 1, 0, 0, 0, 0]).unwrap();
+    assert_eq!(bus.stats().eeprom_byte_writes, 1, "brightness only");
+    bus.write(ADDR, &[0x19, 255, 1, 0, 0, 0, 0]).unwrap();
+    assert_eq!(bus.stats().eeprom_byte_writes, 1);
+    assert_eq!(
+        bus.stats().led_writes,
+        2,
+        "but both were LED register writes"
+    );
+}
+
+#[test]
+fn a_valid_address_write_moves_the_device_an_invalid_one_does_not() {
+    let (mut bus, _) = sim();
+    bus.write(ADDR, &[0x1F, 0x78]).unwrap(); // out of range
+    assert_eq!(
+        read::<1>(&mut bus, 0x1F),
+        [0x78],
+        "the register keeps the bad value"
+    );
+    assert_eq!(bus.address(), ADDR);
+    bus.write(ADDR, &[0x1F, 0x5B]).unwrap();
+    assert_eq!(bus.address(), 0x5B);
+    assert!(bus.write_read(ADDR, &[0x00], &mut [0]).is_err());
+    let mut id = [0];
+    bus.write_read(0x5B, &[0x00], &mut id).unwrap();
+    assert_eq!(id, [0x5D]);
+    bus.power_cycle();
+    assert_eq!(bus.address(), 0x5B, "saved to EEPROM");
+}
+
+#[test]
+fn an_unplugged_button_nacks_and_comes_back_from_eeprom() {
+    let (mut bus, _) = sim();
+    bus.write(ADDR, &[0x19, 50, 1, 0, 0, 0, 0]).unwrap();
+    bus.unplug();
+    assert!(!bus.is_plugged());
+    assert_eq!(
+        bus.write_read(ADDR, &[0x00], &mut [0]),
+        Err(SimError::NoAcknowledge { address: ADDR })
+    );
+    assert_eq!(bus.led_level(), 0, "no power, no light");
+    bus.replug();
+    assert_eq!(read::<1>(&mut bus, 0x19), [50]);
+    assert_eq!(bus.led_level(), 50);
+}
+
+#[test]
+fn injected_faults_fail_exactly_the_next_n_transactions() {
+    let (mut bus, _) = sim();
+    bus.fail_next(2, Fault::Bus);
+    for _ in 0..2 {
+        let error = bus.write_read(ADDR, &[0x00], &mut [0]).unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::Bus);
+    }
+    assert!(bus.write_read(ADDR, &[0x00], &mut [0]).is_ok());
+    let stats = bus.stats();
+    assert_eq!((stats.transactions, stats.failed_transactions), (3, 2));
+}
+
+#[test]
+fn a_fault_rate_fails_about_that_share_and_is_validated() {
+    let (mut bus, _) = sim();
+    assert!(
+        bus.set_fault_rate(1.5, Fault::Nack)
+            .unwrap_err()
+            .to_string()
+            .contains("0.0")
+    );
+    bus.set_fault_rate(0.1, Fault::Nack).unwrap();
+    let failed = (0..10_000)
+        .filter(|_| bus.write_read(ADDR, &[0x00], &mut [0]).is_err())
+        .count();
+    assert!(
+        (800..1200).contains(&failed),
+        "{failed} of 10000 failed at 10%"
+    );
+    bus.set_fault_rate(0.0, Fault::Nack).unwrap();
+    assert!((0..100).all(|_| bus.write_read(ADDR, &[0x00], &mut [0]).is_ok()));
+}
+
+#[test]
+fn a_failed_write_changes_nothing() {
+    let (mut bus, _) = sim();
+    bus.fail_next(1, Fault::Nack);
+    assert!(bus.write(ADDR, &[0x19, 255, 1, 0, 0, 0, 0]).is_err());
+    assert_eq!(bus.led().brightness, 0);
+}
+
+#[test]
+fn the_led_level_follows_the_pulse_envelope() {
+    let (mut bus, clock) = sim();
+    bus.write(ADDR, &[0x19, 200, 1, 0xE8, 0x03, 0xF4, 0x01])
+        .unwrap(); // 1000 ms ramp, 500 ms off
+    assert_eq!(bus.led_level(), 0);
+    clock.advance(Duration::from_millis(500));
+    assert_eq!(bus.led_level(), 200, "peak mid-cycle");
+    clock.advance(Duration::from_millis(250));
+    assert_eq!(bus.led_level(), 100);
+    clock.advance(Duration::from_millis(500));
+    assert_eq!(bus.led_level(), 0, "off time");
+}
+
+#[test]
+fn observers_get_every_event_on_the_simulator_clock() {
+    let (mut bus, clock) = sim();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let sink = Arc::clone(&seen);
+    bus.subscribe(move |event| sink.lock().unwrap().push((event.at_ms, event.kind)));
+    bus.click(Duration::from_millis(40));
+    clock.advance(Duration::from_millis(40));
+    bus.write(ADDR, &[0x19, 9, 1, 0, 0, 0, 0]).unwrap();
+    bus.write(ADDR, &[0x19, 9, 1, 0, 0, 0, 0]).unwrap(); // no change, no event
+    let led = LedRegisters {
+        brightness: 9,
+        ..LedRegisters::default()
+    };
+    assert_eq!(
+        *seen.lock().unwrap(),
+        [
+            (1000, SimEventKind::Pressed),
+            (1040, SimEventKind::Released),
+            (1040, SimEventKind::Led(led))
+        ]
+    );
+    assert_eq!(bus.recent_events().len(), 3);
+}
+
+#[test]
+fn a_custom_eeprom_is_loaded_at_power_up() {
+    let settings = Settings {
+        address: 0x60,
+        debounce_ms: 25,
+        ..Settings::default()
+    };
+    let mut bus = SimButton::with_config(
+        SimConfig {
+            settings,
+            ..SimConfig::default()
+        },
+        ManualClock::new(),
+    );
+    let mut debounce = [0; 2];
+    bus.write_read(0x60, &[0x05], &mut debounce).unwrap();
+    assert_eq!(u16::from_le_bytes(debounce), 25);
+}
+
+#[test]
+fn clones_share_one_device_and_transactions_are_atomic_across_threads() {
+    let (bus, _) = sim();
+    let writers: Vec<_> = (0..4u8)
+        .map(|n| {
+            let mut bus = bus.clone();
+            std::thread::spawn(move || {
+                for _ in 0..2000 {
+                    // The whole 6-byte LED setting is one write, all bytes equal to n.
+                    bus.write(ADDR, &[0x19, n, n + 1, n, n, n, n]).unwrap();
+                }
+            })
+        })
+        .collect();
+    let mut reader = bus.clone();
+    for _ in 0..2000 {
+        let led = read::<6>(&mut reader, 0x19);
+        assert!(
+            led[0] + 1 == led[1] && led[2..].iter().all(|&b| b == led[0])
+                || led == [0, 1, 0, 0, 0, 0],
+            "torn read {led:?}"
+        );
+    }
+    for writer in writers {
+        writer.join().unwrap();
+    }
+}
