@@ -41,7 +41,12 @@ fn a_character_device_that_is_not_i2c_is_refused() {
     let spec: BusSpec = "/dev/null".parse().unwrap();
     match qwiic_bus::connect(&spec, Address::DEFAULT) {
         Err(ConnectError::Open(error @ OpenError::NotADevice { .. })) => {
-            assert!(error.to_string().contains("/dev/null is not an i2c-dev device"), "{error}")
+            assert!(
+                error
+                    .to_string()
+                    .contains("/dev/null is not an i2c-dev device"),
+                "{error}"
+            )
         }
         other => panic!("expected NotADevice, got {other:?}"),
     }
