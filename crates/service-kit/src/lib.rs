@@ -1,0 +1,276 @@
+//! What both services share at their edges: log setup (text or JSON), the SIGTERM/SIGINT
+//! shutdown signal, the `healthcheck` subcommand's HTTP probe (the images have no curl), an I2C
+//! wrapper that counts transactions for /metrics, and argument parsers for clap.
+#![deny(unsafe_code, missing_docs)]
+
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::time::Duration;
+
+use embedded_hal::i2c::{ErrorType, I2c, Operation};
+use prometheus_client::metrics::counter::Counter;
+use qwiic_button::Address;
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+/// Installs the global tracing subscriber. `RUST_LOG` overrides the default level (`info`).
+pub fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(io::IsTerminal::is_terminal(&io::stderr()))
+        .with_writer(io::stderr);
+    // try_init: a second call (in tests) keeps the first subscriber instead of panicking.
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    };
+}
+
+/// Completes on SIGTERM (docker stop) or SIGINT (Ctrl-C).
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(error) = tokio::signal::ctrl_c().await {
+            tracing::warn!(%error, "cannot listen for SIGINT");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => tracing::info!("SIGINT received, shutting down"),
+        () = terminate => tracing::info!("SIGTERM received, shutting down"),
+    }
+}
+
+/// `GET http://{address}{path}` with a deadline; Ok when the status is 2xx.
+///
+/// A plain HTTP/1.0 request over a socket: the scratch images have no curl, and a probe needs
+/// nothing more.
+pub fn healthcheck(address: &str, path: &str, timeout: Duration) -> Result<(), String> {
+    let addresses: Vec<SocketAddr> = address
+        .to_socket_addrs()
+        .map_err(|error| format!("cannot resolve {address}: {error}"))?
+        .collect();
+    let target = addresses
+        .first()
+        .ok_or_else(|| format!("{address} has no address"))?;
+    let mut stream = TcpStream::connect_timeout(target, timeout)
+        .map_err(|error| format!("cannot connect to {address}: {error}"))?;
+    let io = |error: io::Error| format!("health request to {address} failed: {error}");
+    stream.set_read_timeout(Some(timeout)).map_err(io)?;
+    stream.set_write_timeout(Some(timeout)).map_err(io)?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {address}\r\n\r\n").map_err(io)?;
+    let mut response = Vec::new();
+    stream
+        .take(64 * 1024)
+        .read_to_end(&mut response)
+        .map_err(io)?;
+    let response = String::from_utf8_lossy(&response);
+    let status_line = response.lines().next().unwrap_or_default();
+    let status: u16 = status_line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .ok_or_else(|| format!("malformed response from {address}: {status_line:?}"))?;
+    if (200..300).contains(&status) {
+        Ok(())
+    } else {
+        let body = response.split("\r\n\r\n").nth(1).unwrap_or_default();
+        Err(format!("{path} answered {status}: {}", body.trim()))
+    }
+}
+
+/// The address to probe for a listen address: 0.0.0.0 and [::] become loopback.
+pub fn probe_address(listen: SocketAddr) -> String {
+    let ip = if listen.ip().is_unspecified() {
+        if listen.is_ipv4() {
+            "127.0.0.1".to_owned()
+        } else {
+            "[::1]".to_owned()
+        }
+    } else if listen.is_ipv6() {
+        format!("[{}]", listen.ip())
+    } else {
+        listen.ip().to_string()
+    };
+    format!("{ip}:{}", listen.port())
+}
+
+/// Parses an I2C address for clap: `0x6F`, `0x6f` or `111`, checked to be 0x08-0x77.
+pub fn parse_address(input: &str) -> Result<Address, String> {
+    let trimmed = input.trim();
+    let value = match trimmed
+        .strip_prefix("0x")
+        .or_else(|| trimmed.strip_prefix("0X"))
+    {
+        Some(hex) => u8::from_str_radix(hex, 16),
+        None => trimmed.parse::<u8>(),
+    }
+    .map_err(|_| {
+        format!("{input:?} is not an I2C address: give 0x08 to 0x77 in hex (0x6F) or decimal (111)")
+    })?;
+    Address::new(value).map_err(|error| error.to_string())
+}
+
+/// Parses a duration for clap: `20ms`, `1s`, `1.5s`, `2m` (humantime-style units ms, s, m).
+pub fn parse_duration(input: &str) -> Result<Duration, String> {
+    let trimmed = input.trim();
+    let invalid = || {
+        format!("{input:?} is not a duration: give a number with a unit, such as 20ms, 1s or 1.5s")
+    };
+    let (number, unit) = trimmed
+        .find(|c: char| c.is_ascii_alphabetic())
+        .map(|at| trimmed.split_at(at))
+        .ok_or_else(invalid)?;
+    let number: f64 = number.trim().parse().map_err(|_| invalid())?;
+    let seconds = match unit {
+        "ms" => number / 1000.0,
+        "s" => number,
+        "m" => number * 60.0,
+        _ => return Err(invalid()),
+    };
+    if !seconds.is_finite() || seconds < 0.0 || seconds > 86_400.0 {
+        return Err(format!("{input:?} is out of range: give 0 to 24 hours"));
+    }
+    Ok(Duration::from_secs_f64(seconds))
+}
+
+/// An I2C bus that counts its transactions and failures for /metrics.
+#[derive(Debug)]
+pub struct CountingBus<B> {
+    bus: B,
+    transactions: Counter,
+    errors: Counter,
+}
+
+impl<B> CountingBus<B> {
+    /// Wraps `bus`; the counters are usually registered with a Prometheus registry.
+    pub fn new(bus: B, transactions: Counter, errors: Counter) -> Self {
+        CountingBus {
+            bus,
+            transactions,
+            errors,
+        }
+    }
+
+    /// The wrapped bus.
+    pub fn inner(&self) -> &B {
+        &self.bus
+    }
+}
+
+impl<B: ErrorType> ErrorType for CountingBus<B> {
+    type Error = B::Error;
+}
+
+impl<B: I2c> I2c for CountingBus<B> {
+    fn transaction(
+        &mut self,
+        address: u8,
+        operations: &mut [Operation<'_>],
+    ) -> Result<(), Self::Error> {
+        self.transactions.inc();
+        let result = self.bus.transaction(address, operations);
+        if result.is_err() {
+            self.errors.inc();
+        }
+        result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_parse_in_hex_and_decimal_and_are_range_checked() {
+        assert_eq!(parse_address("0x6F").unwrap().get(), 0x6F);
+        assert_eq!(parse_address("0x6f").unwrap().get(), 0x6F);
+        assert_eq!(parse_address("111").unwrap().get(), 111);
+        assert!(parse_address("0x78").unwrap_err().contains("0x08 to 0x77"));
+        assert!(
+            parse_address("zz")
+                .unwrap_err()
+                .contains("not an I2C address")
+        );
+        assert!(parse_address("0x1FF").is_err());
+    }
+
+    #[test]
+    fn durations_parse_with_units() {
+        assert_eq!(parse_duration("20ms").unwrap(), Duration::from_millis(20));
+        assert_eq!(parse_duration("1s").unwrap(), Duration::from_secs(1));
+        assert_eq!(parse_duration("1.5s").unwrap(), Duration::from_millis(1500));
+        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
+        for bad in ["", "20", "fast", "5h", "-1s", "1e9s"] {
+            assert!(parse_duration(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn probe_addresses_use_loopback_for_wildcards() {
+        assert_eq!(
+            probe_address("0.0.0.0:8080".parse().unwrap()),
+            "127.0.0.1:8080"
+        );
+        assert_eq!(probe_address("[::]:8080".parse().unwrap()), "[::1]:8080");
+        assert_eq!(probe_address("10.1.2.3:80".parse().unwrap()), "10.1.2.3:80");
+    }
+
+    #[test]
+    fn healthcheck_reads_the_status() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        let server = std::thread::spawn(move || {
+            for reply in [
+                "HTTP/1.1 200 OK\r\n\r\nok",
+                "HTTP/1.1 503 Service Unavailable\r\n\r\n{\"error\":\"no button\"}",
+            ] {
+                let (mut stream, _) = listener.accept().unwrap();
+                let mut request = [0; 512];
+                let _ = stream.read(&mut request).unwrap();
+                stream.write_all(reply.as_bytes()).unwrap();
+            }
+        });
+        assert_eq!(
+            healthcheck(&address, "/healthz", Duration::from_secs(2)),
+            Ok(())
+        );
+        let error = healthcheck(&address, "/healthz", Duration::from_secs(2)).unwrap_err();
+        assert!(
+            error.contains("503") && error.contains("no button"),
+            "{error}"
+        );
+        server.join().unwrap();
+    }
+
+    #[test]
+    fn healthcheck_reports_a_refused_connection() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        drop(listener);
+        let error = healthcheck(&address, "/healthz", Duration::from_secs(1)).unwrap_err();
+        assert!(error.contains("cannot connect"), "{error}");
+    }
+}

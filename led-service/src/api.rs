@@ -1,0 +1,482 @@
+//! The HTTP API: routes, handlers, the bearer-token check, limits and the one error type.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::rejection::{JsonRejection, PathRejection};
+use axum::extract::{
+    ConnectInfo, DefaultBodyLimit, FromRequestParts, MatchedPath, Path, Request, State,
+};
+use axum::http::{HeaderValue, StatusCode, header, request::Parts};
+use axum::middleware::{self, Next};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use futures_util::StreamExt as _;
+use qwiic_button::LedConfig;
+use serde::{Deserialize, Serialize};
+use subtle::ConstantTimeEq;
+use tokio::sync::watch;
+use tokio_stream::wrappers::WatchStream;
+use tower::limit::GlobalConcurrencyLimitLayer;
+use tower_http::timeout::TimeoutLayer;
+use utoipa::{OpenApi, ToSchema};
+
+use crate::device::{DeviceFault, LedDevice, LedView, Pulse};
+use crate::metrics::{Metrics, RequestLabels, RouteLabels};
+use crate::state::{ACCEPTED, parse_state};
+
+/// Largest request body: a full `PUT /led` is under 100 bytes.
+pub const MAX_BODY_BYTES: usize = 4 * 1024;
+/// Longest request path; `/{state}` needs 5 characters.
+pub const MAX_PATH_BYTES: usize = 256;
+/// Requests served at once; more wait their turn.
+pub const MAX_CONCURRENT_REQUESTS: usize = 512;
+/// Whole-request deadline (the device's own deadline is shorter, so it answers 503 first).
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What every handler shares.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    /// The LED's owner.
+    pub led: LedDevice,
+    /// Metrics for /metrics.
+    pub metrics: Metrics,
+    /// When set, mutating routes need `Authorization: Bearer <token>`.
+    pub token: Option<Arc<str>>,
+    /// Brightness of `POST /true`.
+    pub default_brightness: u8,
+    /// Flips to true when the service starts shutting down, ending live streams.
+    pub closing: watch::Receiver<bool>,
+}
+
+/// The API description, generated from the handlers below.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "led-service",
+        description = "Drives the SparkFun Qwiic Button's LED. Compatible with the original FastAPI service: POST /True and /False keep working."
+    ),
+    paths(post_state, get_led, put_led, healthz, metrics),
+    components(schemas(LedView, Pulse, LedRequest, ErrorBody, Health)),
+    modifiers(&BearerAuth)
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+        );
+    }
+}
+
+/// The router with every route, limit and the metrics middleware.
+pub fn app(state: AppState) -> Router {
+    Router::new()
+        .route("/", get(page))
+        .route("/led", get(get_led).put(put_led))
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .route("/openapi.json", get(openapi))
+        .route("/events", get(events))
+        .route("/{state}", post(post_state))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(state.clone(), observe))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            REQUEST_TIMEOUT,
+        ))
+        .layer(GlobalConcurrencyLimitLayer::new(MAX_CONCURRENT_REQUESTS))
+        .with_state(state)
+}
+
+/// Records every request in the metrics, and refuses overlong paths before routing.
+async fn observe(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", MatchedPath::as_str)
+        .to_owned();
+    let method = request.method().as_str().to_owned();
+    let response = if request.uri().path().len() > MAX_PATH_BYTES {
+        ApiError::UriTooLong.into_response()
+    } else {
+        next.run(request).await
+    };
+    state
+        .metrics
+        .requests
+        .get_or_create(&RequestLabels {
+            route: route.clone(),
+            method,
+            status: response.status().as_u16(),
+        })
+        .inc();
+    state
+        .metrics
+        .latency
+        .get_or_create(&RouteLabels { route })
+        .observe(started.elapsed().as_secs_f64());
+    response
+}
+
+/// A JSON error body.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    /// What was wrong and what to do.
+    pub error: String,
+    /// The accepted values, when the input was one of a fixed set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub accepted: Option<Vec<&'static str>>,
+}
+
+/// Everything a request can fail with. Internal details are logged by the device owner, once.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// `POST /{state}` with something that is not a boolean spelling.
+    #[error(
+        "{0:?} is not a state: use one of true/false, 1/0, yes/no, on/off, t/f, y/n (any letter case)"
+    )]
+    InvalidState(String),
+    /// A body that is not the expected JSON.
+    #[error("{message}")]
+    InvalidBody {
+        /// 400, 413, 415 or 422.
+        status: StatusCode,
+        /// What was wrong.
+        message: String,
+    },
+    /// Missing or wrong token.
+    #[error("this route needs `Authorization: Bearer <token>` with the service's API token")]
+    Unauthorized,
+    /// The device could not do it.
+    #[error(transparent)]
+    Device(#[from] DeviceFault),
+    /// No such route.
+    #[error("no such route; see GET /openapi.json")]
+    NotFound,
+    /// The route exists with other methods.
+    #[error("method not allowed on this route; see GET /openapi.json")]
+    MethodNotAllowed,
+    /// The path is too long.
+    #[error("the request path is longer than {MAX_PATH_BYTES} bytes")]
+    UriTooLong,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = match &self {
+            ApiError::InvalidState(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::InvalidBody { status, .. } => *status,
+            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::Device(DeviceFault::Timeout(_)) => StatusCode::GATEWAY_TIMEOUT,
+            ApiError::Device(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::UriTooLong => StatusCode::URI_TOO_LONG,
+        };
+        let accepted = matches!(self, ApiError::InvalidState(_)).then(|| ACCEPTED.to_vec());
+        let body = ErrorBody {
+            error: self.to_string(),
+            accepted,
+        };
+        let mut response = (status, Json(body)).into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if matches!(self, ApiError::Device(DeviceFault::Busy)) {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        response
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(rejection: JsonRejection) -> Self {
+        let (status, message) = match &rejection {
+            JsonRejection::MissingJsonContentType(_) => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "send the body as JSON with `Content-Type: application/json`".to_owned(),
+            ),
+            JsonRejection::JsonSyntaxError(error) => (
+                StatusCode::BAD_REQUEST,
+                format!("the body is not valid JSON: {}", error.body_text()),
+            ),
+            JsonRejection::JsonDataError(error) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!(
+                    "{}; expected {{\"on\": bool, \"brightness\": 0-255, \"pulse\": {{\"cycle_ms\": 1-65535, \"off_ms\": 0-65535, \"granularity\": 1-255}}}}",
+                    error.body_text().trim_start_matches(
+                        "Failed to deserialize the JSON body into the target type: "
+                    )
+                ),
+            ),
+            JsonRejection::BytesRejection(_) => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("the body is larger than {MAX_BODY_BYTES} bytes"),
+            ),
+            other => (other.status(), other.body_text()),
+        };
+        ApiError::InvalidBody { status, message }
+    }
+}
+
+/// Present in a handler's arguments when the route mutates: checks the bearer token, in
+/// constant time, if the service has one.
+pub struct Authorized;
+
+impl FromRequestParts<AppState> for Authorized {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let Some(expected) = &state.token else {
+            return Ok(Authorized);
+        };
+        let given = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.strip_prefix("Bearer "))
+            .unwrap_or_default();
+        if bool::from(given.as_bytes().ct_eq(expected.as_bytes())) {
+            Ok(Authorized)
+        } else {
+            Err(ApiError::Unauthorized)
+        }
+    }
+}
+
+/// Who asked, for `changed_by`: the peer address (when served over a socket) and the
+/// User-Agent, shortened.
+pub struct Requester(String);
+
+impl<S: Sync> FromRequestParts<S> for Requester {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Infallible> {
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|ConnectInfo(address)| address.ip());
+        let agent = parts
+            .headers
+            .get(header::USER_AGENT)
+            .and_then(|value| value.to_str().ok())
+            .map(|agent| agent.chars().take(64).collect::<String>());
+        Ok(Requester(match (peer, agent) {
+            (Some(peer), Some(agent)) => format!("{peer} ({agent})"),
+            (Some(peer), None) => peer.to_string(),
+            (None, Some(agent)) => agent,
+            (None, None) => "unknown".to_owned(),
+        }))
+    }
+}
+
+/// Switch the LED on or off.
+///
+/// Accepts what the original FastAPI service accepted: true/false, 1/0, yes/no, on/off, t/f,
+/// y/n, in any case (the original button module sends `/True` and `/False`). Re-sending the
+/// current state writes nothing to the device.
+#[utoipa::path(
+    post,
+    path = "/{state}",
+    params(("state" = String, Path, description = "true/false, 1/0, yes/no, on/off, t/f or y/n, any case")),
+    responses(
+        (status = 200, description = "The LED after the change", body = LedView),
+        (status = 401, description = "Missing or wrong token", body = ErrorBody),
+        (status = 422, description = "Not a state; lists the accepted values", body = ErrorBody),
+        (status = 503, description = "The button does not answer", body = ErrorBody),
+    ),
+    security((), ("bearer" = []))
+)]
+async fn post_state(
+    _: Authorized,
+    State(state): State<AppState>,
+    Requester(by): Requester,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<Json<LedView>, ApiError> {
+    let Path(raw) = path.map_err(|rejection| ApiError::InvalidState(rejection.body_text()))?;
+    let on =
+        parse_state(&raw).ok_or_else(|| ApiError::InvalidState(raw.chars().take(32).collect()))?;
+    let led = if on {
+        LedConfig::steady(state.default_brightness)
+    } else {
+        LedConfig::OFF
+    };
+    let view = state.led.set(led, by).await?;
+    Ok(Json(view))
+}
+
+/// A whole LED setting for `PUT /led`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LedRequest {
+    /// Light or dark.
+    pub on: bool,
+    /// 1-255 when on (default: the service's default brightness); ignored when off.
+    pub brightness: Option<u8>,
+    /// Pulse instead of steady light; omit or `null` for steady.
+    pub pulse: Option<Pulse>,
+}
+
+impl LedRequest {
+    fn to_config(&self, default_brightness: u8) -> Result<LedConfig, ApiError> {
+        let invalid = |message: &str| ApiError::InvalidBody {
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            message: message.to_owned(),
+        };
+        if !self.on {
+            return Ok(LedConfig::OFF);
+        }
+        let brightness = self.brightness.unwrap_or(default_brightness);
+        if brightness == 0 {
+            return Err(invalid(
+                "brightness must be 1-255 when on is true; send {\"on\": false} to switch off",
+            ));
+        }
+        let Some(pulse) = self.pulse else {
+            return Ok(LedConfig::steady(brightness));
+        };
+        if pulse.cycle_ms == 0 {
+            return Err(invalid(
+                "pulse.cycle_ms must be 1-65535; omit pulse for a steady light",
+            ));
+        }
+        LedConfig::pulse(brightness, pulse.cycle_ms, pulse.off_ms, pulse.granularity)
+            .map_err(|error| invalid(&format!("pulse.granularity: {error}")))
+    }
+}
+
+/// Read the LED from the device.
+#[utoipa::path(
+    get,
+    path = "/led",
+    responses(
+        (status = 200, description = "The LED as the device reports it", body = LedView),
+        (status = 503, description = "The button does not answer", body = ErrorBody),
+    )
+)]
+async fn get_led(State(state): State<AppState>) -> Result<Json<LedView>, ApiError> {
+    Ok(Json(state.led.get().await?))
+}
+
+/// Set the whole LED: on/off, brightness and pulse.
+#[utoipa::path(
+    put,
+    path = "/led",
+    request_body = LedRequest,
+    responses(
+        (status = 200, description = "The LED after the change", body = LedView),
+        (status = 400, description = "Malformed JSON", body = ErrorBody),
+        (status = 401, description = "Missing or wrong token", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 415, description = "Not application/json", body = ErrorBody),
+        (status = 422, description = "Out-of-range or unknown fields", body = ErrorBody),
+        (status = 503, description = "The button does not answer", body = ErrorBody),
+    ),
+    security((), ("bearer" = []))
+)]
+async fn put_led(
+    _: Authorized,
+    State(state): State<AppState>,
+    Requester(by): Requester,
+    body: Result<Json<LedRequest>, JsonRejection>,
+) -> Result<Json<LedView>, ApiError> {
+    let Json(request) = body?;
+    let led = request.to_config(state.default_brightness)?;
+    let view = state.led.set(led, by).await?;
+    Ok(Json(view))
+}
+
+/// Health of the service.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Health {
+    /// `ok`.
+    pub status: &'static str,
+    /// The button's firmware version.
+    pub firmware: String,
+}
+
+/// 200 while the button answers with its ID, else 503 with the reason.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    responses(
+        (status = 200, description = "The button answers", body = Health),
+        (status = 503, description = "The button does not answer; the reason says what to check", body = ErrorBody),
+    )
+)]
+async fn healthz(State(state): State<AppState>) -> Result<Json<Health>, ApiError> {
+    let firmware = state.led.health().await?;
+    Ok(Json(Health {
+        status: "ok",
+        firmware: firmware.to_string(),
+    }))
+}
+
+/// Prometheus metrics, text format.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    responses((status = 200, description = "Prometheus text exposition", body = String, content_type = "text/plain"))
+)]
+async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.metrics.encode(),
+    )
+}
+
+async fn openapi() -> impl IntoResponse {
+    Json(ApiDoc::openapi())
+}
+
+/// The LED as server-sent events: one `led` event per change, ending when the service stops.
+async fn events(State(state): State<AppState>) -> impl IntoResponse {
+    let mut closing = state.closing.clone();
+    let until_closing = async move {
+        // Ends when the flag flips or its sender is gone.
+        let _ = closing.wait_for(|closing| *closing).await;
+    };
+    let stream = WatchStream::new(state.led.updates())
+        .filter_map(|view| std::future::ready(view))
+        .map(|view| {
+            let event = Event::default().event("led").json_data(view);
+            Ok::<_, Infallible>(
+                event.unwrap_or_else(|_| Event::default().comment("encoding failed")),
+            )
+        })
+        .take_until(until_closing);
+    Sse::new(stream).keep_alive(KeepAlive::default())
+}
+
+async fn page() -> Html<&'static str> {
+    Html(include_str!("../static/index.html"))
+}
+
+async fn not_found() -> ApiError {
+    ApiError::NotFound
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
+}

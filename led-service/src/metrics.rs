@@ -1,0 +1,113 @@
+//! Prometheus metrics: requests by route and status, latency, I2C traffic and LED changes.
+
+use std::sync::Arc;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+/// Labels of `http_requests`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    /// The route pattern (`/{state}`), not the raw path, so cardinality stays bounded.
+    pub route: String,
+    /// HTTP method.
+    pub method: String,
+    /// HTTP status code.
+    pub status: u16,
+}
+
+/// Labels of `http_request_duration_seconds`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabels {
+    /// The route pattern.
+    pub route: String,
+}
+
+type HistogramFamily = Family<RouteLabels, Histogram, fn() -> Histogram>;
+
+/// Every metric of the service. Clones share the same values.
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    registry: Arc<Registry>,
+    /// Requests served.
+    pub requests: Family<RequestLabels, Counter>,
+    /// Time from request to response.
+    pub latency: HistogramFamily,
+    /// I2C transactions attempted.
+    pub i2c_transactions: Counter,
+    /// I2C transactions that failed.
+    pub i2c_errors: Counter,
+    /// LED settings written to the device.
+    pub led_changes: Counter,
+    /// Requests for the setting the LED already had: no write, no EEPROM wear.
+    pub led_writes_skipped: Counter,
+}
+
+fn latency_histogram() -> Histogram {
+    // 50 µs to ~1.6 s.
+    Histogram::new(exponential_buckets(0.000_05, 2.0, 16))
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("led_service");
+        let requests = Family::<RequestLabels, Counter>::default();
+        let latency: HistogramFamily = Family::new_with_constructor(latency_histogram);
+        let i2c_transactions = Counter::default();
+        let i2c_errors = Counter::default();
+        let led_changes = Counter::default();
+        let led_writes_skipped = Counter::default();
+        registry.register(
+            "http_requests",
+            "HTTP requests by route, method and status",
+            requests.clone(),
+        );
+        registry.register(
+            "http_request_duration_seconds",
+            "HTTP request latency by route",
+            latency.clone(),
+        );
+        registry.register(
+            "i2c_transactions",
+            "I2C transactions attempted",
+            i2c_transactions.clone(),
+        );
+        registry.register(
+            "i2c_errors",
+            "I2C transactions that failed",
+            i2c_errors.clone(),
+        );
+        registry.register(
+            "led_changes",
+            "LED settings written to the device",
+            led_changes.clone(),
+        );
+        registry.register(
+            "led_writes_skipped",
+            "requests for the setting the LED already had (no EEPROM write)",
+            led_writes_skipped.clone(),
+        );
+        Metrics {
+            registry: Arc::new(registry),
+            requests,
+            latency,
+            i2c_transactions,
+            i2c_errors,
+            led_changes,
+            led_writes_skipped,
+        }
+    }
+}
+
+impl Metrics {
+    /// The Prometheus text exposition of every metric.
+    pub fn encode(&self) -> String {
+        let mut text = String::new();
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
+        text
+    }
+}
