@@ -278,6 +278,9 @@ type Observer = Arc<dyn Fn(&SimEvent) + Send + Sync>;
 
 struct Shared {
     device: Mutex<Device>,
+    /// Transactions currently inside their injected delay, so tests can act while one is
+    /// in flight.
+    delayed: std::sync::atomic::AtomicUsize,
     clock: Arc<dyn Clock>,
     observers: Mutex<Vec<Observer>>,
 }
@@ -320,6 +323,7 @@ impl SimButton {
         SimButton {
             shared: Arc::new(Shared {
                 device: Mutex::new(device),
+                delayed: std::sync::atomic::AtomicUsize::new(0),
                 clock,
                 observers: Mutex::new(Vec::new()),
             }),
@@ -495,13 +499,23 @@ impl I2c for SimButton {
     ) -> Result<(), Self::Error> {
         let delay = self.transaction_delay();
         if !delay.is_zero() {
+            use std::sync::atomic::Ordering;
+            self.shared.delayed.fetch_add(1, Ordering::SeqCst);
             std::thread::sleep(delay);
+            self.shared.delayed.fetch_sub(1, Ordering::SeqCst);
         }
         self.apply_transaction(address, operations)
     }
 }
 
 impl SimButton {
+    /// How many transactions are inside their injected delay right now.
+    pub fn delayed_transactions(&self) -> usize {
+        self.shared
+            .delayed
+            .load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     /// The delay injected by [`set_delay`](Self::set_delay); an async server sleeps it itself
     /// before [`apply_transaction`](Self::apply_transaction) instead of blocking a thread.
     pub fn transaction_delay(&self) -> Duration {

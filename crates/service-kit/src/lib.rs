@@ -150,7 +150,7 @@ pub fn parse_duration(input: &str) -> Result<Duration, String> {
         "m" => number * 60.0,
         _ => return Err(invalid()),
     };
-    if !seconds.is_finite() || seconds < 0.0 || seconds > 86_400.0 {
+    if !seconds.is_finite() || !(0.0..=86_400.0).contains(&seconds) {
         return Err(format!("{input:?} is out of range: give 0 to 24 hours"));
     }
     Ok(Duration::from_secs_f64(seconds))

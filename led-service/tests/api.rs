@@ -1,0 +1,532 @@
+//! Router tests with `oneshot` against the in-process simulated button.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a failed unwrap is a failed test
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode, header};
+use http_body_util::BodyExt;
+use led_service::device::LedDevice;
+use led_service::metrics::Metrics;
+use led_service::{AppState, app};
+use qwiic_bus::{Bus, BusSpec};
+use qwiic_button::{Address, QwiicButton};
+use qwiic_sim::{Fault, SimButton};
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+struct Fixture {
+    app: Router,
+    sim: SimButton,
+    metrics: Metrics,
+    _closing: tokio::sync::watch::Sender<bool>,
+}
+
+fn fixture_with(token: Option<&str>, bus_timeout: Duration) -> Fixture {
+    let sim = SimButton::new();
+    let metrics = Metrics::default();
+    let button = QwiicButton::new(Bus::Sim(sim.clone()), Address::DEFAULT);
+    let led = LedDevice::spawn(button, BusSpec::Sim, &metrics, bus_timeout).unwrap();
+    let (closing, closing_rx) = tokio::sync::watch::channel(false);
+    let state = AppState {
+        led,
+        metrics: metrics.clone(),
+        token: token.map(Arc::from),
+        default_brightness: 200,
+        closing: closing_rx,
+    };
+    Fixture {
+        app: app(state),
+        sim,
+        metrics,
+        _closing: closing,
+    }
+}
+
+fn fixture() -> Fixture {
+    fixture_with(None, Duration::from_secs(2))
+}
+
+async fn send(app: &Router, request: Request<Body>) -> (StatusCode, Value) {
+    let response = app.clone().oneshot(request).await.unwrap();
+    let status = response.status();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    let body = serde_json::from_slice(&bytes)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+    (status, body)
+}
+
+fn post(path: &str) -> Request<Body> {
+    Request::post(path).body(Body::empty()).unwrap()
+}
+
+fn put_json(body: &str) -> Request<Body> {
+    Request::put("/led")
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(body.to_owned()))
+        .unwrap()
+}
+
+#[tokio::test]
+async fn every_spelling_the_original_accepted_works_in_any_case() {
+    let f = fixture();
+    let on = ["true", "1", "yes", "on", "t", "y"];
+    let off = ["false", "0", "no", "off", "f", "n"];
+    for (words, lit) in [(on, true), (off, false)] {
+        for word in words {
+            for spelling in [
+                word.to_owned(),
+                word.to_uppercase(),
+                format!("{}{}", &word[..1].to_uppercase(), &word[1..]),
+            ] {
+                let (status, body) = send(&f.app, post(&format!("/{spelling}"))).await;
+                assert_eq!(status, StatusCode::OK, "/{spelling}: {body}");
+                assert_eq!(body["on"], lit, "/{spelling}");
+                assert_eq!(
+                    f.sim.led().brightness,
+                    if lit { 200 } else { 0 },
+                    "/{spelling}"
+                );
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn anything_else_is_a_422_listing_the_accepted_values_and_changes_nothing() {
+    let f = fixture();
+    send(&f.app, post("/True")).await;
+    for bad in [
+        "maybe",
+        "2",
+        "truee",
+        "%20true",
+        "tr%C3%BCe",
+        "null",
+        "-1",
+        "%FF",
+    ] {
+        let (status, body) = send(&f.app, post(&format!("/{bad}"))).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "/{bad}: {body}");
+        assert!(
+            body["error"].as_str().unwrap().contains("is not a state"),
+            "{body}"
+        );
+        assert_eq!(body["accepted"].as_array().unwrap().len(), 12);
+        assert_eq!(
+            f.sim.led().brightness,
+            200,
+            "the LED keeps its state after /{bad}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn re_sending_the_same_state_writes_nothing_to_the_device() {
+    let f = fixture();
+    for path in ["/True", "/true", "/1", "/yes", "/True"] {
+        assert_eq!(send(&f.app, post(path)).await.0, StatusCode::OK);
+    }
+    assert_eq!(
+        f.sim.stats().led_writes,
+        1,
+        "one EEPROM-costing write for five requests"
+    );
+    for path in ["/False", "/false", "/0"] {
+        send(&f.app, post(path)).await;
+    }
+    assert_eq!(f.sim.stats().led_writes, 2);
+    assert_eq!(f.metrics.led_writes_skipped.get(), 6);
+}
+
+#[tokio::test]
+async fn get_and_put_the_whole_led() {
+    let f = fixture();
+    let (status, body) = send(&f.app, Request::get("/led").body(Body::empty()).unwrap()).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        body,
+        json!({"on": false, "brightness": 0, "pulse": null, "changed_at": null, "changed_by": null})
+    );
+
+    let (status, body) = send(
+        &f.app,
+        put_json(r#"{"on": true, "brightness": 128, "pulse": {"cycle_ms": 1000, "off_ms": 500, "granularity": 2}}"#),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        body["pulse"],
+        json!({"cycle_ms": 1000, "off_ms": 500, "granularity": 2})
+    );
+    let led = f.sim.led();
+    assert_eq!(
+        (
+            led.brightness,
+            led.granularity,
+            led.cycle_time_ms,
+            led.off_time_ms
+        ),
+        (128, 2, 1000, 500)
+    );
+
+    let (_, body) = send(&f.app, Request::get("/led").body(Body::empty()).unwrap()).await;
+    assert_eq!(body["brightness"], 128);
+    assert!(body["changed_at"].as_str().unwrap().ends_with('Z'));
+    assert_eq!(body["changed_by"], "unknown");
+
+    let (status, body) = send(&f.app, put_json(r#"{"on": false}"#)).await;
+    assert_eq!((status, body["on"].clone()), (StatusCode::OK, json!(false)));
+    assert_eq!(f.sim.led().brightness, 0);
+}
+
+#[tokio::test]
+async fn bad_bodies_get_clear_errors_and_change_nothing() {
+    let f = fixture();
+    send(&f.app, put_json(r#"{"on": true, "brightness": 10}"#)).await;
+    let cases: &[(&str, Option<&str>, StatusCode, &str)] = &[
+        (
+            "{\"on\": true",
+            Some("application/json"),
+            StatusCode::BAD_REQUEST,
+            "not valid JSON",
+        ),
+        (
+            "not json",
+            Some("application/json"),
+            StatusCode::BAD_REQUEST,
+            "not valid JSON",
+        ),
+        (
+            r#"{"on": true}"#,
+            Some("text/plain"),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "Content-Type: application/json",
+        ),
+        (
+            r#"{"on": true}"#,
+            None,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "Content-Type",
+        ),
+        (
+            r#"{"on": true, "brightness": 300}"#,
+            Some("application/json"),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "brightness",
+        ),
+        (
+            r#"{"on": true, "brightness": -1}"#,
+            Some("application/json"),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "brightness",
+        ),
+        (
+            r#"{"on": "yes"}"#,
+            Some("application/json"),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "on",
+        ),
+        (
+            r#"{"brightness": 5}"#,
+            Some("application/json"),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "missing field `on`",
+        ),
+        (
+            r#"{"on": true, "colour": "red"}"#,
+            Some("application/json"),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unknown field",
+        ),
+        (
+            r#"{"on": true, "brightness": 0}"#,
+            Some("application/json"),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "brightness must be 1-255",
+        ),
+        (
+            r#"{"on": true, "pulse": {"cycle_ms": 0}}"#,
+            Some("application/json"),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "cycle_ms",
+        ),
+        (
+            r#"{"on": true, "pulse": {"cycle_ms": 70000}}"#,
+            Some("application/json"),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "cycle_ms",
+        ),
+        (
+            r#"{"on": true, "pulse": {"cycle_ms": 100, "granularity": 0}}"#,
+            Some("application/json"),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "granularity",
+        ),
+        (
+            "[]",
+            Some("application/json"),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "expected",
+        ),
+    ];
+    for (body, content_type, expected, says) in cases {
+        let mut request = Request::put("/led");
+        if let Some(content_type) = content_type {
+            request = request.header(header::CONTENT_TYPE, *content_type);
+        }
+        let (status, answer) =
+            send(&f.app, request.body(Body::from(body.to_string())).unwrap()).await;
+        assert_eq!(status, *expected, "{body}: {answer}");
+        let message = answer["error"].as_str().unwrap_or_default();
+        assert!(message.contains(says), "{body}: {message}");
+    }
+    assert_eq!(f.sim.led().brightness, 10, "nothing was lost");
+    assert_eq!(f.sim.stats().led_writes, 1);
+}
+
+#[tokio::test]
+async fn oversized_requests_are_refused() {
+    let f = fixture();
+    let huge_body = format!(r#"{{"on": true, "pad": "{}"}}"#, "x".repeat(100_000));
+    let (status, body) = send(&f.app, put_json(&huge_body)).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
+    let huge_path = format!("/{}", "t".repeat(10_000));
+    let (status, body) = send(&f.app, post(&huge_path)).await;
+    assert_eq!(status, StatusCode::URI_TOO_LONG, "{body}");
+    let long_state = format!("/{}", "t".repeat(200));
+    let (status, body) = send(&f.app, post(&long_state)).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        body["error"].as_str().unwrap().len() < 200,
+        "the echo is shortened: {body}"
+    );
+}
+
+#[tokio::test]
+async fn wrong_methods_and_unknown_routes_are_json_errors() {
+    let f = fixture();
+    for (method, path, expected) in [
+        (Method::GET, "/true", StatusCode::METHOD_NOT_ALLOWED),
+        (Method::DELETE, "/led", StatusCode::METHOD_NOT_ALLOWED),
+        (Method::POST, "/led/x", StatusCode::NOT_FOUND),
+        (Method::POST, "/healthz/x", StatusCode::NOT_FOUND),
+        (Method::PUT, "/true", StatusCode::METHOD_NOT_ALLOWED),
+        (Method::POST, "/metrics", StatusCode::METHOD_NOT_ALLOWED),
+        (Method::POST, "/led", StatusCode::METHOD_NOT_ALLOWED),
+    ] {
+        let (status, body) = send(
+            &f.app,
+            Request::builder()
+                .method(method.clone())
+                .uri(path)
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(status, expected, "{method} {path}: {body}");
+        assert!(body["error"].is_string(), "{method} {path}: {body}");
+    }
+}
+
+#[tokio::test]
+async fn the_token_guards_mutating_routes_only() {
+    let f = fixture_with(Some("s3cret"), Duration::from_secs(2));
+    let with = |request: axum::http::request::Builder, token: &str| {
+        request.header(header::AUTHORIZATION, token)
+    };
+    let (status, body) = send(&f.app, post("/true")).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("Authorization: Bearer")
+    );
+    for wrong in [
+        "Bearer s3cre",
+        "Bearer s3cret2",
+        "Basic s3cret",
+        "s3cret",
+        "Bearer ",
+    ] {
+        let (status, _) = send(
+            &f.app,
+            with(Request::post("/true"), wrong)
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{wrong}");
+    }
+    let (status, _) = send(&f.app, put_json(r#"{"on": true}"#)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(f.sim.led().brightness, 0, "no unauthorized change");
+
+    let (status, _) = send(
+        &f.app,
+        with(Request::post("/true"), "Bearer s3cret")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(f.sim.led().brightness, 200);
+    let response = f.app.clone().oneshot(post("/false")).await.unwrap();
+    assert_eq!(response.headers()[header::WWW_AUTHENTICATE], "Bearer");
+    for open in ["/led", "/healthz", "/metrics", "/openapi.json", "/"] {
+        let (status, _) = send(&f.app, Request::get(open).body(Body::empty()).unwrap()).await;
+        assert_eq!(status, StatusCode::OK, "GET {open} needs no token");
+    }
+}
+
+#[tokio::test]
+async fn an_unplugged_button_is_a_503_with_the_reason_then_recovers() {
+    let f = fixture();
+    assert_eq!(
+        send(
+            &f.app,
+            Request::get("/healthz").body(Body::empty()).unwrap()
+        )
+        .await
+        .0,
+        StatusCode::OK
+    );
+    send(&f.app, post("/true")).await;
+    f.sim.unplug();
+    let (status, body) = send(&f.app, post("/false")).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        body["error"],
+        "no Qwiic Button answers at 0x6f on sim (no acknowledge); the in-process simulator is unplugged or at another address"
+    );
+    let (status, body) = send(
+        &f.app,
+        Request::get("/healthz").body(Body::empty()).unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("no Qwiic Button"));
+
+    f.sim.replug();
+    let (status, body) = send(
+        &f.app,
+        Request::get("/healthz").body(Body::empty()).unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (status, body["status"].clone()),
+        (StatusCode::OK, json!("ok"))
+    );
+    let (status, body) = send(&f.app, post("/false")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(f.sim.led().brightness, 0);
+}
+
+#[tokio::test]
+async fn a_nack_is_a_503_and_the_next_request_works() {
+    let f = fixture();
+    send(&f.app, post("/true")).await;
+    f.sim.fail_next(1, Fault::Nack);
+    let (status, body) = send(&f.app, post("/false")).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("no acknowledge"),
+        "{body}"
+    );
+    let (status, _) = send(&f.app, post("/false")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(f.sim.led().brightness, 0);
+    assert!(f.metrics.i2c_errors.get() >= 1);
+}
+
+#[tokio::test]
+async fn a_hung_bus_is_a_504_within_the_bus_timeout() {
+    let f = fixture_with(None, Duration::from_millis(100));
+    send(
+        &f.app,
+        Request::get("/healthz").body(Body::empty()).unwrap(),
+    )
+    .await;
+    f.sim.set_delay(Duration::from_millis(400));
+    let started = std::time::Instant::now();
+    let (status, body) = send(&f.app, post("/true")).await;
+    assert_eq!(status, StatusCode::GATEWAY_TIMEOUT, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("did not answer within 100 ms")
+    );
+    assert!(
+        started.elapsed() < Duration::from_millis(390),
+        "answered after {:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn metrics_count_requests_i2c_and_led_changes() {
+    let f = fixture();
+    send(&f.app, post("/true")).await;
+    send(&f.app, post("/true")).await;
+    send(&f.app, post("/nope")).await;
+    let (status, text) = send(
+        &f.app,
+        Request::get("/metrics").body(Body::empty()).unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let text = text.as_str().unwrap();
+    for line in [
+        r#"led_service_http_requests_total{route="/{state}",method="POST",status="200"} 2"#,
+        r#"led_service_http_requests_total{route="/{state}",method="POST",status="422"} 1"#,
+        "led_service_led_changes_total 1",
+        "led_service_led_writes_skipped_total 1",
+        "led_service_i2c_errors_total 0",
+        r#"led_service_http_request_duration_seconds_count{route="/{state}"} 3"#,
+    ] {
+        assert!(text.contains(line), "missing {line:?} in\n{text}");
+    }
+    assert!(text.contains("led_service_i2c_transactions_total"));
+}
+
+#[tokio::test]
+async fn the_openapi_document_describes_every_route() {
+    let f = fixture();
+    let (status, doc) = send(
+        &f.app,
+        Request::get("/openapi.json").body(Body::empty()).unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    for path in ["/{state}", "/led", "/healthz", "/metrics"] {
+        assert!(doc["paths"][path].is_object(), "{path} missing");
+    }
+    assert!(doc["paths"]["/led"]["put"].is_object());
+    assert!(doc["components"]["schemas"]["LedView"].is_object());
+}
+
+#[tokio::test]
+async fn the_status_page_is_served() {
+    let f = fixture();
+    let response = f
+        .app
+        .clone()
+        .oneshot(Request::get("/").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(
+        response.headers()[header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    let html = response.into_body().collect().await.unwrap().to_bytes();
+    let html = String::from_utf8_lossy(&html);
+    assert!(html.contains("Qwiic Button LED") && html.contains("EventSource('/events')"));
+}
