@@ -458,7 +458,7 @@ async fn events(State(state): State<AppState>) -> impl IntoResponse {
         let _ = closing.wait_for(|closing| *closing).await;
     };
     let stream = WatchStream::new(state.led.updates())
-        .filter_map(|view| std::future::ready(view))
+        .filter_map(std::future::ready)
         .map(|view| {
             let event = Event::default().event("led").json_data(view);
             Ok::<_, Infallible>(
