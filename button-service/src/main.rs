@@ -1,2 +1,66 @@
-//! button-service: reads the Qwiic Button. Its HTTP API arrives with its own issue.
-fn main() {}
+//! The button-service binary: parse the configuration, open the bus, run until SIGTERM.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use button_service::config::{Cli, Command, Config};
+use button_service::metrics::Metrics;
+use clap::Parser as _;
+use qwiic_button::QwiicButton;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Some(Command::Healthcheck) = cli.command {
+        let address = service_kit::probe_address(cli.config.listen);
+        return match service_kit::healthcheck(&address, "/healthz", Duration::from_secs(3)) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("unhealthy: {error}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    service_kit::init_tracing(cli.config.log_format);
+    match serve(cli.config) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!("{error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn serve(config: Config) -> anyhow::Result<()> {
+    // Two threads are plenty for one HTTP client and a tiny internal server.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        let bus = config.bus.open()?;
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.listen))?;
+        tracing::info!(
+            bus = %config.bus, address = %config.address, led_url = %config.led_url,
+            poll_ms = config.poll_interval.as_millis() as u64, listen = %config.listen,
+            "button-service ready"
+        );
+        let button = QwiicButton::new(bus, config.address);
+        button_service::run(
+            &config,
+            button,
+            listener,
+            Metrics::default(),
+            service_kit::shutdown_signal(),
+        )
+        .await?;
+        tracing::info!("bye");
+        Ok::<_, anyhow::Error>(())
+    })?;
+    // Don't wait for the poll thread or idle runtime threads: exit now.
+    runtime.shutdown_background();
+    Ok(())
+}

@@ -1,0 +1,93 @@
+//! The binary as a container runs it: env configuration, healthcheck subcommand, SIGTERM.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a failed unwrap is a failed test
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn free_port() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().to_string()
+}
+
+#[test]
+fn the_binary_exits_0_promptly_on_sigterm_even_while_the_led_service_is_down() {
+    let listen = free_port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_button-service"))
+        .env("BUS", "sim")
+        .env("LED_URL", format!("http://{}", free_port()))
+        .env("LISTEN_ADDR", &listen)
+        .env("POLL_INTERVAL", "1s")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let until = Instant::now() + Duration::from_secs(10);
+    loop {
+        let healthy = Command::new(env!("CARGO_BIN_EXE_button-service"))
+            .arg("healthcheck")
+            .env("LISTEN_ADDR", &listen)
+            .stderr(Stdio::null())
+            .status()
+            .unwrap()
+            .success();
+        if healthy {
+            break;
+        }
+        assert!(
+            Instant::now() < until,
+            "button-service did not become healthy"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let signalled = Instant::now();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            signalled.elapsed() < Duration::from_secs(5),
+            "still running 5 s after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    };
+    let took = signalled.elapsed();
+    let mut log = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut log).unwrap();
+    assert!(status.success(), "exit {status:?}\n{log}");
+    // The budget is 100 ms (see the benchmark); this bound only proves "long before SIGKILL".
+    assert!(took < Duration::from_secs(1), "exit took {took:?}");
+    assert_eq!(
+        log.matches("LED service is not answering").count(),
+        1,
+        "one outage line:\n{log}"
+    );
+    assert!(!log.contains("panicked"), "{log}");
+}
+
+#[test]
+fn bad_settings_are_refused_with_what_is_accepted() {
+    for (env, value, says) in [
+        ("POLL_INTERVAL", "0ms", "poll at most every 1ms"),
+        ("POLL_INTERVAL", "fast", "such as 20ms"),
+        ("REQUEST_TIMEOUT", "0s", "longer than 0"),
+        ("LED_URL", "not a url", "LED_URL"),
+        ("I2C_ADDRESS", "0x05", "0x08 to 0x77"),
+        ("BUS", "", "empty"),
+    ] {
+        let output = Command::new(env!("CARGO_BIN_EXE_button-service"))
+            .env(env, value)
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(2), "{env}={value}");
+        let message = String::from_utf8_lossy(&output.stderr);
+        assert!(message.contains(says), "{env}={value}: {message}");
+    }
+}
