@@ -1,0 +1,286 @@
+//! The page and the control API. Every event carries the simulator's own monotonic clock
+//! (`at_ms`), so a press and the LED change it causes are timed by one clock.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::extract::rejection::JsonRejection;
+use axum::http::StatusCode;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use futures_util::StreamExt as _;
+use qwiic_sim::{Fault, LedRegisters, SimButton, SimEvent, SimEventKind};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use tokio::sync::{broadcast, watch};
+use tokio_stream::wrappers::BroadcastStream;
+
+/// Longest click the API accepts.
+pub const MAX_CLICK_MS: u64 = 60_000;
+/// Longest injected delay the API accepts.
+pub const MAX_DELAY_MS: u64 = 10_000;
+
+/// What every handler shares.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    /// The one simulated button.
+    pub button: SimButton,
+    /// Every device event, for the event streams.
+    pub events: broadcast::Sender<EventView>,
+    /// Flips to true at shutdown, ending the event streams.
+    pub closing: watch::Receiver<bool>,
+}
+
+/// The routes.
+pub fn app(state: AppState) -> Router {
+    Router::new()
+        .route("/", get(page))
+        .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
+        .route("/api/state", get(get_state))
+        .route("/api/led", get(get_led))
+        .route("/api/press", post(press))
+        .route("/api/release", post(release))
+        .route("/api/click", post(click))
+        .route("/api/unplug", post(unplug))
+        .route("/api/replug", post(replug))
+        .route("/api/faults", put(set_faults))
+        .route("/api/events", get(events))
+        .route("/api/events/recent", get(recent_events))
+        .fallback(|| async { ApiError::NotFound })
+        .with_state(state)
+}
+
+/// An error as JSON.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// A bad request body.
+    #[error("{0}")]
+    Invalid(String),
+    /// No such route.
+    #[error("no such route; the control API is under /api (see the README)")]
+    NotFound,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = match self {
+            ApiError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::NotFound => StatusCode::NOT_FOUND,
+        };
+        (status, Json(json!({"error": self.to_string()}))).into_response()
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(rejection: JsonRejection) -> Self {
+        ApiError::Invalid(rejection.body_text())
+    }
+}
+
+/// The LED registers and the light they give now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct LedView {
+    /// 0-255.
+    pub brightness: u8,
+    /// Pulse step size.
+    pub granularity: u8,
+    /// Pulse ramp time in ms; 0 = steady.
+    pub cycle_ms: u16,
+    /// Dark time between pulses in ms.
+    pub off_ms: u16,
+}
+
+impl From<LedRegisters> for LedView {
+    fn from(led: LedRegisters) -> Self {
+        LedView {
+            brightness: led.brightness,
+            granularity: led.granularity,
+            cycle_ms: led.cycle_time_ms,
+            off_ms: led.off_time_ms,
+        }
+    }
+}
+
+/// One device event as JSON.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct EventView {
+    /// The simulator clock, ms since it started.
+    pub at_ms: u64,
+    /// `pressed`, `released`, `led`, `unplugged`, `replugged` or `address`.
+    pub kind: &'static str,
+    /// The new LED registers, for `led`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub led: Option<LedView>,
+    /// The new address, for `address`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub address: Option<u8>,
+}
+
+impl From<SimEvent> for EventView {
+    fn from(event: SimEvent) -> Self {
+        let (kind, led, address) = match event.kind {
+            SimEventKind::Pressed => ("pressed", None, None),
+            SimEventKind::Released => ("released", None, None),
+            SimEventKind::Led(led) => ("led", Some(led.into()), None),
+            SimEventKind::Unplugged => ("unplugged", None, None),
+            SimEventKind::Replugged => ("replugged", None, None),
+            SimEventKind::AddressChanged(address) => ("address", None, Some(address)),
+        };
+        EventView {
+            at_ms: event.at_ms,
+            kind,
+            led,
+            address,
+        }
+    }
+}
+
+fn snapshot(button: &SimButton) -> serde_json::Value {
+    let stats = button.stats();
+    json!({
+        "now_ms": button.now_ms(),
+        "held": button.is_held(),
+        "plugged": button.is_plugged(),
+        "address": button.address(),
+        "led": LedView::from(button.led()),
+        "level": button.led_level(),
+        "stats": {
+            "transactions": stats.transactions,
+            "failed_transactions": stats.failed_transactions,
+            "led_writes": stats.led_writes,
+            "eeprom_byte_writes": stats.eeprom_byte_writes,
+        },
+    })
+}
+
+async fn get_state(State(state): State<AppState>) -> Json<serde_json::Value> {
+    Json(snapshot(&state.button))
+}
+
+async fn get_led(State(state): State<AppState>) -> Json<serde_json::Value> {
+    Json(json!({
+        "led": LedView::from(state.button.led()),
+        "level": state.button.led_level(),
+        "now_ms": state.button.now_ms(),
+    }))
+}
+
+async fn press(State(state): State<AppState>) -> Json<serde_json::Value> {
+    state.button.press();
+    Json(snapshot(&state.button))
+}
+
+async fn release(State(state): State<AppState>) -> Json<serde_json::Value> {
+    state.button.release();
+    Json(snapshot(&state.button))
+}
+
+/// Body of `POST /api/click`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClickRequest {
+    /// How long to hold, 1-60000 ms.
+    pub ms: u64,
+}
+
+async fn click(
+    State(state): State<AppState>,
+    body: Result<Json<ClickRequest>, JsonRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let Json(request) = body?;
+    if !(1..=MAX_CLICK_MS).contains(&request.ms) {
+        return Err(ApiError::Invalid(format!(
+            "ms must be 1 to {MAX_CLICK_MS}, got {}",
+            request.ms
+        )));
+    }
+    state.button.click(Duration::from_millis(request.ms));
+    Ok(Json(snapshot(&state.button)))
+}
+
+async fn unplug(State(state): State<AppState>) -> Json<serde_json::Value> {
+    state.button.unplug();
+    Json(snapshot(&state.button))
+}
+
+async fn replug(State(state): State<AppState>) -> Json<serde_json::Value> {
+    state.button.replug();
+    Json(snapshot(&state.button))
+}
+
+/// Body of `PUT /api/faults`; omitted fields are left as they are.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FaultRequest {
+    /// Share of transactions to NACK, 0.0-1.0.
+    pub nack_rate: Option<f64>,
+    /// Added to every transaction, 0-10000 ms.
+    pub delay_ms: Option<u64>,
+    /// NACK exactly the next N transactions.
+    pub fail_next: Option<u32>,
+}
+
+async fn set_faults(
+    State(state): State<AppState>,
+    body: Result<Json<FaultRequest>, JsonRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let Json(request) = body?;
+    if let Some(delay) = request.delay_ms.filter(|delay| *delay > MAX_DELAY_MS) {
+        return Err(ApiError::Invalid(format!(
+            "delay_ms must be 0 to {MAX_DELAY_MS}, got {delay}"
+        )));
+    }
+    if let Some(rate) = request.nack_rate {
+        state
+            .button
+            .set_fault_rate(rate, Fault::Nack)
+            .map_err(|error| ApiError::Invalid(format!("nack_rate: {error}")))?;
+    }
+    if let Some(delay) = request.delay_ms {
+        state.button.set_delay(Duration::from_millis(delay));
+    }
+    if let Some(count) = request.fail_next {
+        state.button.fail_next(count, Fault::Nack);
+    }
+    tracing::info!(nack_rate = ?request.nack_rate, delay_ms = ?request.delay_ms, fail_next = ?request.fail_next, "faults set");
+    Ok(Json(json!({
+        "nack_rate": request.nack_rate,
+        "delay_ms": request.delay_ms,
+        "fail_next": request.fail_next,
+    })))
+}
+
+/// Server-sent events: one `event: device` per press, release, LED change, unplug or replug.
+async fn events(State(state): State<AppState>) -> impl IntoResponse {
+    let mut closing = state.closing.clone();
+    let until_closing = async move {
+        let _ = closing.wait_for(|closing| *closing).await;
+    };
+    let stream = BroadcastStream::new(state.events.subscribe())
+        // A client too slow to keep up skips what it missed.
+        .filter_map(|event| std::future::ready(event.ok()))
+        .map(|event| {
+            let event = Event::default().event("device").json_data(event);
+            Ok::<_, Infallible>(event.unwrap_or_else(|_| Event::default().comment("encoding failed")))
+        })
+        .take_until(until_closing);
+    Sse::new(stream).keep_alive(KeepAlive::default())
+}
+
+async fn recent_events(State(state): State<AppState>) -> Json<Vec<EventView>> {
+    Json(
+        state
+            .button
+            .recent_events()
+            .into_iter()
+            .map(EventView::from)
+            .collect(),
+    )
+}
+
+async fn page() -> Html<&'static str> {
+    Html(include_str!("../static/index.html"))
+}

@@ -1,0 +1,68 @@
+//! The simulator binary: one simulated button on TCP, its page and control API on HTTP.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::Parser as _;
+use qwiic_sim::{Settings, SimButton, SimConfig, SystemClock};
+use simulator::config::{Cli, Command, Config};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Some(Command::Healthcheck) = cli.command {
+        let address = service_kit::probe_address(cli.config.http_listen);
+        return match service_kit::healthcheck(&address, "/healthz", Duration::from_secs(3)) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("unhealthy: {error}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    service_kit::init_tracing(cli.config.log_format);
+    match serve(cli.config) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!("{error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn serve(config: Config) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        let tcp = tokio::net::TcpListener::bind(config.tcp_listen)
+            .await
+            .with_context(|| format!("cannot listen on {} (TCP bus)", config.tcp_listen))?;
+        let http = tokio::net::TcpListener::bind(config.http_listen)
+            .await
+            .with_context(|| format!("cannot listen on {} (HTTP)", config.http_listen))?;
+        let button = SimButton::with_config(
+            SimConfig {
+                firmware: config.firmware,
+                settings: Settings {
+                    address: config.address.get(),
+                    ..Settings::default()
+                },
+                ..SimConfig::default()
+            },
+            SystemClock::new(),
+        );
+        let (state, closing) = simulator::state(button);
+        tracing::info!(
+            tcp = %config.tcp_listen, http = %config.http_listen, address = %config.address,
+            firmware = %format!("{}.{}", config.firmware.0, config.firmware.1),
+            "simulator ready: open the page on the HTTP address"
+        );
+        simulator::run(tcp, http, state, closing, service_kit::shutdown_signal()).await?;
+        tracing::info!("bye");
+        Ok::<_, anyhow::Error>(())
+    })?;
+    runtime.shutdown_background();
+    Ok(())
+}

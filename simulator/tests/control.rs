@@ -1,0 +1,220 @@
+//! The simulator end to end: TCP clients, the control API and the event stream, through `run`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a failed unwrap is a failed test
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use embedded_hal::i2c::I2c;
+use qwiic_bus::{TcpBus, TcpTimeouts};
+use qwiic_button::{Address, LedConfig, QwiicButton};
+use qwiic_sim::SimButton;
+use serde_json::{Value, json};
+use tokio::sync::oneshot;
+
+struct Simulator {
+    tcp: SocketAddr,
+    http: String,
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Simulator {
+    async fn start() -> Simulator {
+        let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let http = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let (tcp_address, http_address) = (tcp.local_addr().unwrap(), http.local_addr().unwrap());
+        let (state, closing) = simulator::state(SimButton::new());
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(simulator::run(tcp, http, state, closing, async {
+            let _ = stopped.await;
+        }));
+        Simulator { tcp: tcp_address, http: format!("http://{http_address}"), stop: Some(stop), task }
+    }
+
+    fn bus(&self) -> TcpBus {
+        TcpBus::new("127.0.0.1", self.tcp.port(), TcpTimeouts::default())
+    }
+
+    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        let client = reqwest::Client::new();
+        let mut request = client.request(method, format!("{}{path}", self.http));
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn post(&self, path: &str) -> Value {
+        let (status, body) = self.call(reqwest::Method::POST, path, None).await;
+        assert_eq!(status, 200, "{path}: {body}");
+        body
+    }
+}
+
+/// Runs blocking bus work off the async test's thread.
+async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> T {
+    tokio::task::spawn_blocking(work).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pressing_through_the_api_shows_in_the_status_register_over_tcp() {
+    let sim = Simulator::start().await;
+    let mut button = QwiicButton::new(sim.bus(), Address::DEFAULT);
+    let (button_back, firmware) = blocking(move || {
+        let firmware = button.check_identity().unwrap();
+        (button, firmware)
+    })
+    .await;
+    assert_eq!(firmware.to_string(), "1.3");
+    let mut button = button_back;
+
+    let state = sim.post("/api/press").await;
+    assert_eq!(state["held"], true);
+    let (status, button) = blocking(move || (button.status().unwrap(), button)).await;
+    assert!(status.is_pressed);
+    let mut button = button;
+
+    sim.post("/api/release").await;
+    let status = blocking(move || button.status().unwrap()).await;
+    // (Whether the click counts depends on the 10 ms debounce; the pin level always shows.)
+    assert!(!status.is_pressed);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_led_write_over_tcp_shows_in_the_api_and_the_event_stream() {
+    let sim = Simulator::start().await;
+    let mut stream = reqwest::get(format!("{}/api/events", sim.http)).await.unwrap();
+    assert_eq!(stream.headers()["content-type"], "text/event-stream");
+
+    let mut button = QwiicButton::new(sim.bus(), Address::DEFAULT);
+    blocking(move || button.set_led(LedConfig::pulse(180, 1000, 500, 3).unwrap()).unwrap()).await;
+
+    let (_, led) = sim.call(reqwest::Method::GET, "/api/led", None).await;
+    assert_eq!(led["led"], json!({"brightness": 180, "granularity": 3, "cycle_ms": 1000, "off_ms": 500}));
+
+    let mut seen = String::new();
+    let until = Instant::now() + Duration::from_secs(5);
+    while !seen.contains("\"kind\":\"led\"") {
+        let chunk = tokio::time::timeout_at(until.into(), stream.chunk()).await.unwrap().unwrap().unwrap();
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    assert!(seen.contains("event: device"), "{seen}");
+    assert!(seen.contains("\"brightness\":180"), "{seen}");
+    assert!(seen.contains("\"at_ms\":"), "stamped with the simulator clock: {seen}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_click_is_a_press_and_a_release_n_ms_apart_on_the_simulator_clock() {
+    let sim = Simulator::start().await;
+    sim.call(reqwest::Method::POST, "/api/click", Some(json!({"ms": 40}))).await;
+    let until = Instant::now() + Duration::from_secs(5);
+    let events = loop {
+        let (_, state) = sim.call(reqwest::Method::GET, "/api/state", None).await;
+        let (_, events) = sim.call(reqwest::Method::GET, "/api/events/recent", None).await;
+        if state["held"] == false && events.as_array().unwrap().len() >= 2 {
+            break events;
+        }
+        assert!(Instant::now() < until, "the click never ended: {events}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    let events = events.as_array().unwrap();
+    assert_eq!((events[0]["kind"].as_str(), events[1]["kind"].as_str()), (Some("pressed"), Some("released")));
+    let held = events[1]["at_ms"].as_u64().unwrap() - events[0]["at_ms"].as_u64().unwrap();
+    assert_eq!(held, 40);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unplug_and_faults_reach_tcp_clients() {
+    let sim = Simulator::start().await;
+    let mut bus = sim.bus();
+    let id = |bus: &mut TcpBus| bus.write_read(0x6F, &[0], &mut [0]);
+
+    sim.post("/api/unplug").await;
+    let (result, back) = blocking(move || (id(&mut bus).is_err(), bus)).await;
+    assert!(result, "unplugged: NACK");
+    let mut bus = back;
+    sim.post("/api/replug").await;
+    let (ok, back) = blocking(move || (id(&mut bus).is_ok(), bus)).await;
+    assert!(ok);
+    let mut bus = back;
+
+    let (status, _) = sim.call(reqwest::Method::PUT, "/api/faults", Some(json!({"nack_rate": 1.0}))).await;
+    assert_eq!(status, 200);
+    let (failed, back) = blocking(move || ((0..10).all(|_| id(&mut bus).is_err()), bus)).await;
+    assert!(failed);
+    let mut bus = back;
+    sim.call(reqwest::Method::PUT, "/api/faults", Some(json!({"nack_rate": 0.0, "fail_next": 2}))).await;
+    let results = blocking(move || (0..3).map(|_| id(&mut bus).is_ok()).collect::<Vec<_>>()).await;
+    assert_eq!(results, [false, false, true]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_control_requests_get_clear_errors() {
+    let sim = Simulator::start().await;
+    for (method, path, body, says) in [
+        (reqwest::Method::PUT, "/api/faults", json!({"nack_rate": 1.5}), "0.0 (never) to 1.0"),
+        (reqwest::Method::PUT, "/api/faults", json!({"delay_ms": 999999}), "delay_ms must be 0 to 10000"),
+        (reqwest::Method::PUT, "/api/faults", json!({"nack": 1}), "unknown field"),
+        (reqwest::Method::POST, "/api/click", json!({"ms": 0}), "ms must be 1 to 60000"),
+        (reqwest::Method::POST, "/api/click", json!({}), "missing field `ms`"),
+    ] {
+        let (status, answer) = sim.call(method, path, Some(body.clone())).await;
+        assert_eq!(status, 422, "{path} {body}: {answer}");
+        assert!(answer["error"].as_str().unwrap().contains(says), "{path} {body}: {answer}");
+    }
+    let (status, answer) = sim.call(reqwest::Method::GET, "/nope", None).await;
+    assert_eq!(status, 404);
+    assert!(answer["error"].as_str().unwrap().contains("/api"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_tcp_clients_never_see_a_torn_transaction() {
+    let sim = Simulator::start().await;
+    let writers: Vec<_> = (1..=3u8)
+        .map(|n| {
+            let mut bus = sim.bus();
+            std::thread::spawn(move || {
+                for _ in 0..1000 {
+                    bus.write(0x6F, &[0x19, n, n, n, n, n, n]).unwrap();
+                }
+            })
+        })
+        .collect();
+    let mut reader = sim.bus();
+    let torn = blocking(move || {
+        (0..1000)
+            .map(|_| {
+                let mut led = [0; 6];
+                reader.write_read(0x6F, &[0x19], &mut led).unwrap();
+                led
+            })
+            .filter(|led| !(led.iter().all(|&b| b == led[0]) || *led == [0, 1, 0, 0, 0, 0]))
+            .count()
+    })
+    .await;
+    for writer in writers {
+        writer.join().unwrap();
+    }
+    assert_eq!(torn, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_closes_streams_and_clients_at_once() {
+    let mut sim = Simulator::start().await;
+    let _stream = reqwest::get(format!("{}/api/events", sim.http)).await.unwrap();
+    let mut bus = sim.bus();
+    let bus = blocking(move || {
+        bus.write_read(0x6F, &[0], &mut [0]).unwrap();
+        bus
+    })
+    .await;
+    let started = Instant::now();
+    sim.stop.take().unwrap().send(()).unwrap();
+    (&mut sim.task).await.unwrap().unwrap();
+    assert!(started.elapsed() < Duration::from_millis(500), "took {:?}", started.elapsed());
+    let mut bus = bus;
+    assert!(blocking(move || bus.write_read(0x6F, &[0], &mut [0]).is_err()).await);
+}
