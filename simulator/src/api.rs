@@ -264,7 +264,9 @@ async fn events(State(state): State<AppState>) -> impl IntoResponse {
         .filter_map(|event| std::future::ready(event.ok()))
         .map(|event| {
             let event = Event::default().event("device").json_data(event);
-            Ok::<_, Infallible>(event.unwrap_or_else(|_| Event::default().comment("encoding failed")))
+            Ok::<_, Infallible>(
+                event.unwrap_or_else(|_| Event::default().comment("encoding failed")),
+            )
         })
         .take_until(until_closing);
     Sse::new(stream).keep_alive(KeepAlive::default())

@@ -7,7 +7,10 @@ use service_kit::{LogFormat, parse_address};
 
 /// The command line.
 #[derive(Debug, clap::Parser)]
-#[command(version, about = "A simulated SparkFun Qwiic Button shared over TCP, with a page to press it")]
+#[command(
+    version,
+    about = "A simulated SparkFun Qwiic Button shared over TCP, with a page to press it"
+)]
 pub struct Cli {
     /// What to do; without a subcommand the simulator runs.
     #[command(subcommand)]

@@ -52,7 +52,8 @@ pub async fn run(
     let wait_closed = |mut closed: watch::Receiver<bool>| async move {
         let _ = closed.wait_for(|closing| *closing).await;
     };
-    let device = qwiic_bus::server::serve(tcp, state.button.clone(), wait_closed(closing.subscribe()));
+    let device =
+        qwiic_bus::server::serve(tcp, state.button.clone(), wait_closed(closing.subscribe()));
     let web = axum::serve(http, app(state))
         .with_graceful_shutdown(wait_closed(closing.subscribe()))
         .into_future();

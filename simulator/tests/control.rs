@@ -29,7 +29,12 @@ impl Simulator {
         let task = tokio::spawn(simulator::run(tcp, http, state, closing, async {
             let _ = stopped.await;
         }));
-        Simulator { tcp: tcp_address, http: format!("http://{http_address}"), stop: Some(stop), task }
+        Simulator {
+            tcp: tcp_address,
+            http: format!("http://{http_address}"),
+            stop: Some(stop),
+            task,
+        }
     }
 
     fn bus(&self) -> TcpBus {
@@ -86,34 +91,54 @@ async fn pressing_through_the_api_shows_in_the_status_register_over_tcp() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_led_write_over_tcp_shows_in_the_api_and_the_event_stream() {
     let sim = Simulator::start().await;
-    let mut stream = reqwest::get(format!("{}/api/events", sim.http)).await.unwrap();
+    let mut stream = reqwest::get(format!("{}/api/events", sim.http))
+        .await
+        .unwrap();
     assert_eq!(stream.headers()["content-type"], "text/event-stream");
 
     let mut button = QwiicButton::new(sim.bus(), Address::DEFAULT);
-    blocking(move || button.set_led(LedConfig::pulse(180, 1000, 500, 3).unwrap()).unwrap()).await;
+    blocking(move || {
+        button
+            .set_led(LedConfig::pulse(180, 1000, 500, 3).unwrap())
+            .unwrap()
+    })
+    .await;
 
     let (_, led) = sim.call(reqwest::Method::GET, "/api/led", None).await;
-    assert_eq!(led["led"], json!({"brightness": 180, "granularity": 3, "cycle_ms": 1000, "off_ms": 500}));
+    assert_eq!(
+        led["led"],
+        json!({"brightness": 180, "granularity": 3, "cycle_ms": 1000, "off_ms": 500})
+    );
 
     let mut seen = String::new();
     let until = Instant::now() + Duration::from_secs(5);
     while !seen.contains("\"kind\":\"led\"") {
-        let chunk = tokio::time::timeout_at(until.into(), stream.chunk()).await.unwrap().unwrap().unwrap();
+        let chunk = tokio::time::timeout_at(until.into(), stream.chunk())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
         seen.push_str(&String::from_utf8_lossy(&chunk));
     }
     assert!(seen.contains("event: device"), "{seen}");
     assert!(seen.contains("\"brightness\":180"), "{seen}");
-    assert!(seen.contains("\"at_ms\":"), "stamped with the simulator clock: {seen}");
+    assert!(
+        seen.contains("\"at_ms\":"),
+        "stamped with the simulator clock: {seen}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_click_is_a_press_and_a_release_n_ms_apart_on_the_simulator_clock() {
     let sim = Simulator::start().await;
-    sim.call(reqwest::Method::POST, "/api/click", Some(json!({"ms": 40}))).await;
+    sim.call(reqwest::Method::POST, "/api/click", Some(json!({"ms": 40})))
+        .await;
     let until = Instant::now() + Duration::from_secs(5);
     let events = loop {
         let (_, state) = sim.call(reqwest::Method::GET, "/api/state", None).await;
-        let (_, events) = sim.call(reqwest::Method::GET, "/api/events/recent", None).await;
+        let (_, events) = sim
+            .call(reqwest::Method::GET, "/api/events/recent", None)
+            .await;
         if state["held"] == false && events.as_array().unwrap().len() >= 2 {
             break events;
         }
@@ -121,7 +146,10 @@ async fn a_click_is_a_press_and_a_release_n_ms_apart_on_the_simulator_clock() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     };
     let events = events.as_array().unwrap();
-    assert_eq!((events[0]["kind"].as_str(), events[1]["kind"].as_str()), (Some("pressed"), Some("released")));
+    assert_eq!(
+        (events[0]["kind"].as_str(), events[1]["kind"].as_str()),
+        (Some("pressed"), Some("released"))
+    );
     let held = events[1]["at_ms"].as_u64().unwrap() - events[0]["at_ms"].as_u64().unwrap();
     assert_eq!(held, 40);
 }
@@ -141,12 +169,23 @@ async fn unplug_and_faults_reach_tcp_clients() {
     assert!(ok);
     let mut bus = back;
 
-    let (status, _) = sim.call(reqwest::Method::PUT, "/api/faults", Some(json!({"nack_rate": 1.0}))).await;
+    let (status, _) = sim
+        .call(
+            reqwest::Method::PUT,
+            "/api/faults",
+            Some(json!({"nack_rate": 1.0})),
+        )
+        .await;
     assert_eq!(status, 200);
     let (failed, back) = blocking(move || ((0..10).all(|_| id(&mut bus).is_err()), bus)).await;
     assert!(failed);
     let mut bus = back;
-    sim.call(reqwest::Method::PUT, "/api/faults", Some(json!({"nack_rate": 0.0, "fail_next": 2}))).await;
+    sim.call(
+        reqwest::Method::PUT,
+        "/api/faults",
+        Some(json!({"nack_rate": 0.0, "fail_next": 2})),
+    )
+    .await;
     let results = blocking(move || (0..3).map(|_| id(&mut bus).is_ok()).collect::<Vec<_>>()).await;
     assert_eq!(results, [false, false, true]);
 }
@@ -155,15 +194,43 @@ async fn unplug_and_faults_reach_tcp_clients() {
 async fn bad_control_requests_get_clear_errors() {
     let sim = Simulator::start().await;
     for (method, path, body, says) in [
-        (reqwest::Method::PUT, "/api/faults", json!({"nack_rate": 1.5}), "0.0 (never) to 1.0"),
-        (reqwest::Method::PUT, "/api/faults", json!({"delay_ms": 999999}), "delay_ms must be 0 to 10000"),
-        (reqwest::Method::PUT, "/api/faults", json!({"nack": 1}), "unknown field"),
-        (reqwest::Method::POST, "/api/click", json!({"ms": 0}), "ms must be 1 to 60000"),
-        (reqwest::Method::POST, "/api/click", json!({}), "missing field `ms`"),
+        (
+            reqwest::Method::PUT,
+            "/api/faults",
+            json!({"nack_rate": 1.5}),
+            "0.0 (never) to 1.0",
+        ),
+        (
+            reqwest::Method::PUT,
+            "/api/faults",
+            json!({"delay_ms": 999999}),
+            "delay_ms must be 0 to 10000",
+        ),
+        (
+            reqwest::Method::PUT,
+            "/api/faults",
+            json!({"nack": 1}),
+            "unknown field",
+        ),
+        (
+            reqwest::Method::POST,
+            "/api/click",
+            json!({"ms": 0}),
+            "ms must be 1 to 60000",
+        ),
+        (
+            reqwest::Method::POST,
+            "/api/click",
+            json!({}),
+            "missing field `ms`",
+        ),
     ] {
         let (status, answer) = sim.call(method, path, Some(body.clone())).await;
         assert_eq!(status, 422, "{path} {body}: {answer}");
-        assert!(answer["error"].as_str().unwrap().contains(says), "{path} {body}: {answer}");
+        assert!(
+            answer["error"].as_str().unwrap().contains(says),
+            "{path} {body}: {answer}"
+        );
     }
     let (status, answer) = sim.call(reqwest::Method::GET, "/nope", None).await;
     assert_eq!(status, 404);
@@ -204,7 +271,9 @@ async fn concurrent_tcp_clients_never_see_a_torn_transaction() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_closes_streams_and_clients_at_once() {
     let mut sim = Simulator::start().await;
-    let _stream = reqwest::get(format!("{}/api/events", sim.http)).await.unwrap();
+    let _stream = reqwest::get(format!("{}/api/events", sim.http))
+        .await
+        .unwrap();
     let mut bus = sim.bus();
     let bus = blocking(move || {
         bus.write_read(0x6F, &[0], &mut [0]).unwrap();
@@ -214,7 +283,11 @@ async fn shutdown_closes_streams_and_clients_at_once() {
     let started = Instant::now();
     sim.stop.take().unwrap().send(()).unwrap();
     (&mut sim.task).await.unwrap().unwrap();
-    assert!(started.elapsed() < Duration::from_millis(500), "took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_millis(500),
+        "took {:?}",
+        started.elapsed()
+    );
     let mut bus = bus;
     assert!(blocking(move || bus.write_read(0x6F, &[0], &mut [0]).is_err()).await);
 }
