@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use embedded_hal::i2c::{Error as _, ErrorKind, NoAcknowledgeSource, Operation};
 use qwiic_sim::SimButton;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 
@@ -72,21 +72,23 @@ pub enum ConnectionError {
 
 /// Serves one client until it disconnects or misbehaves. A clean disconnect between frames
 /// returns `Ok`.
-pub async fn serve_connection<S>(mut stream: S, button: SimButton) -> Result<(), ConnectionError>
+pub async fn serve_connection<S>(stream: S, button: SimButton) -> Result<(), ConnectionError>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
+    // Buffered: a whole frame usually arrives in one read system call.
+    let mut stream = tokio::io::BufReader::new(stream);
     let mut body = Vec::with_capacity(64);
     let mut reads = Vec::with_capacity(64);
     let mut response = Vec::with_capacity(64);
     loop {
         let mut prefix = [0; 2];
         // Idle between frames is fine: wait for the first byte without a deadline.
-        if stream.read(&mut prefix[..1]).await? == 0 {
+        if stream.fill_buf().await?.is_empty() {
             return Ok(());
         }
         let frame = async {
-            stream.read_exact(&mut prefix[1..]).await?;
+            stream.read_exact(&mut prefix).await?;
             let len = wire::body_length(prefix)?;
             body.resize(len, 0);
             stream.read_exact(&mut body).await?;

@@ -6,7 +6,7 @@
 //! itself (a write might then land twice); callers decide.
 
 use std::fmt;
-use std::io::{self, Read, Write};
+use std::io::{self, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
@@ -38,7 +38,8 @@ pub struct TcpBus {
     host: String,
     port: u16,
     timeouts: TcpTimeouts,
-    stream: Option<TcpStream>,
+    /// The connection, read through a buffer so a response costs one system call.
+    stream: Option<BufReader<TcpStream>>,
     /// Reused frame buffers: no allocation per transaction once warm.
     request: Vec<u8>,
     response: Vec<u8>,
@@ -145,9 +146,9 @@ impl TcpBus {
         Ok(())
     }
 
-    fn stream(&mut self) -> Result<&mut TcpStream, TcpBusError> {
+    fn stream(&mut self) -> Result<&mut BufReader<TcpStream>, TcpBusError> {
         if self.stream.is_none() {
-            self.stream = Some(self.open()?);
+            self.stream = Some(BufReader::with_capacity(2 + wire::MAX_BODY, self.open()?));
         }
         self.stream.as_mut().ok_or_else(|| TcpBusError::Connect {
             server: format!("{}:{}", self.host, self.port),
@@ -214,7 +215,7 @@ impl TcpBus {
             source,
         };
         let stream = self.stream()?;
-        stream.write_all(request).map_err(io_error)?;
+        stream.get_mut().write_all(request).map_err(io_error)?;
         let mut prefix = [0; 2];
         stream.read_exact(&mut prefix).map_err(io_error)?;
         let len = wire::body_length(prefix).map_err(TcpBusError::Frame)?;
