@@ -13,7 +13,7 @@ fn free_port() -> String {
 #[test]
 fn the_binary_exits_0_promptly_on_sigterm_even_while_the_led_service_is_down() {
     let listen = free_port();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_button-service"))
+    let mut child = service_kit::binary_command(env!("CARGO_BIN_EXE_button-service"))
         .env("BUS", "sim")
         .env("LED_URL", format!("http://{}", free_port()))
         .env("LISTEN_ADDR", &listen)
@@ -24,7 +24,7 @@ fn the_binary_exits_0_promptly_on_sigterm_even_while_the_led_service_is_down() {
         .unwrap();
     let until = Instant::now() + Duration::from_secs(10);
     loop {
-        let healthy = Command::new(env!("CARGO_BIN_EXE_button-service"))
+        let healthy = service_kit::binary_command(env!("CARGO_BIN_EXE_button-service"))
             .arg("healthcheck")
             .env("LISTEN_ADDR", &listen)
             .stderr(Stdio::null())
@@ -82,7 +82,7 @@ fn bad_settings_are_refused_with_what_is_accepted() {
         ("I2C_ADDRESS", "0x05", "0x08 to 0x77"),
         ("BUS", "", "empty"),
     ] {
-        let output = Command::new(env!("CARGO_BIN_EXE_button-service"))
+        let output = service_kit::binary_command(env!("CARGO_BIN_EXE_button-service"))
             .env(env, value)
             .output()
             .unwrap();

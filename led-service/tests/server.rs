@@ -129,7 +129,7 @@ fn the_binary_exits_0_within_a_second_of_sigterm() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let address = listener.local_addr().unwrap();
     drop(listener);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_led-service"))
+    let mut child = service_kit::binary_command(env!("CARGO_BIN_EXE_led-service"))
         .env("BUS", "sim")
         .env("LISTEN_ADDR", address.to_string())
         .env("LOG_FORMAT", "json")
@@ -140,7 +140,7 @@ fn the_binary_exits_0_within_a_second_of_sigterm() {
     // Ready when the healthcheck subcommand says so (bounded wait).
     let until = Instant::now() + Duration::from_secs(10);
     loop {
-        let healthy = Command::new(env!("CARGO_BIN_EXE_led-service"))
+        let healthy = service_kit::binary_command(env!("CARGO_BIN_EXE_led-service"))
             .arg("healthcheck")
             .env("LISTEN_ADDR", address.to_string())
             .stderr(Stdio::null())
@@ -186,7 +186,7 @@ fn healthcheck_fails_when_nothing_listens() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let address = listener.local_addr().unwrap();
     drop(listener);
-    let output = Command::new(env!("CARGO_BIN_EXE_led-service"))
+    let output = service_kit::binary_command(env!("CARGO_BIN_EXE_led-service"))
         .arg("healthcheck")
         .env("LISTEN_ADDR", address.to_string())
         .output()
@@ -197,7 +197,7 @@ fn healthcheck_fails_when_nothing_listens() {
 
 #[test]
 fn a_missing_bus_fails_at_start_with_what_to_do() {
-    let output = Command::new(env!("CARGO_BIN_EXE_led-service"))
+    let output = service_kit::binary_command(env!("CARGO_BIN_EXE_led-service"))
         .env("BUS", "/dev/i2c-99")
         .env("LISTEN_ADDR", "127.0.0.1:0")
         .output()
@@ -218,7 +218,7 @@ fn bad_flags_are_refused_with_the_accepted_values() {
         ("LED_BRIGHTNESS", "0", "1.."),
         ("LOG_FORMAT", "xml", "text"),
     ] {
-        let output = Command::new(env!("CARGO_BIN_EXE_led-service"))
+        let output = service_kit::binary_command(env!("CARGO_BIN_EXE_led-service"))
             .env(env, value)
             .output()
             .unwrap();

@@ -195,8 +195,9 @@ fn open_linux(path: &Path) -> Result<Bus, OpenError> {
         return Err(OpenError::NotADevice { path: path_buf });
     }
     let classify = |source: io::Error| match source.kind() {
-        // ENOTTY: the node refuses the I2C ioctls (say /dev/null or a serial port).
-        _ if source.raw_os_error() == Some(25) => OpenError::NotADevice {
+        // ENOTTY: the node refuses the I2C ioctls (say /dev/null or a serial port); ENOSYS:
+        // nothing here implements them (an emulator such as qemu-user).
+        _ if matches!(source.raw_os_error(), Some(25 | 38)) => OpenError::NotADevice {
             path: path.to_path_buf(),
         },
         io::ErrorKind::PermissionDenied => OpenError::PermissionDenied {

@@ -158,6 +158,22 @@ pub fn parse_duration(input: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(seconds))
 }
 
+/// A [`std::process::Command`] for one of this workspace's binaries, for tests that run it.
+///
+/// When the test suite runs for another architecture under an emulator (`scripts/test-arm64`
+/// sets `TEST_EXEC_WRAPPER=qemu-aarch64-static`), the binary is started through that emulator,
+/// since the kernel may have no binfmt_misc registration for it.
+pub fn binary_command(path: impl AsRef<std::ffi::OsStr>) -> std::process::Command {
+    match std::env::var_os("TEST_EXEC_WRAPPER").filter(|wrapper| !wrapper.is_empty()) {
+        Some(wrapper) => {
+            let mut command = std::process::Command::new(wrapper);
+            command.arg(path);
+            command
+        }
+        None => std::process::Command::new(path),
+    }
+}
+
 /// An I2C bus that counts its transactions and failures for /metrics.
 #[derive(Debug)]
 pub struct CountingBus<B> {

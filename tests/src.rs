@@ -1,0 +1,1 @@
+//! Tests across crates and containers live in `tests/`; see `compose.rs`.
