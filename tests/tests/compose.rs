@@ -40,6 +40,8 @@ fn run(command: &mut Command) -> Output {
 }
 
 struct Stack {
+    /// Container ids by service (docker-compose v1 takes ~0.5 s per `ps`).
+    containers: std::cell::RefCell<std::collections::HashMap<String, String>>,
     project: String,
     led_port: u16,
     simulator_port: u16,
@@ -54,7 +56,13 @@ impl Stack {
         // An empty env file: a developer's .env (device mode) must not leak into the test.
         let env_file = std::env::temp_dir().join(format!("{project}.env"));
         std::fs::write(&env_file, "").unwrap();
-        let stack = Stack { project, led_port: free_port(), simulator_port: free_port(), env_file };
+        let stack = Stack {
+            containers: Default::default(),
+            project,
+            led_port: free_port(),
+            simulator_port: free_port(),
+            env_file,
+        };
         let started = Instant::now();
         run(stack.compose().args(["up", "-d", "--no-build"]));
         for service in ["simulator", "led", "button"] {
@@ -79,8 +87,13 @@ impl Stack {
     }
 
     fn container(&self, service: &str) -> String {
+        if let Some(id) = self.containers.borrow().get(service) {
+            return id.clone();
+        }
         let output = run(self.compose().args(["ps", "-q", service]));
-        String::from_utf8_lossy(&output.stdout).trim().to_owned()
+        let id = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+        self.containers.borrow_mut().insert(service.to_owned(), id.clone());
+        id
     }
 
     fn inspect(&self, service: &str, format: &str) -> String {
@@ -263,6 +276,12 @@ async fn with_the_button_service_stopped_curl_lights_the_led() {
     stack.wait_brightness(255, Duration::from_secs(2)).await;
 }
 
+fn empty_env_file() -> PathBuf {
+    let path = std::env::temp_dir().join(format!("qwiic-empty-{}.env", std::process::id()));
+    std::fs::write(&path, "").unwrap();
+    path
+}
+
 #[test]
 fn device_mode_without_init_os_says_to_run_it() {
     let parts = compose_command();
@@ -272,7 +291,9 @@ fn device_mode_without_init_os_says_to_run_it() {
         .env_remove("I2C_DEVICE")
         .env_remove("I2C_GID")
         .env("COMPOSE_FILE", "docker-compose.yml:docker-compose.device.yml")
-        .args(["--env-file", "/dev/null", "config"])
+        .arg("--env-file")
+        .arg(empty_env_file())
+        .arg("config")
         .output()
         .unwrap();
     assert!(!output.status.success());
@@ -289,7 +310,9 @@ fn device_mode_maps_only_the_bus_and_adds_the_group_by_number() {
         .env("COMPOSE_FILE", "docker-compose.yml:docker-compose.device.yml")
         .env("I2C_DEVICE", "/dev/i2c-1")
         .env("I2C_GID", "108")
-        .args(["--env-file", "/dev/null", "config"]));
+        .arg("--env-file")
+        .arg(empty_env_file())
+        .arg("config"));
     let config = String::from_utf8_lossy(&output.stdout);
     for expected in ["/dev/i2c-1:/dev/i2c-1", "BUS: /dev/i2c-1", "'108'", "read_only: true", "no-new-privileges:true"] {
         assert!(config.contains(expected), "missing {expected:?} in\n{config}");
