@@ -1,0 +1,80 @@
+//! Property tests: the state parser and the JSON body never panic and never produce a 5xx.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a failed unwrap is a failed test
+
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{Request, header};
+use led_service::device::LedDevice;
+use led_service::metrics::Metrics;
+use led_service::state::{ACCEPTED, parse_state};
+use led_service::{AppState, app};
+use proptest::prelude::*;
+use qwiic_bus::{Bus, BusSpec};
+use qwiic_button::{Address, QwiicButton};
+use qwiic_sim::SimButton;
+use tower::ServiceExt;
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(5000))]
+
+    #[test]
+    fn the_parser_accepts_exactly_the_original_spellings(input in ".{0,12}") {
+        let accepted = ACCEPTED.iter().any(|word| word.eq_ignore_ascii_case(&input));
+        prop_assert_eq!(parse_state(&input).is_some(), accepted);
+    }
+}
+
+fn router() -> (axum::Router, tokio::sync::watch::Sender<bool>) {
+    let metrics = Metrics::default();
+    let button = QwiicButton::new(Bus::Sim(SimButton::new()), Address::DEFAULT);
+    let led = LedDevice::spawn(button, BusSpec::Sim, &metrics, Duration::from_secs(2)).unwrap();
+    let (closing, closing_rx) = tokio::sync::watch::channel(false);
+    let state = AppState { led, metrics, token: None, default_brightness: 255, closing: closing_rx };
+    (app(state), closing)
+}
+
+fn json_value() -> impl Strategy<Value = serde_json::Value> {
+    let leaf = prop_oneof![
+        Just(serde_json::Value::Null),
+        any::<bool>().prop_map(serde_json::Value::from),
+        any::<i64>().prop_map(serde_json::Value::from),
+        any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(serde_json::Value::from),
+        "[a-z_]{0,8}".prop_map(serde_json::Value::from),
+    ];
+    leaf.prop_recursive(3, 16, 4, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..4).prop_map(serde_json::Value::from),
+            prop::collection::btree_map(
+                prop_oneof![Just("on".to_owned()), Just("brightness".to_owned()), Just("pulse".to_owned()),
+                            Just("cycle_ms".to_owned()), Just("off_ms".to_owned()), Just("granularity".to_owned()),
+                            "[a-z]{1,6}"],
+                inner,
+                0..5,
+            )
+            .prop_map(|map| serde_json::Value::Object(map.into_iter().collect())),
+        ]
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(1500))]
+
+    #[test]
+    fn no_body_or_path_makes_a_5xx(
+        body in prop_oneof![json_value().prop_map(|v| v.to_string().into_bytes()), prop::collection::vec(any::<u8>(), 0..64)],
+        path in "/[ -~]{0,20}",
+    ) {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        runtime.block_on(async {
+            let (app, _closing) = router();
+            let put = Request::put("/led").header(header::CONTENT_TYPE, "application/json").body(Body::from(body)).unwrap();
+            let status = app.clone().oneshot(put).await.unwrap().status();
+            assert!(!status.is_server_error(), "PUT /led answered {status}");
+            let Ok(post) = Request::post(path.replace(' ', "%20")).body(Body::empty()) else { return };
+            let status = app.oneshot(post).await.unwrap().status();
+            assert!(!status.is_server_error(), "POST {path} answered {status}");
+        });
+    }
+}
