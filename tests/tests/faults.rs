@@ -1,0 +1,88 @@
+//! The fault suite, in real containers and bounded in time: the LED container killed 50 times
+//! during a stream of presses, the simulated bus NACKing 1%, 10% and 50% of transactions, and a
+//! slow LED service. Each time: no service exits (but the one we kill), the LED converges to the
+//! button's final state within 2 s, no log shows a panic, and the errors show in /metrics.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a failed unwrap is a failed test
+
+mod support;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use support::{Stack, run};
+
+/// Presses and releases for `rounds`, ending with the button held when `end_held`.
+async fn press_stream(stack: &Stack, rounds: usize, end_held: bool) {
+    for round in 0..rounds {
+        stack.simulator("/api/press").await;
+        tokio::time::sleep(Duration::from_millis(30)).await; // a human press, past the debounce
+        if round + 1 < rounds || !end_held {
+            stack.simulator("/api/release").await;
+            tokio::time::sleep(Duration::from_millis(30)).await;
+        }
+    }
+}
+
+fn assert_never_exited(stack: &Stack, services: &[&str]) {
+    for service in services {
+        assert_eq!(stack.inspect(service, "{{.State.Status}}"), "running", "{service}");
+        assert_eq!(stack.inspect(service, "{{.RestartCount}}"), "0", "{service} restarted");
+    }
+}
+
+#[tokio::test]
+async fn fifty_led_container_kills_during_a_stream_of_presses() {
+    let (stack, _) = Stack::up("kills");
+    let led = stack.container("led");
+    let started = Instant::now();
+    for kill in 0..50 {
+        stack.simulator(if kill % 2 == 0 { "/api/press" } else { "/api/release" }).await;
+        run(Command::new("docker").args(["kill", &led]));
+        stack.simulator(if kill % 2 == 0 { "/api/release" } else { "/api/press" }).await;
+        run(Command::new("docker").args(["start", &led]));
+    }
+    eprintln!("figure: 50 kills and starts in {:?}", started.elapsed());
+    // Final state: held. The LED must follow within 2 s of the last start.
+    stack.simulator("/api/press").await;
+    let settled = stack.wait_brightness(255, Duration::from_secs(2)).await;
+    eprintln!("figure: converged {settled:?} after the last start");
+    assert_never_exited(&stack, &["button", "simulator"]);
+    assert!(stack.metric("button", "button_service_outages_total").await >= 1.0);
+    assert!(stack.metric("button", "button_service_send_failures_total").await >= 1.0);
+    stack.assert_no_panic();
+}
+
+#[tokio::test]
+async fn bus_nacks_at_1_10_and_50_percent() {
+    let (stack, _) = Stack::up("nacks");
+    for (rate, end_held) in [(0.01, true), (0.10, false), (0.50, true)] {
+        stack.faults(json!({"nack_rate": rate})).await;
+        press_stream(&stack, 10, end_held).await;
+        let wanted = if end_held { 255 } else { 0 };
+        let settled = stack.wait_brightness(wanted, Duration::from_secs(2)).await;
+        eprintln!("figure: {:.0}% NACK: converged in {settled:?}", rate * 100.0);
+        stack.faults(json!({"nack_rate": 0.0})).await;
+    }
+    assert_never_exited(&stack, &["led", "button", "simulator"]);
+    assert!(stack.metric("button", "button_service_i2c_errors_total").await >= 1.0);
+    assert!(stack.metric("led", "led_service_i2c_errors_total").await >= 1.0);
+    assert!(stack.metric("button", "button_service_poll_errors_total").await >= 1.0);
+    stack.assert_no_panic();
+}
+
+#[tokio::test]
+async fn a_slow_led_service() {
+    let (stack, _) = Stack::up("slow");
+    // Every bus transaction takes 150 ms: the LED service answers slowly, its requests queue.
+    stack.faults(json!({"delay_ms": 150})).await;
+    press_stream(&stack, 5, true).await;
+    let settled = stack.wait_brightness(255, Duration::from_secs(2)).await;
+    eprintln!("figure: 150 ms bus latency: converged in {settled:?}");
+    stack.faults(json!({"delay_ms": 0})).await;
+    assert_never_exited(&stack, &["led", "button", "simulator"]);
+    let latency = stack.metric("led", "led_service_http_request_duration_seconds_sum{route=\"/{state}\"}").await;
+    assert!(latency > 0.15, "the slowness shows in the latency histogram: {latency}");
+    stack.assert_no_panic();
+}

@@ -1,0 +1,197 @@
+//! What the container tests share: a compose project of the system in simulator mode.
+
+#![allow(dead_code)] // each test file uses its own part
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// `docker compose` (v2) when present, else `docker-compose` (v1, 1.27+).
+pub fn compose_command() -> Vec<&'static str> {
+    let v2 = Command::new("docker").args(["compose", "version"]).output();
+    if v2.is_ok_and(|output| output.status.success()) {
+        vec!["docker", "compose"]
+    } else {
+        vec!["docker-compose"]
+    }
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+pub fn run(command: &mut Command) -> Output {
+    let output = command.output().unwrap();
+    assert!(
+        output.status.success(),
+        "{command:?} failed:\n{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
+pub struct Stack {
+    /// Container ids by service (docker-compose v1 takes ~0.5 s per `ps`).
+    containers: std::cell::RefCell<std::collections::HashMap<String, String>>,
+    pub project: String,
+    pub led_port: u16,
+    pub simulator_port: u16,
+    env_file: PathBuf,
+}
+
+impl Stack {
+    /// `compose up -d` in simulator mode; returns once every service is healthy, with the time
+    /// that took.
+    pub fn up(name: &str) -> (Stack, Duration) {
+        let project = format!("qwiic-e2e-{name}-{}", std::process::id());
+        // An empty env file: a developer's .env (device mode) must not leak into the test.
+        let env_file = std::env::temp_dir().join(format!("{project}.env"));
+        std::fs::write(&env_file, "").unwrap();
+        let stack = Stack {
+            containers: Default::default(),
+            project,
+            led_port: free_port(),
+            simulator_port: free_port(),
+            env_file,
+        };
+        let started = Instant::now();
+        run(stack.compose().args(["up", "-d", "--no-build"]));
+        for service in ["simulator", "led", "button"] {
+            stack.wait_health(service, "healthy", Duration::from_secs(30));
+        }
+        (stack, started.elapsed())
+    }
+
+    pub fn compose(&self) -> Command {
+        let parts = compose_command();
+        let mut command = Command::new(parts[0]);
+        command
+            .args(&parts[1..])
+            .current_dir(root())
+            .env_remove("COMPOSE_FILE")
+            .env("LED_PORT", self.led_port.to_string())
+            .env("SIMULATOR_PORT", self.simulator_port.to_string())
+            .arg("--env-file")
+            .arg(&self.env_file)
+            .args(["-p", &self.project, "-f", "docker-compose.yml", "-f", "docker-compose.override.yml"]);
+        command
+    }
+
+    pub fn container(&self, service: &str) -> String {
+        if let Some(id) = self.containers.borrow().get(service) {
+            return id.clone();
+        }
+        let output = run(self.compose().args(["ps", "-q", service]));
+        let id = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+        self.containers.borrow_mut().insert(service.to_owned(), id.clone());
+        id
+    }
+
+    pub fn inspect(&self, service: &str, format: &str) -> String {
+        let output = run(Command::new("docker").args(["inspect", "--format", format, &self.container(service)]));
+        String::from_utf8_lossy(&output.stdout).trim().to_owned()
+    }
+
+    pub fn wait_health(&self, service: &str, wanted: &str, within: Duration) {
+        let until = Instant::now() + within;
+        loop {
+            let health = self.inspect(service, "{{.State.Health.Status}}");
+            if health == wanted {
+                return;
+            }
+            assert!(Instant::now() < until, "{service} is {health}, not {wanted}, after {within:?}\n{}", self.logs(service));
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    pub fn logs(&self, service: &str) -> String {
+        let output = self.compose().args(["logs", "--no-color", service]).output().unwrap();
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    pub fn docker(&self, action: &str, service: &str) {
+        run(Command::new("docker").args([action, &self.container(service)]));
+    }
+
+    pub async fn get(&self, port: u16, path: &str) -> Option<Value> {
+        let response = reqwest::get(format!("http://127.0.0.1:{port}{path}")).await.ok()?;
+        response.json().await.ok()
+    }
+
+    /// A service's address on the project's private network (the host reaches it on Linux).
+    pub fn address(&self, service: &str) -> String {
+        self.inspect(service, "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}")
+    }
+
+    /// The value of one metric from a service's /metrics (button-service's is not published).
+    pub async fn metric(&self, service: &str, name: &str) -> f64 {
+        let url = match service {
+            "led" => format!("http://127.0.0.1:{}/metrics", self.led_port),
+            "button" => format!("http://{}:9090/metrics", self.address("button")),
+            other => panic!("no metrics for {other}"),
+        };
+        let text = reqwest::get(&url).await.unwrap().text().await.unwrap();
+        text.lines()
+            .find_map(|line| line.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')))
+            .unwrap_or_else(|| panic!("{name} missing from {service}'s metrics:\n{text}"))
+            .trim()
+            .parse()
+            .unwrap()
+    }
+
+    /// Fails if any service's log shows a panic.
+    pub fn assert_no_panic(&self) {
+        for service in ["led", "button", "simulator"] {
+            let logs = self.logs(service);
+            assert!(!logs.contains("panicked"), "{service} panicked:\n{logs}");
+        }
+    }
+
+    pub async fn faults(&self, faults: Value) {
+        let response = reqwest::Client::new()
+            .put(format!("http://127.0.0.1:{}/api/faults", self.simulator_port))
+            .json(&faults)
+            .send()
+            .await
+            .unwrap();
+        assert!(response.status().is_success(), "{faults}: {}", response.status());
+    }
+
+    pub async fn simulator(&self, path: &str) {
+        let response = reqwest::Client::new()
+            .post(format!("http://127.0.0.1:{}{path}", self.simulator_port))
+            .send()
+            .await
+            .unwrap();
+        assert!(response.status().is_success(), "{path}: {}", response.status());
+    }
+
+    /// The LED brightness as the simulated device holds it.
+    pub async fn brightness(&self) -> Option<u64> {
+        self.get(self.simulator_port, "/api/led").await?["led"]["brightness"].as_u64()
+    }
+
+    pub async fn wait_brightness(&self, wanted: u64, within: Duration) -> Duration {
+        let started = Instant::now();
+        while self.brightness().await != Some(wanted) {
+            assert!(started.elapsed() < within, "LED not at {wanted} within {within:?}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        started.elapsed()
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        let _ = self.compose().args(["down", "-v", "--remove-orphans", "-t", "2"]).output();
+        let _ = std::fs::remove_file(&self.env_file);
+    }
+}
+
