@@ -9,10 +9,14 @@ use std::time::{Duration, Instant};
 
 use qwiic_bus::{Bus, BusError, BusSpec, DeviceError};
 use qwiic_button::{ButtonStatus, QwiicButton};
-use service_kit::CountingBus;
+use service_kit::{CountingBus, RetryingBus};
 use tokio::sync::{mpsc, watch};
 
 use crate::metrics::Metrics;
+
+/// Tries per transaction: status reads and the status clear may be repeated (this service
+/// never pops a queue).
+const BUS_ATTEMPTS: u32 = 3;
 
 /// Whether the button answers, for /healthz.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,10 +56,13 @@ pub fn spawn(
     stop: Arc<AtomicBool>,
 ) -> std::io::Result<JoinHandle<()>> {
     let address = button.address();
-    let bus = CountingBus::new(
-        button.destroy(),
-        metrics.i2c_transactions.clone(),
-        metrics.i2c_errors.clone(),
+    let bus = RetryingBus::new(
+        CountingBus::new(
+            button.destroy(),
+            metrics.i2c_transactions.clone(),
+            metrics.i2c_errors.clone(),
+        ),
+        BUS_ATTEMPTS,
     );
     let mut poller = Poller {
         button: QwiicButton::new(bus, address),
@@ -86,7 +93,7 @@ pub fn spawn(
 }
 
 struct Poller {
-    button: QwiicButton<CountingBus<Bus>>,
+    button: QwiicButton<RetryingBus<CountingBus<Bus>>>,
     spec: BusSpec,
     metrics: Metrics,
     states: mpsc::Sender<bool>,

@@ -296,7 +296,9 @@ impl<S: Sync> FromRequestParts<S> for Requester {
 #[utoipa::path(
     post,
     path = "/{state}",
-    params(("state" = String, Path, description = "true/false, 1/0, yes/no, on/off, t/f or y/n, any case")),
+    params(("state" = String, Path,
+        description = "true/false, 1/0, yes/no, on/off, t/f or y/n, any case",
+        pattern = "^([Tt][Rr][Uu][Ee]|[Ff][Aa][Ll][Ss][Ee]|1|0|[Yy][Ee][Ss]|[Nn][Oo]|[Oo][Nn]|[Oo][Ff][Ff]|[Tt]|[Ff]|[Yy]|[Nn])$")),
     responses(
         (status = 200, description = "The LED after the change", body = LedView),
         (status = 401, description = "Missing or wrong token", body = ErrorBody),
@@ -329,7 +331,9 @@ async fn post_state(
 pub struct LedRequest {
     /// Light or dark.
     pub on: bool,
-    /// 1-255 when on (default: the service's default brightness); ignored when off.
+    /// 0-255 (default: the service's default brightness); 0 means dark. Ignored when off.
+    #[serde(default, deserialize_with = "crate::integer::deserialize_option")]
+    #[schema(minimum = 0, maximum = 255)]
     pub brightness: Option<u8>,
     /// Pulse instead of steady light; omit or `null` for steady.
     pub pulse: Option<Pulse>,
@@ -341,25 +345,33 @@ impl LedRequest {
             status: StatusCode::UNPROCESSABLE_ENTITY,
             message: message.to_owned(),
         };
-        if !self.on {
-            return Ok(LedConfig::OFF);
+        // Every field is checked, even the ones an "off" makes moot: what is refused must not
+        // depend on the value of another field.
+        if let Some(pulse) = self.pulse {
+            if pulse.cycle_ms == 0 {
+                return Err(invalid(
+                    "pulse.cycle_ms must be 1-65535; omit pulse for a steady light",
+                ));
+            }
+            if pulse.granularity == 0 {
+                return Err(invalid(
+                    "pulse.granularity must be 1-255 (0 would make the firmware divide by zero)",
+                ));
+            }
         }
         let brightness = self.brightness.unwrap_or(default_brightness);
-        if brightness == 0 {
-            return Err(invalid(
-                "brightness must be 1-255 when on is true; send {\"on\": false} to switch off",
-            ));
+        if !self.on || brightness == 0 {
+            return Ok(LedConfig::OFF);
         }
-        let Some(pulse) = self.pulse else {
-            return Ok(LedConfig::steady(brightness));
-        };
-        if pulse.cycle_ms == 0 {
-            return Err(invalid(
-                "pulse.cycle_ms must be 1-65535; omit pulse for a steady light",
-            ));
-        }
-        LedConfig::pulse(brightness, pulse.cycle_ms, pulse.off_ms, pulse.granularity)
-            .map_err(|error| invalid(&format!("pulse.granularity: {error}")))
+        Ok(match self.pulse {
+            Some(pulse) => LedConfig {
+                brightness,
+                granularity: pulse.granularity,
+                cycle_time_ms: pulse.cycle_ms,
+                off_time_ms: pulse.off_ms,
+            },
+            None => LedConfig::steady(brightness),
+        })
     }
 }
 
@@ -434,7 +446,8 @@ async fn healthz(State(state): State<AppState>) -> Result<Json<Health>, ApiError
 #[utoipa::path(
     get,
     path = "/metrics",
-    responses((status = 200, description = "Prometheus text exposition", body = String, content_type = "text/plain"))
+    responses((status = 200, description = "Prometheus/OpenMetrics text exposition", body = String,
+        content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8"))
 )]
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     (

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant, SystemTime};
 use qwiic_bus::{Bus, BusSpec, DeviceError};
 use qwiic_button::{FirmwareVersion, LedConfig, QwiicButton};
 use serde::{Deserialize, Serialize};
-use service_kit::CountingBus;
+use service_kit::{CountingBus, RetryingBus};
 use tokio::sync::{mpsc, oneshot, watch};
 use utoipa::ToSchema;
 
@@ -18,6 +18,8 @@ use crate::metrics::Metrics;
 
 /// How many commands may wait for the bus before callers are told it is busy.
 const QUEUE_DEPTH: usize = 64;
+/// Tries per transaction: every transaction here may be repeated (reads, whole LED settings).
+const BUS_ATTEMPTS: u32 = 3;
 
 /// The LED as the API shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
@@ -25,6 +27,7 @@ pub struct LedView {
     /// True when the LED gives light (brightness above 0).
     pub on: bool,
     /// 0-255.
+    #[schema(minimum = 0, maximum = 255)]
     pub brightness: u8,
     /// Pulse settings; `null` when the LED is steady.
     pub pulse: Option<Pulse>,
@@ -39,12 +42,19 @@ pub struct LedView {
 #[serde(deny_unknown_fields)]
 pub struct Pulse {
     /// Length of one ramp up and down, in ms (1-65535).
+    #[serde(deserialize_with = "crate::integer::deserialize")]
+    #[schema(minimum = 1, maximum = 65535)]
     pub cycle_ms: u16,
     /// Dark time between pulses, in ms (0-65535).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::integer::deserialize")]
+    #[schema(minimum = 0, maximum = 65535)]
     pub off_ms: u16,
     /// Brightness step size (1-255).
-    #[serde(default = "default_granularity")]
+    #[serde(
+        default = "default_granularity",
+        deserialize_with = "crate::integer::deserialize"
+    )]
+    #[schema(minimum = 1, maximum = 255)]
     pub granularity: u8,
 }
 
@@ -117,10 +127,13 @@ impl LedDevice {
         timeout: Duration,
     ) -> std::io::Result<LedDevice> {
         let address = button.address();
-        let bus = CountingBus::new(
-            button.destroy(),
-            metrics.i2c_transactions.clone(),
-            metrics.i2c_errors.clone(),
+        let bus = RetryingBus::new(
+            CountingBus::new(
+                button.destroy(),
+                metrics.i2c_transactions.clone(),
+                metrics.i2c_errors.clone(),
+            ),
+            BUS_ATTEMPTS,
         );
         let (commands, receiver) = mpsc::channel(QUEUE_DEPTH);
         let (updates_tx, updates) = watch::channel(None);
@@ -189,7 +202,7 @@ struct Change {
 }
 
 struct Worker {
-    button: QwiicButton<CountingBus<Bus>>,
+    button: QwiicButton<RetryingBus<CountingBus<Bus>>>,
     spec: BusSpec,
     /// What the LED registers hold, while we are sure of it; `None` after any error, because
     /// the device may have been power-cycled or replaced meanwhile.

@@ -13,6 +13,7 @@
 pub mod api;
 pub mod config;
 pub mod device;
+mod integer;
 pub mod metrics;
 pub mod state;
 

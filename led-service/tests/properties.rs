@@ -31,7 +31,13 @@ fn router() -> (axum::Router, tokio::sync::watch::Sender<bool>) {
     let button = QwiicButton::new(Bus::Sim(SimButton::new()), Address::DEFAULT);
     let led = LedDevice::spawn(button, BusSpec::Sim, &metrics, Duration::from_secs(2)).unwrap();
     let (closing, closing_rx) = tokio::sync::watch::channel(false);
-    let state = AppState { led, metrics, token: None, default_brightness: 255, closing: closing_rx };
+    let state = AppState {
+        led,
+        metrics,
+        token: None,
+        default_brightness: 255,
+        closing: closing_rx,
+    };
     (app(state), closing)
 }
 
@@ -40,16 +46,24 @@ fn json_value() -> impl Strategy<Value = serde_json::Value> {
         Just(serde_json::Value::Null),
         any::<bool>().prop_map(serde_json::Value::from),
         any::<i64>().prop_map(serde_json::Value::from),
-        any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(serde_json::Value::from),
+        any::<f64>()
+            .prop_filter("finite", |f| f.is_finite())
+            .prop_map(serde_json::Value::from),
         "[a-z_]{0,8}".prop_map(serde_json::Value::from),
     ];
     leaf.prop_recursive(3, 16, 4, |inner| {
         prop_oneof![
             prop::collection::vec(inner.clone(), 0..4).prop_map(serde_json::Value::from),
             prop::collection::btree_map(
-                prop_oneof![Just("on".to_owned()), Just("brightness".to_owned()), Just("pulse".to_owned()),
-                            Just("cycle_ms".to_owned()), Just("off_ms".to_owned()), Just("granularity".to_owned()),
-                            "[a-z]{1,6}"],
+                prop_oneof![
+                    Just("on".to_owned()),
+                    Just("brightness".to_owned()),
+                    Just("pulse".to_owned()),
+                    Just("cycle_ms".to_owned()),
+                    Just("off_ms".to_owned()),
+                    Just("granularity".to_owned()),
+                    "[a-z]{1,6}"
+                ],
                 inner,
                 0..5,
             )

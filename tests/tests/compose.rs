@@ -23,25 +23,66 @@ async fn up_press_release_hardening_and_down() {
     stack.wait_brightness(255, Duration::from_secs(2)).await;
     let led = stack.get(stack.led_port, "/led").await.unwrap();
     assert_eq!(led["on"], true);
-    assert!(led["changed_by"].as_str().unwrap().contains("button-service"), "{led}");
+    assert!(
+        led["changed_by"]
+            .as_str()
+            .unwrap()
+            .contains("button-service"),
+        "{led}"
+    );
     stack.simulator("/api/release").await;
     stack.wait_brightness(0, Duration::from_secs(2)).await;
 
     for service in ["led", "button", "simulator"] {
-        assert_eq!(stack.inspect(service, "{{.Config.User}}"), "65532:65532", "{service}");
-        assert_eq!(stack.inspect(service, "{{.HostConfig.ReadonlyRootfs}}"), "true", "{service}");
-        assert_eq!(stack.inspect(service, "{{.HostConfig.Privileged}}"), "false", "{service}");
-        assert_eq!(stack.inspect(service, "{{.HostConfig.CapDrop}}"), "[ALL]", "{service}");
-        assert_eq!(stack.inspect(service, "{{.HostConfig.SecurityOpt}}"), "[no-new-privileges:true]", "{service}");
+        assert_eq!(
+            stack.inspect(service, "{{.Config.User}}"),
+            "65532:65532",
+            "{service}"
+        );
+        assert_eq!(
+            stack.inspect(service, "{{.HostConfig.ReadonlyRootfs}}"),
+            "true",
+            "{service}"
+        );
+        assert_eq!(
+            stack.inspect(service, "{{.HostConfig.Privileged}}"),
+            "false",
+            "{service}"
+        );
+        assert_eq!(
+            stack.inspect(service, "{{.HostConfig.CapDrop}}"),
+            "[ALL]",
+            "{service}"
+        );
+        assert_eq!(
+            stack.inspect(service, "{{.HostConfig.SecurityOpt}}"),
+            "[no-new-privileges:true]",
+            "{service}"
+        );
         // The process itself runs as 65532, as the kernel sees it.
         let pid = stack.inspect(service, "{{.State.Pid}}");
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-        let uid = status.lines().find(|line| line.starts_with("Uid:")).unwrap();
-        assert!(uid.split_whitespace().skip(1).all(|id| id == "65532"), "{service}: {uid}");
+        let uid = status
+            .lines()
+            .find(|line| line.starts_with("Uid:"))
+            .unwrap();
+        assert!(
+            uid.split_whitespace().skip(1).all(|id| id == "65532"),
+            "{service}: {uid}"
+        );
     }
     // Only the LED API and the simulator page are published; the button has no host port.
-    assert_eq!(stack.inspect("button", "{{len .NetworkSettings.Ports}}"), "1");
-    assert_eq!(stack.inspect("button", "{{range $p, $b := .NetworkSettings.Ports}}{{$b}}{{end}}"), "[]");
+    assert_eq!(
+        stack.inspect("button", "{{len .NetworkSettings.Ports}}"),
+        "1"
+    );
+    assert_eq!(
+        stack.inspect(
+            "button",
+            "{{range $p, $b := .NetworkSettings.Ports}}{{$b}}{{end}}"
+        ),
+        "[]"
+    );
 
     let started = Instant::now();
     run(stack.compose().args(["down", "-t", "10"]));
@@ -62,12 +103,21 @@ async fn the_button_rides_out_a_crashed_and_a_killed_led_container() {
     let pid = stack.inspect("led", "{{.State.Pid}}");
     run(Command::new("kill").args(["-TERM", &pid]));
     let until = Instant::now() + Duration::from_secs(10);
-    while stack.inspect("led", "{{.RestartCount}}") != "1" || stack.inspect("led", "{{.State.Status}}") != "running" {
-        assert!(Instant::now() < until, "the restart policy did not restart the led container");
+    while stack.inspect("led", "{{.RestartCount}}") != "1"
+        || stack.inspect("led", "{{.State.Status}}") != "running"
+    {
+        assert!(
+            Instant::now() < until,
+            "the restart policy did not restart the led container"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     let restarted = Instant::now();
-    assert!(stack.logs("led").contains("LED switched off"), "{}", stack.logs("led"));
+    assert!(
+        stack.logs("led").contains("LED switched off"),
+        "{}",
+        stack.logs("led")
+    );
     stack.wait_brightness(255, Duration::from_secs(5)).await;
     let lit = restarted.elapsed();
     eprintln!("figure: LED lit again {lit:?} after the restart");
@@ -79,22 +129,45 @@ async fn the_button_rides_out_a_crashed_and_a_killed_led_container() {
     run(Command::new("docker").args(["kill", &stack.container("led")]));
     stack.simulator("/api/release").await;
     let until = Instant::now() + Duration::from_secs(10);
-    while !stack.logs("button").contains("the LED service is not answering") {
-        assert!(Instant::now() < until, "no outage logged:\n{}", stack.logs("button"));
+    while !stack
+        .logs("button")
+        .contains("the LED service is not answering")
+    {
+        assert!(
+            Instant::now() < until,
+            "no outage logged:\n{}",
+            stack.logs("button")
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     tokio::time::sleep(Duration::from_secs(3)).await; // a few seconds of outage: still one line
     let logs = stack.logs("button");
-    assert_eq!(logs.matches("the LED service is not answering").count(), 1, "{logs}");
+    assert_eq!(
+        logs.matches("the LED service is not answering").count(),
+        1,
+        "{logs}"
+    );
     assert_eq!(stack.inspect("button", "{{.State.Status}}"), "running");
-    assert_eq!(stack.inspect("button", "{{.RestartCount}}"), "0", "the button never died");
-    assert_eq!(stack.brightness().await, Some(255), "nobody could switch it off yet");
+    assert_eq!(
+        stack.inspect("button", "{{.RestartCount}}"),
+        "0",
+        "the button never died"
+    );
+    assert_eq!(
+        stack.brightness().await,
+        Some(255),
+        "nobody could switch it off yet"
+    );
 
     stack.docker("start", "led");
     let healed = stack.wait_brightness(0, Duration::from_secs(10)).await;
     eprintln!("figure: latest state delivered {healed:?} after docker start");
     let logs = stack.logs("button");
-    assert_eq!(logs.matches("the LED service answers again").count(), 1, "{logs}");
+    assert_eq!(
+        logs.matches("the LED service answers again").count(),
+        1,
+        "{logs}"
+    );
     assert!(!logs.contains("panicked") && !stack.logs("led").contains("panicked"));
 }
 
@@ -105,8 +178,18 @@ async fn both_services_turn_unhealthy_without_the_simulator_and_recover() {
     stack.wait_health("led", "unhealthy", Duration::from_secs(20));
     stack.wait_health("button", "unhealthy", Duration::from_secs(20));
     let health = stack.get(stack.led_port, "/healthz").await.unwrap();
-    assert!(health["error"].as_str().unwrap().contains("tcp://simulator:7070"), "{health}");
-    assert_eq!(stack.inspect("led", "{{.State.Status}}"), "running", "unhealthy, not dead");
+    assert!(
+        health["error"]
+            .as_str()
+            .unwrap()
+            .contains("tcp://simulator:7070"),
+        "{health}"
+    );
+    assert_eq!(
+        stack.inspect("led", "{{.State.Status}}"),
+        "running",
+        "unhealthy, not dead"
+    );
 
     stack.docker("start", "simulator");
     stack.wait_health("simulator", "healthy", Duration::from_secs(20));
@@ -145,7 +228,10 @@ fn device_mode_without_init_os_says_to_run_it() {
         .current_dir(root())
         .env_remove("I2C_DEVICE")
         .env_remove("I2C_GID")
-        .env("COMPOSE_FILE", "docker-compose.yml:docker-compose.device.yml")
+        .env(
+            "COMPOSE_FILE",
+            "docker-compose.yml:docker-compose.device.yml",
+        )
         .arg("--env-file")
         .arg(empty_env_file())
         .arg("config")
@@ -162,16 +248,31 @@ fn device_mode_maps_only_the_bus_and_adds_the_group_by_number() {
     let output = run(Command::new(parts[0])
         .args(&parts[1..])
         .current_dir(root())
-        .env("COMPOSE_FILE", "docker-compose.yml:docker-compose.device.yml")
+        .env(
+            "COMPOSE_FILE",
+            "docker-compose.yml:docker-compose.device.yml",
+        )
         .env("I2C_DEVICE", "/dev/i2c-1")
         .env("I2C_GID", "108")
         .arg("--env-file")
         .arg(empty_env_file())
         .arg("config"));
     let config = String::from_utf8_lossy(&output.stdout);
-    for expected in ["/dev/i2c-1:/dev/i2c-1", "BUS: /dev/i2c-1", "'108'", "read_only: true", "no-new-privileges:true"] {
-        assert!(config.contains(expected), "missing {expected:?} in\n{config}");
+    for expected in [
+        "/dev/i2c-1:/dev/i2c-1",
+        "BUS: /dev/i2c-1",
+        "'108'",
+        "read_only: true",
+        "no-new-privileges:true",
+    ] {
+        assert!(
+            config.contains(expected),
+            "missing {expected:?} in\n{config}"
+        );
     }
     assert!(!config.contains("privileged"), "{config}");
-    assert!(!config.contains("simulator"), "device mode runs no simulator:\n{config}");
+    assert!(
+        !config.contains("simulator"),
+        "device mode runs no simulator:\n{config}"
+    );
 }

@@ -27,8 +27,16 @@ async fn press_stream(stack: &Stack, rounds: usize, end_held: bool) {
 
 fn assert_never_exited(stack: &Stack, services: &[&str]) {
     for service in services {
-        assert_eq!(stack.inspect(service, "{{.State.Status}}"), "running", "{service}");
-        assert_eq!(stack.inspect(service, "{{.RestartCount}}"), "0", "{service} restarted");
+        assert_eq!(
+            stack.inspect(service, "{{.State.Status}}"),
+            "running",
+            "{service}"
+        );
+        assert_eq!(
+            stack.inspect(service, "{{.RestartCount}}"),
+            "0",
+            "{service} restarted"
+        );
     }
 }
 
@@ -38,9 +46,21 @@ async fn fifty_led_container_kills_during_a_stream_of_presses() {
     let led = stack.container("led");
     let started = Instant::now();
     for kill in 0..50 {
-        stack.simulator(if kill % 2 == 0 { "/api/press" } else { "/api/release" }).await;
+        stack
+            .simulator(if kill % 2 == 0 {
+                "/api/press"
+            } else {
+                "/api/release"
+            })
+            .await;
         run(Command::new("docker").args(["kill", &led]));
-        stack.simulator(if kill % 2 == 0 { "/api/release" } else { "/api/press" }).await;
+        stack
+            .simulator(if kill % 2 == 0 {
+                "/api/release"
+            } else {
+                "/api/press"
+            })
+            .await;
         run(Command::new("docker").args(["start", &led]));
     }
     eprintln!("figure: 50 kills and starts in {:?}", started.elapsed());
@@ -50,7 +70,12 @@ async fn fifty_led_container_kills_during_a_stream_of_presses() {
     eprintln!("figure: converged {settled:?} after the last start");
     assert_never_exited(&stack, &["button", "simulator"]);
     assert!(stack.metric("button", "button_service_outages_total").await >= 1.0);
-    assert!(stack.metric("button", "button_service_send_failures_total").await >= 1.0);
+    assert!(
+        stack
+            .metric("button", "button_service_send_failures_total")
+            .await
+            >= 1.0
+    );
     stack.assert_no_panic();
 }
 
@@ -62,13 +87,26 @@ async fn bus_nacks_at_1_10_and_50_percent() {
         press_stream(&stack, 10, end_held).await;
         let wanted = if end_held { 255 } else { 0 };
         let settled = stack.wait_brightness(wanted, Duration::from_secs(2)).await;
-        eprintln!("figure: {:.0}% NACK: converged in {settled:?}", rate * 100.0);
+        eprintln!(
+            "figure: {:.0}% NACK: converged in {settled:?}",
+            rate * 100.0
+        );
         stack.faults(json!({"nack_rate": 0.0})).await;
     }
     assert_never_exited(&stack, &["led", "button", "simulator"]);
-    assert!(stack.metric("button", "button_service_i2c_errors_total").await >= 1.0);
+    assert!(
+        stack
+            .metric("button", "button_service_i2c_errors_total")
+            .await
+            >= 1.0
+    );
     assert!(stack.metric("led", "led_service_i2c_errors_total").await >= 1.0);
-    assert!(stack.metric("button", "button_service_poll_errors_total").await >= 1.0);
+    assert!(
+        stack
+            .metric("button", "button_service_poll_errors_total")
+            .await
+            >= 1.0
+    );
     stack.assert_no_panic();
 }
 
@@ -82,7 +120,15 @@ async fn a_slow_led_service() {
     eprintln!("figure: 150 ms bus latency: converged in {settled:?}");
     stack.faults(json!({"delay_ms": 0})).await;
     assert_never_exited(&stack, &["led", "button", "simulator"]);
-    let latency = stack.metric("led", "led_service_http_request_duration_seconds_sum{route=\"/{state}\"}").await;
-    assert!(latency > 0.15, "the slowness shows in the latency histogram: {latency}");
+    let latency = stack
+        .metric(
+            "led",
+            "led_service_http_request_duration_seconds_sum{route=\"/{state}\"}",
+        )
+        .await;
+    assert!(
+        latency > 0.15,
+        "the slowness shows in the latency histogram: {latency}"
+    );
     stack.assert_no_panic();
 }

@@ -12,15 +12,26 @@ use std::process::{Command, Output};
 /// The stubbed commands. Each logs its arguments; the ones that change state change the fake
 /// root or the stub state, so a second run sees the first one's work.
 const STUBS: &[(&str, &str)] = &[
-    ("id", r#"case "$1" in
+    (
+        "id",
+        r#"case "$1" in
   -u) cat "$STATE/uid" 2>/dev/null || echo 0 ;;
   -nG) grep -E "^[^:]*:[^:]*:[^:]*:(.*,)?$2(,|$)" "$ROOT/etc/group" | cut -d: -f1 | tr '\n' ' '; echo ;;
-esac"#),
-    ("getent", r#"[ "$1" = group ] && grep "^$2:" "$ROOT/etc/group""#),
+esac"#,
+    ),
+    (
+        "getent",
+        r#"[ "$1" = group ] && grep "^$2:" "$ROOT/etc/group""#,
+    ),
     ("groupadd", r#"echo "${@: -1}:x:990:" >> "$ROOT/etc/group""#),
-    ("usermod", r#"group=$2 user=$3
-sed -i -E "/^$group:/{s/:$/:$user/;t;s/$/,$user/}" "$ROOT/etc/group""#),
-    ("apt-get", r#"if [ "$1" = install ]; then
+    (
+        "usermod",
+        r#"group=$2 user=$3
+sed -i -E "/^$group:/{s/:$/:$user/;t;s/$/,$user/}" "$ROOT/etc/group""#,
+    ),
+    (
+        "apt-get",
+        r#"if [ "$1" = install ]; then
   for package in "$@"; do
     case "$package" in
       docker.io) cp "$STUBS/.docker" "$STUBS/docker"; chmod +x "$STUBS/docker"; echo "docker:x:995:" >> "$ROOT/etc/group" ;;
@@ -29,27 +40,46 @@ sed -i -E "/^$group:/{s/:$/:$user/;t;s/$/,$user/}" "$ROOT/etc/group""#),
       i2c-tools) cp "$STUBS/.i2cget" "$STUBS/i2cget"; chmod +x "$STUBS/i2cget" ;;
     esac
   done
-fi"#),
-    ("apt-cache", r#"[ "$1" = policy ] || exit 0
+fi"#,
+    ),
+    (
+        "apt-cache",
+        r#"[ "$1" = policy ] || exit 0
 version=$(sed -n "s/^$2 //p" "$STATE/available" 2>/dev/null)
-echo "$2:"; echo "  Installed: (none)"; echo "  Candidate: ${version:-(none)}""#),
+echo "$2:"; echo "  Installed: (none)"; echo "  Candidate: ${version:-(none)}""#,
+    ),
     ("dpkg", "echo arm64"),
-    ("modprobe", r#"echo "i2c_dev 16384 0 - Live 0x0" >> "$ROOT/proc/modules""#),
+    (
+        "modprobe",
+        r#"echo "i2c_dev 16384 0 - Live 0x0" >> "$ROOT/proc/modules""#,
+    ),
     ("udevadm", ":"),
-    ("curl", r#"while [ $# -gt 0 ]; do [ "$1" = -o ] && { shift; echo KEY > "$1"; }; shift; done"#),
-    ("docker-compose", r#"[ -e "$STATE/compose-v1" ] || { echo "docker-compose: not found" >&2; exit 127; }
-echo "$(cat "$STATE/compose-v1-version" 2>/dev/null || echo 1.29.2)""#),
-    (".docker", r#"[ "$1 $2" = "compose version" ] && [ -e "$STATE/compose-v2" ] && { echo "Docker Compose version v2.24.6"; exit 0; }
-exit 1"#),
-    (".i2cget", r#"id=$(cat "$STATE/i2c-id" 2>/dev/null || echo 0x5d)
+    (
+        "curl",
+        r#"while [ $# -gt 0 ]; do [ "$1" = -o ] && { shift; echo KEY > "$1"; }; shift; done"#,
+    ),
+    (
+        "docker-compose",
+        r#"[ -e "$STATE/compose-v1" ] || { echo "docker-compose: not found" >&2; exit 127; }
+echo "$(cat "$STATE/compose-v1-version" 2>/dev/null || echo 1.29.2)""#,
+    ),
+    (
+        ".docker",
+        r#"[ "$1 $2" = "compose version" ] && [ -e "$STATE/compose-v2" ] && { echo "Docker Compose version v2.24.6"; exit 0; }
+exit 1"#,
+    ),
+    (
+        ".i2cget",
+        r#"id=$(cat "$STATE/i2c-id" 2>/dev/null || echo 0x5d)
 [ "$id" = none ] && { echo "Error: Read failed" >&2; exit 2; }
-echo "$id""#),
+echo "$id""#,
+    ),
 ];
 
 /// Real tools the script may use; nothing else from the host is on its PATH.
 const TOOLS: &[&str] = &[
-    "bash", "sh", "env", "cat", "sed", "grep", "cut", "tr", "mkdir", "dirname", "printf", "chmod", "cp", "touch",
-    "sort", "head", "uname",
+    "bash", "sh", "env", "cat", "sed", "grep", "cut", "tr", "mkdir", "dirname", "printf", "chmod",
+    "cp", "touch", "sort", "head", "uname",
 ];
 
 struct Device {
@@ -82,15 +112,25 @@ impl Device {
         fs::create_dir_all(&stubs).unwrap();
         fs::create_dir_all(&state).unwrap();
         write(&root.join("etc/os-release"), os_release);
-        write(&root.join("etc/group"), "root:x:0:\nsudo:x:27:pi\npi:x:1000:\n");
+        write(
+            &root.join("etc/group"),
+            "root:x:0:\nsudo:x:27:pi\npi:x:1000:\n",
+        );
         write(&root.join("proc/modules"), "");
         for (name, body) in STUBS {
             let path = stubs.join(name);
-            write(&path, &format!("#!/bin/bash\necho \"{name} $*\" >> \"$STUB_LOG\"\n{body}\n"));
+            write(
+                &path,
+                &format!("#!/bin/bash\necho \"{name} $*\" >> \"$STUB_LOG\"\n{body}\n"),
+            );
             fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();
         }
         for tool in TOOLS {
-            let real = ["/usr/bin", "/bin"].iter().map(|d| Path::new(d).join(tool)).find(|p| p.exists()).unwrap();
+            let real = ["/usr/bin", "/bin"]
+                .iter()
+                .map(|d| Path::new(d).join(tool))
+                .find(|p| p.exists())
+                .unwrap();
             std::os::unix::fs::symlink(real, stubs.join(tool)).unwrap();
         }
         let device = Device {
@@ -107,7 +147,11 @@ impl Device {
 
     /// Makes a stubbed command present, as if its package were installed.
     fn install(&self, command: &str) {
-        fs::copy(self.stubs.join(format!(".{command}")), self.stubs.join(command)).unwrap();
+        fs::copy(
+            self.stubs.join(format!(".{command}")),
+            self.stubs.join(command),
+        )
+        .unwrap();
     }
 
     fn state(&self, name: &str, content: &str) {
@@ -174,11 +218,18 @@ fn stderr(output: &Output) -> String {
 }
 
 fn assert_ok(output: &Output) -> String {
-    assert!(output.status.success(), "exit {:?}\n{}{}", output.status, stdout(output), stderr(output));
+    assert!(
+        output.status.success(),
+        "exit {:?}\n{}{}",
+        output.status,
+        stdout(output),
+        stderr(output)
+    );
     stdout(output)
 }
 
-const DEBIAN: &str = "PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nID=debian\nVERSION_CODENAME=bookworm\n";
+const DEBIAN: &str =
+    "PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nID=debian\nVERSION_CODENAME=bookworm\n";
 const JETPACK: &str = "NAME=\"Ubuntu\"\nVERSION=\"18.04.6 LTS (Bionic Beaver)\"\nID=ubuntu\nID_LIKE=debian\nVERSION_CODENAME=bionic\nUBUNTU_CODENAME=bionic\n";
 const UBUNTU: &str = "NAME=\"Ubuntu\"\nID=ubuntu\nID_LIKE=debian\nVERSION_CODENAME=jammy\n";
 
@@ -187,9 +238,17 @@ fn assert_second_run_changes_nothing(device: &Device) {
     let output = device.run(&[]);
     let text = assert_ok(&output);
     assert!(text.contains("Nothing to change"), "{text}");
-    assert!(!device.commands().lines().any(|c| {
-        ["apt-get", "groupadd", "usermod", "modprobe", "udevadm", "curl"].iter().any(|m| c.starts_with(m))
-    }), "a second run ran:\n{}", device.commands());
+    assert!(
+        !device.commands().lines().any(|c| {
+            [
+                "apt-get", "groupadd", "usermod", "modprobe", "udevadm", "curl",
+            ]
+            .iter()
+            .any(|m| c.starts_with(m))
+        }),
+        "a second run ran:\n{}",
+        device.commands()
+    );
     assert_eq!(device.snapshot(), before, "a second run changed files");
 }
 
@@ -201,25 +260,51 @@ fn raspberry_pi_os_enables_i2c_then_after_the_reboot_finds_the_button() {
 
     let first = assert_ok(&device.run(&[]));
     assert!(first.contains("platform: raspberrypi"), "{first}");
-    assert!(device.read("boot/firmware/config.txt").ends_with("dtparam=i2c_arm=on\n"));
+    assert!(
+        device
+            .read("boot/firmware/config.txt")
+            .ends_with("dtparam=i2c_arm=on\n")
+    );
     assert_eq!(device.read("etc/modules-load.d/i2c-dev.conf"), "i2c-dev\n");
-    assert!(device.read("etc/udev/rules.d/60-qwiic-i2c.rules").contains("GROUP=\"i2c\""));
+    assert!(
+        device
+            .read("etc/udev/rules.d/60-qwiic-i2c.rules")
+            .contains("GROUP=\"i2c\"")
+    );
     let groups = device.read("etc/group");
     assert!(groups.contains("i2c:x:990:pi"), "{groups}");
     let commands = device.commands();
-    assert!(commands.contains("apt-get install -y -q docker.io"), "{commands}");
-    assert!(commands.contains("apt-get install -y -q docker-compose"), "{commands}");
-    assert!(commands.contains("usermod -aG docker pi") && commands.contains("usermod -aG i2c pi"), "{commands}");
+    assert!(
+        commands.contains("apt-get install -y -q docker.io"),
+        "{commands}"
+    );
+    assert!(
+        commands.contains("apt-get install -y -q docker-compose"),
+        "{commands}"
+    );
+    assert!(
+        commands.contains("usermod -aG docker pi") && commands.contains("usermod -aG i2c pi"),
+        "{commands}"
+    );
     assert!(first.contains("Reboot to enable I2C"), "{first}");
     assert!(!device.env_file.exists(), "no bus yet, so no .env");
 
     // After the reboot the bus exists.
     device.file("dev/i2c-1", "");
     let second = assert_ok(&device.run(&[]));
-    assert!(second.contains("Qwiic Button found at 0x6f on /dev/i2c-1"), "{second}");
+    assert!(
+        second.contains("Qwiic Button found at 0x6f on /dev/i2c-1"),
+        "{second}"
+    );
     let env = fs::read_to_string(&device.env_file).unwrap();
-    assert!(env.contains("COMPOSE_FILE=docker-compose.yml:docker-compose.device.yml"), "{env}");
-    assert!(env.contains("I2C_DEVICE=/dev/i2c-1") && env.contains("I2C_GID=990"), "{env}");
+    assert!(
+        env.contains("COMPOSE_FILE=docker-compose.yml:docker-compose.device.yml"),
+        "{env}"
+    );
+    assert!(
+        env.contains("I2C_DEVICE=/dev/i2c-1") && env.contains("I2C_GID=990"),
+        "{env}"
+    );
 
     assert_second_run_changes_nothing(&device);
 }
@@ -231,19 +316,42 @@ fn jetson_nano_gets_compose_from_dockers_repository_when_its_own_is_too_old() {
     device.file("dev/i2c-1", "");
     device.install("docker"); // JetPack ships Docker
     device.state("available", "docker-compose 1.17.1-2\n");
-    device.file("etc/group", "root:x:0:\ndocker:x:995:\ni2c:x:108:\npi:x:1000:\n");
+    device.file(
+        "etc/group",
+        "root:x:0:\ndocker:x:995:\ni2c:x:108:\npi:x:1000:\n",
+    );
 
     let output = assert_ok(&device.run(&[]));
     assert!(output.contains("platform: jetson"), "{output}");
     let commands = device.commands();
-    assert!(!commands.contains("install -y -q docker.io"), "docker was already there:\n{commands}");
+    assert!(
+        !commands.contains("install -y -q docker.io"),
+        "docker was already there:\n{commands}"
+    );
     assert!(commands.contains("curl -fsSL -o"), "{commands}");
-    assert!(device.read("etc/apt/sources.list.d/docker.list").contains("https://download.docker.com/linux/ubuntu bionic stable"));
-    assert!(commands.contains("apt-get install -y -q docker-compose-plugin"), "{commands}");
+    assert!(
+        device
+            .read("etc/apt/sources.list.d/docker.list")
+            .contains("https://download.docker.com/linux/ubuntu bionic stable")
+    );
+    assert!(
+        commands.contains("apt-get install -y -q docker-compose-plugin"),
+        "{commands}"
+    );
     assert!(!device.read("etc/modules-load.d/i2c-dev.conf").is_empty());
-    assert!(!commands.contains("groupadd"), "the i2c group existed:\n{commands}");
-    assert!(fs::read_to_string(&device.env_file).unwrap().contains("I2C_GID=108"));
-    assert!(device.read("boot/firmware/config.txt").is_empty(), "no Raspberry Pi settings on a Jetson");
+    assert!(
+        !commands.contains("groupadd"),
+        "the i2c group existed:\n{commands}"
+    );
+    assert!(
+        fs::read_to_string(&device.env_file)
+            .unwrap()
+            .contains("I2C_GID=108")
+    );
+    assert!(
+        device.read("boot/firmware/config.txt").is_empty(),
+        "no Raspberry Pi settings on a Jetson"
+    );
 
     assert_second_run_changes_nothing(&device);
 }
@@ -251,15 +359,29 @@ fn jetson_nano_gets_compose_from_dockers_repository_when_its_own_is_too_old() {
 #[test]
 fn plain_debian_and_ubuntu_use_their_own_packages() {
     for (name, os, packages, expected) in [
-        ("debian", DEBIAN, "docker.io 20.10.24\ndocker-compose 1.29.2-3\n", "install -y -q docker-compose"),
-        ("ubuntu", UBUNTU, "docker.io 24.0.7\ndocker-compose-v2 2.24.6\n", "install -y -q docker-compose-v2"),
+        (
+            "debian",
+            DEBIAN,
+            "docker.io 20.10.24\ndocker-compose 1.29.2-3\n",
+            "install -y -q docker-compose",
+        ),
+        (
+            "ubuntu",
+            UBUNTU,
+            "docker.io 24.0.7\ndocker-compose-v2 2.24.6\n",
+            "install -y -q docker-compose-v2",
+        ),
     ] {
         let device = Device::new(name, os);
         device.file("dev/i2c-1", "");
         device.state("available", packages);
         let output = assert_ok(&device.run(&[]));
         assert!(output.contains(&format!("platform: {name}")), "{output}");
-        assert!(device.commands().contains(expected), "{name}:\n{}", device.commands());
+        assert!(
+            device.commands().contains(expected),
+            "{name}:\n{}",
+            device.commands()
+        );
         assert!(!device.commands().contains("download.docker.com"));
         assert!(device.env_file.exists());
         assert_second_run_changes_nothing(&device);
@@ -274,12 +396,27 @@ fn dry_run_changes_nothing_and_says_what_it_would_do() {
     let before = device.snapshot();
     let output = assert_ok(&device.run(&["--dry-run"]));
     assert_eq!(device.snapshot(), before, "--dry-run changed files");
-    assert!(!device.commands().lines().any(|c| {
-        ["apt-get", "groupadd", "usermod", "modprobe", "udevadm", "curl"].iter().any(|m| c.starts_with(m))
-    }), "--dry-run ran:\n{}", device.commands());
-    assert!(output.contains("would: env DEBIAN_FRONTEND=noninteractive apt-get install -y -q docker.io"), "{output}");
+    assert!(
+        !device.commands().lines().any(|c| {
+            [
+                "apt-get", "groupadd", "usermod", "modprobe", "udevadm", "curl",
+            ]
+            .iter()
+            .any(|m| c.starts_with(m))
+        }),
+        "--dry-run ran:\n{}",
+        device.commands()
+    );
+    assert!(
+        output
+            .contains("would: env DEBIAN_FRONTEND=noninteractive apt-get install -y -q docker.io"),
+        "{output}"
+    );
     assert!(output.contains("would: groupadd --system i2c"), "{output}");
-    assert!(output.contains("Dry run:") && output.contains("nothing was changed"), "{output}");
+    assert!(
+        output.contains("Dry run:") && output.contains("nothing was changed"),
+        "{output}"
+    );
 }
 
 #[test]
@@ -288,7 +425,10 @@ fn an_unsupported_os_is_refused_with_what_is_supported() {
     let output = device.run(&[]);
     assert_eq!(output.status.code(), Some(1));
     let message = stderr(&output);
-    assert!(message.contains("unsupported OS 'fedora'") && message.contains("Raspberry Pi OS"), "{message}");
+    assert!(
+        message.contains("unsupported OS 'fedora'") && message.contains("Raspberry Pi OS"),
+        "{message}"
+    );
     assert!(device.commands().is_empty() || !device.commands().contains("apt-get"));
 }
 
@@ -298,7 +438,11 @@ fn it_must_run_as_root() {
     device.state("uid", "1000");
     let output = device.run(&[]);
     assert_eq!(output.status.code(), Some(1));
-    assert!(stderr(&output).contains("run it with sudo"), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("run it with sudo"),
+        "{}",
+        stderr(&output)
+    );
 }
 
 #[test]
@@ -311,8 +455,14 @@ fn no_button_says_what_to_check() {
     let output = device.run(&[]);
     assert_eq!(output.status.code(), Some(1), "{}", stdout(&output));
     let message = stderr(&output);
-    assert!(message.contains("no Qwiic Button at 0x6f on /dev/i2c-1"), "{message}");
-    assert!(message.contains("i2cdetect -y 1") && message.contains("SDA to pin 3"), "{message}");
+    assert!(
+        message.contains("no Qwiic Button at 0x6f on /dev/i2c-1"),
+        "{message}"
+    );
+    assert!(
+        message.contains("i2cdetect -y 1") && message.contains("SDA to pin 3"),
+        "{message}"
+    );
     assert!(!device.env_file.exists());
 }
 
@@ -326,7 +476,10 @@ fn a_missing_bus_names_the_buses_there_are() {
     let output = device.run(&["--bus", "3"]);
     assert_eq!(output.status.code(), Some(1));
     let message = stderr(&output);
-    assert!(message.contains("no I2C bus /dev/i2c-3") && message.contains("i2c-1 i2c-7"), "{message}");
+    assert!(
+        message.contains("no I2C bus /dev/i2c-3") && message.contains("i2c-1 i2c-7"),
+        "{message}"
+    );
     let output = device.run(&["--bus", "x"]);
     assert!(stderr(&output).contains("--bus needs a bus number"));
     let output = device.run(&["--frobnicate"]);

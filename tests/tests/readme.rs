@@ -27,12 +27,22 @@ fn env_vars(source: &str) -> BTreeSet<String> {
 
 /// The backticked env column of the README's configuration table.
 fn documented_env_vars(readme: &str) -> BTreeSet<String> {
-    let table = readme.split("## Configuration").nth(1).unwrap().split("\n## ").next().unwrap();
+    let table = readme
+        .split("## Configuration")
+        .nth(1)
+        .unwrap()
+        .split("\n## ")
+        .next()
+        .unwrap();
     table
         .lines()
         .filter(|line| line.starts_with("| ") && line.matches('|').count() >= 6)
         .filter_map(|line| line.split('|').nth(3))
-        .filter_map(|cell| cell.trim().strip_prefix('`').and_then(|c| c.strip_suffix('`')))
+        .filter_map(|cell| {
+            cell.trim()
+                .strip_prefix('`')
+                .and_then(|c| c.strip_suffix('`'))
+        })
         .map(str::to_owned)
         .collect()
 }
@@ -42,29 +52,50 @@ fn the_configuration_table_lists_exactly_the_flags_the_services_take() {
     let readme = read("README.md");
     let documented = documented_env_vars(&readme);
     let mut in_code = BTreeSet::new();
-    for config in ["led-service/src/config.rs", "button-service/src/config.rs", "simulator/src/config.rs"] {
+    for config in [
+        "led-service/src/config.rs",
+        "button-service/src/config.rs",
+        "simulator/src/config.rs",
+    ] {
         let vars = env_vars(&read(config));
         assert!(!vars.is_empty(), "{config}");
         in_code.extend(vars);
     }
-    assert_eq!(documented, in_code, "README configuration table vs the code");
+    assert_eq!(
+        documented, in_code,
+        "README configuration table vs the code"
+    );
 }
 
 #[test]
 fn compose_variables_in_the_readme_exist_in_the_compose_files() {
     let readme = read("README.md");
-    let compose = read("docker-compose.yml") + &read("docker-compose.override.yml") + &read("docker-compose.device.yml");
-    let paragraph = readme.split("Compose also reads").nth(1).unwrap().split("\n\n").next().unwrap();
+    let compose = read("docker-compose.yml")
+        + &read("docker-compose.override.yml")
+        + &read("docker-compose.device.yml");
+    let paragraph = readme
+        .split("Compose also reads")
+        .nth(1)
+        .unwrap()
+        .split("\n\n")
+        .next()
+        .unwrap();
     let mut seen = 0;
     for name in paragraph.split('`').skip(1).step_by(2) {
         if name.chars().all(|c| c.is_ascii_uppercase() || c == '_') {
-            assert!(compose.contains(&format!("${{{name}")), "{name} is not used by the compose files");
+            assert!(
+                compose.contains(&format!("${{{name}")),
+                "{name} is not used by the compose files"
+            );
             seen += 1;
         }
     }
     assert!(seen >= 6, "the paragraph lost its variables");
     for name in ["COMPOSE_FILE", "I2C_DEVICE", "I2C_GID"] {
-        assert!(read("init_os.sh").contains(&format!("{name}=")), "init_os.sh must write {name}");
+        assert!(
+            read("init_os.sh").contains(&format!("{name}=")),
+            "init_os.sh must write {name}"
+        );
     }
 }
 
@@ -73,12 +104,22 @@ fn every_script_and_option_shown_exists() {
     let readme = read("README.md");
     let mut checked = 0;
     // Each command of a line on its own: `a && b | c` is three.
-    for line in readme.lines().flat_map(|line| line.split("&&")).flat_map(|part| part.split(" | ")) {
+    for line in readme
+        .lines()
+        .flat_map(|line| line.split("&&"))
+        .flat_map(|part| part.split(" | "))
+    {
         for word in line.split(|c: char| c.is_whitespace() || c == '`' || c == '(' || c == ')') {
-            if let Some(script) = word.strip_prefix("scripts/").filter(|s| !s.is_empty() && !s.contains('<')) {
+            if let Some(script) = word
+                .strip_prefix("scripts/")
+                .filter(|s| !s.is_empty() && !s.contains('<'))
+            {
                 let script = script.trim_end_matches([',', '.', ':', ';']);
                 let path = root().join("scripts").join(script);
-                assert!(path.exists(), "README names scripts/{script}, which does not exist");
+                assert!(
+                    path.exists(),
+                    "README names scripts/{script}, which does not exist"
+                );
                 let source = std::fs::read_to_string(&path).unwrap();
                 // Every --option on the same line must be one the script handles.
                 for option in line.split_whitespace().filter(|w| w.starts_with("--")) {
@@ -102,7 +143,13 @@ fn every_documented_route_is_served() {
     let led_api = read("led-service/src/api.rs");
     let simulator_api = read("simulator/src/api.rs");
     let button_api = read("button-service/src/lib.rs");
-    let api = readme.split("## The API").nth(1).unwrap().split("\n## ").next().unwrap();
+    let api = readme
+        .split("## The API")
+        .nth(1)
+        .unwrap()
+        .split("\n## ")
+        .next()
+        .unwrap();
     let mut routes = BTreeSet::new();
     for word in api.split('`') {
         for part in word.split_whitespace() {
@@ -115,21 +162,37 @@ fn every_documented_route_is_served() {
     for route in routes {
         let pattern = format!("\"{route}\"");
         assert!(
-            led_api.contains(&pattern) || simulator_api.contains(&pattern) || button_api.contains(&pattern),
+            led_api.contains(&pattern)
+                || simulator_api.contains(&pattern)
+                || button_api.contains(&pattern),
             "README documents {route}, which no router serves"
         );
     }
     // The curl examples: every spelling shown is one the parser accepts.
     let state = read("led-service/src/state.rs");
-    let toggling = readme.split("## Toggling the LED by hand").nth(1).unwrap().split("\n## ").next().unwrap();
+    let toggling = readme
+        .split("## Toggling the LED by hand")
+        .nth(1)
+        .unwrap()
+        .split("\n## ")
+        .next()
+        .unwrap();
     let mut spellings = 0;
     for token in toggling.split(|c: char| c.is_whitespace() || c == ',' || c == '(' || c == ')') {
-        let Some((_, spelling)) = token.rsplit_once('/') else { continue };
+        let Some((_, spelling)) = token.rsplit_once('/') else {
+            continue;
+        };
         if token.starts_with("http://") || token.starts_with('/') {
-            if spelling.is_empty() || spelling == "led" || !spelling.chars().all(char::is_alphanumeric) {
+            if spelling.is_empty()
+                || spelling == "led"
+                || !spelling.chars().all(char::is_alphanumeric)
+            {
                 continue;
             }
-            assert!(state.contains(&format!("\"{}\"", spelling.to_lowercase())), "/{spelling} is not accepted");
+            assert!(
+                state.contains(&format!("\"{}\"", spelling.to_lowercase())),
+                "/{spelling} is not accepted"
+            );
             spellings += 1;
         }
     }

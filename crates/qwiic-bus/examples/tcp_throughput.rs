@@ -13,7 +13,10 @@ use qwiic_bus::{BusSpec, TcpBus, TcpTimeouts};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
-    let spec: BusSpec = args.next().unwrap_or_else(|| "tcp://127.0.0.1:7070".into()).parse()?;
+    let spec: BusSpec = args
+        .next()
+        .unwrap_or_else(|| "tcp://127.0.0.1:7070".into())
+        .parse()?;
     let seconds: f64 = args.next().map_or(Ok(3.0), |s| s.parse())?;
     let BusSpec::Tcp { host, port } = spec else {
         return Err("give a tcp://HOST:PORT bus".into());

@@ -174,6 +174,49 @@ pub fn binary_command(path: impl AsRef<std::ffi::OsStr>) -> std::process::Comman
     }
 }
 
+/// An I2C bus that tries a failed transaction again, up to `attempts` times in all, at once.
+///
+/// Noise, a mishandled clock stretch (Raspberry Pi) or a busy device makes single transactions
+/// fail now and then; trying again at once hides that from the service without hiding a device
+/// that is really gone. Only for transactions that may be repeated: every read, and writes of
+/// whole settings or of the status clear. Never wrap a bus that pops the queues (a repeated pop
+/// loses an entry).
+#[derive(Debug)]
+pub struct RetryingBus<B> {
+    bus: B,
+    attempts: u32,
+}
+
+impl<B> RetryingBus<B> {
+    /// Wraps `bus`; `attempts` is at least 1.
+    pub fn new(bus: B, attempts: u32) -> Self {
+        RetryingBus {
+            bus,
+            attempts: attempts.max(1),
+        }
+    }
+}
+
+impl<B: ErrorType> ErrorType for RetryingBus<B> {
+    type Error = B::Error;
+}
+
+impl<B: I2c> I2c for RetryingBus<B> {
+    fn transaction(
+        &mut self,
+        address: u8,
+        operations: &mut [Operation<'_>],
+    ) -> Result<(), Self::Error> {
+        let mut attempt = 1;
+        loop {
+            match self.bus.transaction(address, operations) {
+                Err(_) if attempt < self.attempts => attempt += 1,
+                result => return result,
+            }
+        }
+    }
+}
+
 /// An I2C bus that counts its transactions and failures for /metrics.
 #[derive(Debug)]
 pub struct CountingBus<B> {
@@ -244,6 +287,53 @@ mod tests {
         for bad in ["", "20", "fast", "5h", "-1s", "1e9s"] {
             assert!(parse_duration(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn a_retrying_bus_tries_again_and_counts_every_attempt() {
+        use embedded_hal::i2c::{ErrorKind, ErrorType};
+
+        /// Fails the first `failures` transactions.
+        struct Flaky {
+            failures: u32,
+            calls: u32,
+        }
+        impl ErrorType for Flaky {
+            type Error = ErrorKind;
+        }
+        impl I2c for Flaky {
+            fn transaction(&mut self, _: u8, _: &mut [Operation<'_>]) -> Result<(), ErrorKind> {
+                self.calls += 1;
+                if self.calls <= self.failures {
+                    Err(ErrorKind::Bus)
+                } else {
+                    Ok(())
+                }
+            }
+        }
+        let (transactions, errors) = (Counter::default(), Counter::default());
+        let mut bus = RetryingBus::new(
+            CountingBus::new(
+                Flaky {
+                    failures: 2,
+                    calls: 0,
+                },
+                transactions.clone(),
+                errors.clone(),
+            ),
+            3,
+        );
+        assert!(bus.write(0x6F, &[0]).is_ok());
+        assert_eq!((transactions.get(), errors.get()), (3, 2));
+        let mut bus = RetryingBus::new(
+            Flaky {
+                failures: 3,
+                calls: 0,
+            },
+            3,
+        );
+        assert_eq!(bus.write(0x6F, &[0]), Err(ErrorKind::Bus));
+        assert_eq!(bus.bus.calls, 3, "gives up after three attempts");
     }
 
     #[test]

@@ -23,7 +23,11 @@ pub fn compose_command() -> Vec<&'static str> {
 }
 
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 pub fn run(command: &mut Command) -> Output {
@@ -80,7 +84,14 @@ impl Stack {
             .env("SIMULATOR_PORT", self.simulator_port.to_string())
             .arg("--env-file")
             .arg(&self.env_file)
-            .args(["-p", &self.project, "-f", "docker-compose.yml", "-f", "docker-compose.override.yml"]);
+            .args([
+                "-p",
+                &self.project,
+                "-f",
+                "docker-compose.yml",
+                "-f",
+                "docker-compose.override.yml",
+            ]);
         command
     }
 
@@ -90,12 +101,19 @@ impl Stack {
         }
         let output = run(self.compose().args(["ps", "-q", service]));
         let id = String::from_utf8_lossy(&output.stdout).trim().to_owned();
-        self.containers.borrow_mut().insert(service.to_owned(), id.clone());
+        self.containers
+            .borrow_mut()
+            .insert(service.to_owned(), id.clone());
         id
     }
 
     pub fn inspect(&self, service: &str, format: &str) -> String {
-        let output = run(Command::new("docker").args(["inspect", "--format", format, &self.container(service)]));
+        let output = run(Command::new("docker").args([
+            "inspect",
+            "--format",
+            format,
+            &self.container(service),
+        ]));
         String::from_utf8_lossy(&output.stdout).trim().to_owned()
     }
 
@@ -106,13 +124,21 @@ impl Stack {
             if health == wanted {
                 return;
             }
-            assert!(Instant::now() < until, "{service} is {health}, not {wanted}, after {within:?}\n{}", self.logs(service));
+            assert!(
+                Instant::now() < until,
+                "{service} is {health}, not {wanted}, after {within:?}\n{}",
+                self.logs(service)
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     }
 
     pub fn logs(&self, service: &str) -> String {
-        let output = self.compose().args(["logs", "--no-color", service]).output().unwrap();
+        let output = self
+            .compose()
+            .args(["logs", "--no-color", service])
+            .output()
+            .unwrap();
         String::from_utf8_lossy(&output.stdout).into_owned()
     }
 
@@ -121,13 +147,18 @@ impl Stack {
     }
 
     pub async fn get(&self, port: u16, path: &str) -> Option<Value> {
-        let response = reqwest::get(format!("http://127.0.0.1:{port}{path}")).await.ok()?;
+        let response = reqwest::get(format!("http://127.0.0.1:{port}{path}"))
+            .await
+            .ok()?;
         response.json().await.ok()
     }
 
     /// A service's address on the project's private network (the host reaches it on Linux).
     pub fn address(&self, service: &str) -> String {
-        self.inspect(service, "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}")
+        self.inspect(
+            service,
+            "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
+        )
     }
 
     /// The value of one metric from a service's /metrics (button-service's is not published).
@@ -139,7 +170,10 @@ impl Stack {
         };
         let text = reqwest::get(&url).await.unwrap().text().await.unwrap();
         text.lines()
-            .find_map(|line| line.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')))
+            .find_map(|line| {
+                line.strip_prefix(name)
+                    .and_then(|rest| rest.strip_prefix(' '))
+            })
             .unwrap_or_else(|| panic!("{name} missing from {service}'s metrics:\n{text}"))
             .trim()
             .parse()
@@ -156,12 +190,19 @@ impl Stack {
 
     pub async fn faults(&self, faults: Value) {
         let response = reqwest::Client::new()
-            .put(format!("http://127.0.0.1:{}/api/faults", self.simulator_port))
+            .put(format!(
+                "http://127.0.0.1:{}/api/faults",
+                self.simulator_port
+            ))
             .json(&faults)
             .send()
             .await
             .unwrap();
-        assert!(response.status().is_success(), "{faults}: {}", response.status());
+        assert!(
+            response.status().is_success(),
+            "{faults}: {}",
+            response.status()
+        );
     }
 
     pub async fn simulator(&self, path: &str) {
@@ -170,7 +211,11 @@ impl Stack {
             .send()
             .await
             .unwrap();
-        assert!(response.status().is_success(), "{path}: {}", response.status());
+        assert!(
+            response.status().is_success(),
+            "{path}: {}",
+            response.status()
+        );
     }
 
     /// The LED brightness as the simulated device holds it.
@@ -181,7 +226,10 @@ impl Stack {
     pub async fn wait_brightness(&self, wanted: u64, within: Duration) -> Duration {
         let started = Instant::now();
         while self.brightness().await != Some(wanted) {
-            assert!(started.elapsed() < within, "LED not at {wanted} within {within:?}");
+            assert!(
+                started.elapsed() < within,
+                "LED not at {wanted} within {within:?}"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         started.elapsed()
@@ -190,8 +238,10 @@ impl Stack {
 
 impl Drop for Stack {
     fn drop(&mut self) {
-        let _ = self.compose().args(["down", "-v", "--remove-orphans", "-t", "2"]).output();
+        let _ = self
+            .compose()
+            .args(["down", "-v", "--remove-orphans", "-t", "2"])
+            .output();
         let _ = std::fs::remove_file(&self.env_file);
     }
 }
-
