@@ -1,34 +1,16 @@
 //! The button-service binary: parse the configuration, open the bus, run until SIGTERM.
 
 use std::process::ExitCode;
-use std::time::Duration;
 
 use anyhow::Context as _;
-use button_service::config::{Cli, Command, Config};
+use button_service::config::{Cli, Config};
 use button_service::metrics::Metrics;
 use clap::Parser as _;
 use qwiic_button::QwiicButton;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    if let Some(Command::Healthcheck) = cli.command {
-        let address = service_kit::probe_address(cli.config.listen);
-        return match service_kit::healthcheck(&address, "/healthz", Duration::from_secs(3)) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(error) => {
-                eprintln!("unhealthy: {error}");
-                ExitCode::FAILURE
-            }
-        };
-    }
-    service_kit::init_tracing(cli.config.log_format);
-    match serve(cli.config) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            tracing::error!("{error:#}");
-            ExitCode::FAILURE
-        }
-    }
+    let Cli { command, config } = Cli::parse();
+    service_kit::main(command, config.listen, config.log_format, || serve(config))
 }
 
 fn serve(config: Config) -> anyhow::Result<()> {

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use qwiic_bus::{Bus, BusError, BusSpec, DeviceError};
 use qwiic_button::{ButtonStatus, QwiicButton};
-use service_kit::{CountingBus, RetryingBus};
+use service_kit::{ServiceBus, service_bus};
 use tokio::sync::{mpsc, watch};
 
 use crate::metrics::Metrics;
@@ -56,13 +56,11 @@ pub fn spawn(
     stop: Arc<AtomicBool>,
 ) -> std::io::Result<JoinHandle<()>> {
     let address = button.address();
-    let bus = RetryingBus::new(
-        CountingBus::new(
-            button.destroy(),
-            metrics.i2c_transactions.clone(),
-            metrics.i2c_errors.clone(),
-        ),
+    let bus = service_bus(
+        button.destroy(),
         BUS_ATTEMPTS,
+        metrics.i2c_transactions.clone(),
+        metrics.i2c_errors.clone(),
     );
     let mut poller = Poller {
         button: QwiicButton::new(bus, address),
@@ -93,7 +91,7 @@ pub fn spawn(
 }
 
 struct Poller {
-    button: QwiicButton<RetryingBus<CountingBus<Bus>>>,
+    button: QwiicButton<ServiceBus<Bus>>,
     spec: BusSpec,
     metrics: Metrics,
     states: mpsc::Sender<bool>,

@@ -13,18 +13,10 @@ use service_kit::{LogFormat, parse_address, parse_duration};
 pub struct Cli {
     /// What to do; without a subcommand the service runs.
     #[command(subcommand)]
-    pub command: Option<Command>,
+    pub command: Option<service_kit::Command>,
     /// The service's settings.
     #[command(flatten)]
     pub config: Config,
-}
-
-/// Subcommands.
-#[derive(Debug, clap::Subcommand)]
-pub enum Command {
-    /// Exit 0 if the running service's /healthz answers 200, else 1 (for the image's
-    /// HEALTHCHECK: the image has no curl).
-    Healthcheck,
 }
 
 /// The service's settings.

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant, SystemTime};
 use qwiic_bus::{Bus, BusSpec, DeviceError};
 use qwiic_button::{FirmwareVersion, LedConfig, QwiicButton};
 use serde::{Deserialize, Serialize};
-use service_kit::{CountingBus, RetryingBus};
+use service_kit::{ServiceBus, service_bus};
 use tokio::sync::{mpsc, oneshot, watch};
 use utoipa::ToSchema;
 
@@ -127,13 +127,11 @@ impl LedDevice {
         timeout: Duration,
     ) -> std::io::Result<LedDevice> {
         let address = button.address();
-        let bus = RetryingBus::new(
-            CountingBus::new(
-                button.destroy(),
-                metrics.i2c_transactions.clone(),
-                metrics.i2c_errors.clone(),
-            ),
+        let bus = service_bus(
+            button.destroy(),
             BUS_ATTEMPTS,
+            metrics.i2c_transactions.clone(),
+            metrics.i2c_errors.clone(),
         );
         let (commands, receiver) = mpsc::channel(QUEUE_DEPTH);
         let (updates_tx, updates) = watch::channel(None);
@@ -202,7 +200,7 @@ struct Change {
 }
 
 struct Worker {
-    button: QwiicButton<RetryingBus<CountingBus<Bus>>>,
+    button: QwiicButton<ServiceBus<Bus>>,
     spec: BusSpec,
     /// What the LED registers hold, while we are sure of it; `None` after any error, because
     /// the device may have been power-cycled or replaced meanwhile.

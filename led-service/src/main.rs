@@ -2,36 +2,18 @@
 
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Parser as _;
-use led_service::config::{Cli, Command, Config};
+use led_service::config::{Cli, Config};
 use led_service::device::LedDevice;
 use led_service::metrics::Metrics;
 use led_service::{AppState, run};
 use qwiic_button::QwiicButton;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    if let Some(Command::Healthcheck) = cli.command {
-        let address = service_kit::probe_address(cli.config.listen);
-        return match service_kit::healthcheck(&address, "/healthz", Duration::from_secs(3)) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(error) => {
-                eprintln!("unhealthy: {error}");
-                ExitCode::FAILURE
-            }
-        };
-    }
-    service_kit::init_tracing(cli.config.log_format);
-    match serve(cli.config) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            tracing::error!("{error:#}");
-            ExitCode::FAILURE
-        }
-    }
+    let Cli { command, config } = Cli::parse();
+    service_kit::main(command, config.listen, config.log_format, || serve(config))
 }
 
 fn serve(config: Config) -> anyhow::Result<()> {

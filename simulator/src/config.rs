@@ -14,18 +14,10 @@ use service_kit::{LogFormat, parse_address};
 pub struct Cli {
     /// What to do; without a subcommand the simulator runs.
     #[command(subcommand)]
-    pub command: Option<Command>,
+    pub command: Option<service_kit::Command>,
     /// The simulator's settings.
     #[command(flatten)]
     pub config: Config,
-}
-
-/// Subcommands.
-#[derive(Debug, clap::Subcommand)]
-pub enum Command {
-    /// Exit 0 if the running simulator's /healthz answers 200, else 1 (for the image's
-    /// HEALTHCHECK).
-    Healthcheck,
 }
 
 /// The simulator's settings.

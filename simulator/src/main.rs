@@ -1,33 +1,17 @@
 //! The simulator binary: one simulated button on TCP, its page and control API on HTTP.
 
 use std::process::ExitCode;
-use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Parser as _;
 use qwiic_sim::{Settings, SimButton, SimConfig, SystemClock};
-use simulator::config::{Cli, Command, Config};
+use simulator::config::{Cli, Config};
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    if let Some(Command::Healthcheck) = cli.command {
-        let address = service_kit::probe_address(cli.config.http_listen);
-        return match service_kit::healthcheck(&address, "/healthz", Duration::from_secs(3)) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(error) => {
-                eprintln!("unhealthy: {error}");
-                ExitCode::FAILURE
-            }
-        };
-    }
-    service_kit::init_tracing(cli.config.log_format);
-    match serve(cli.config) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            tracing::error!("{error:#}");
-            ExitCode::FAILURE
-        }
-    }
+    let Cli { command, config } = Cli::parse();
+    service_kit::main(command, config.http_listen, config.log_format, || {
+        serve(config)
+    })
 }
 
 fn serve(config: Config) -> anyhow::Result<()> {

@@ -203,7 +203,7 @@ fn every_documented_route_is_served() {
 fn the_commands_without_hardware_are_run_by_the_test_suite() {
     let readme = read("README.md");
     let test_script = read("scripts/test");
-    let compose_test = read("tests/tests/compose.rs");
+    let compose_test = read("tests/tests/compose.rs") + &read("tests/tests/support/mod.rs");
     // Quick start and device start: compose up, exercised by the end-to-end tests.
     assert!(readme.contains("docker compose up -d"));
     assert!(compose_test.contains("\"up\", \"-d\""));

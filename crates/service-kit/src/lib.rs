@@ -5,11 +5,48 @@
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::process::ExitCode;
 use std::time::Duration;
 
 use embedded_hal::i2c::{ErrorType, I2c, Operation};
 use prometheus_client::metrics::counter::Counter;
 use qwiic_button::Address;
+
+/// Subcommands every service binary has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::Subcommand)]
+pub enum Command {
+    /// Exit 0 if the running service's /healthz answers 200, else 1 (for the image's
+    /// HEALTHCHECK: the images have no curl).
+    Healthcheck,
+}
+
+/// The body of every service's `main`. `healthcheck` probes `/healthz` where the service
+/// listens; otherwise logging is set up and `serve` runs, and its error chain is logged once.
+pub fn main(
+    command: Option<Command>,
+    listen: SocketAddr,
+    log_format: LogFormat,
+    serve: impl FnOnce() -> anyhow::Result<()>,
+) -> ExitCode {
+    if let Some(Command::Healthcheck) = command {
+        let address = probe_address(listen);
+        return match healthcheck(&address, "/healthz", Duration::from_secs(3)) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("unhealthy: {error}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    init_tracing(log_format);
+    match serve() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!("{error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
 
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -172,6 +209,20 @@ pub fn binary_command(path: impl AsRef<std::ffi::OsStr>) -> std::process::Comman
         }
         None => std::process::Command::new(path),
     }
+}
+
+/// The bus as the services use it: every attempt counted for /metrics, a failed transaction
+/// tried again up to `attempts` times in all.
+pub type ServiceBus<B> = RetryingBus<CountingBus<B>>;
+
+/// Wraps `bus` for a service (see [`ServiceBus`]).
+pub fn service_bus<B>(
+    bus: B,
+    attempts: u32,
+    transactions: Counter,
+    errors: Counter,
+) -> ServiceBus<B> {
+    RetryingBus::new(CountingBus::new(bus, transactions, errors), attempts)
 }
 
 /// An I2C bus that tries a failed transaction again, up to `attempts` times in all, at once.
