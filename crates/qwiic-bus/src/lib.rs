@@ -329,3 +329,39 @@ pub enum ConnectError {
     #[error(transparent)]
     Device(#[from] DeviceError),
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn permission_errors_name_the_group_and_what_to_do() {
+        // gid 0 is "root" in every /etc/group; a gid nobody has is shown by number.
+        assert_eq!(
+            describe_owner(0, 0o20660),
+            ", owned by group root (gid 0, mode 660)"
+        );
+        assert_eq!(
+            describe_owner(4_000_000, 0o660),
+            ", owned by gid 4000000 (mode 660)"
+        );
+        let error = OpenError::PermissionDenied {
+            path: "/dev/i2c-1".into(),
+            owner: describe_owner(0, 0o660),
+        };
+        let message = error.to_string();
+        assert!(
+            message.starts_with(
+                "permission denied opening /dev/i2c-1, owned by group root (gid 0, mode 660)"
+            ),
+            "{message}"
+        );
+        assert!(
+            message.contains("usermod -aG")
+                && message.contains("group_add")
+                && message.contains("init_os.sh"),
+            "{message}"
+        );
+    }
+}
