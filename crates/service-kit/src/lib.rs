@@ -8,7 +8,7 @@ use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use embedded_hal::i2c::{ErrorType, I2c, Operation};
+use embedded_hal::i2c::{Error as _, ErrorType, I2c, Operation};
 use prometheus_client::metrics::counter::Counter;
 use qwiic_button::Address;
 
@@ -225,7 +225,8 @@ pub fn service_bus<B>(
     RetryingBus::new(CountingBus::new(bus, transactions, errors), attempts)
 }
 
-/// An I2C bus that tries a failed transaction again, up to `attempts` times in all, at once.
+/// An I2C bus that tries a failed transaction again, up to `attempts` times in all, at once,
+/// when the failure is one of the device's (no acknowledge, bus error, arbitration lost).
 ///
 /// Noise, a mishandled clock stretch (Raspberry Pi) or a busy device makes single transactions
 /// fail now and then; trying again at once hides that from the service without hiding a device
@@ -261,11 +262,22 @@ impl<B: I2c> I2c for RetryingBus<B> {
         let mut attempt = 1;
         loop {
             match self.bus.transaction(address, operations) {
-                Err(_) if attempt < self.attempts => attempt += 1,
+                Err(error) if attempt < self.attempts && transient(error.kind()) => attempt += 1,
                 result => return result,
             }
         }
     }
+}
+
+/// Errors worth trying again at once: the device was there but the transfer failed. A
+/// transport failure (`Other`: the simulator server unreachable, a timeout) is not; repeating
+/// it only multiplies the wait.
+fn transient(kind: embedded_hal::i2c::ErrorKind) -> bool {
+    use embedded_hal::i2c::ErrorKind;
+    matches!(
+        kind,
+        ErrorKind::NoAcknowledge(_) | ErrorKind::Bus | ErrorKind::ArbitrationLoss
+    )
 }
 
 /// An I2C bus that counts its transactions and failures for /metrics.
@@ -385,6 +397,21 @@ mod tests {
         );
         assert_eq!(bus.write(0x6F, &[0]), Err(ErrorKind::Bus));
         assert_eq!(bus.bus.calls, 3, "gives up after three attempts");
+
+        /// Fails every transaction like an unreachable simulator server.
+        struct Unreachable(u32);
+        impl ErrorType for Unreachable {
+            type Error = ErrorKind;
+        }
+        impl I2c for Unreachable {
+            fn transaction(&mut self, _: u8, _: &mut [Operation<'_>]) -> Result<(), ErrorKind> {
+                self.0 += 1;
+                Err(ErrorKind::Other)
+            }
+        }
+        let mut bus = RetryingBus::new(Unreachable(0), 3);
+        assert_eq!(bus.write(0x6F, &[0]), Err(ErrorKind::Other));
+        assert_eq!(bus.bus.0, 1, "a transport failure is not repeated");
     }
 
     #[test]
