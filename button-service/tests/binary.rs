@@ -2,8 +2,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a failed unwrap is a failed test
 
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Stdio;
+use std::time::Duration;
+
+use service_kit::testing;
 
 fn free_port() -> String {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -13,7 +15,7 @@ fn free_port() -> String {
 #[test]
 fn the_binary_exits_0_promptly_on_sigterm_even_while_the_led_service_is_down() {
     let listen = free_port();
-    let mut child = service_kit::binary_command(env!("CARGO_BIN_EXE_button-service"))
+    let mut child = testing::binary_command(env!("CARGO_BIN_EXE_button-service"))
         .env("BUS", "sim")
         .env("LED_URL", format!("http://{}", free_port()))
         .env("LISTEN_ADDR", &listen)
@@ -22,45 +24,9 @@ fn the_binary_exits_0_promptly_on_sigterm_even_while_the_led_service_is_down() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let until = Instant::now() + Duration::from_secs(10);
-    loop {
-        let healthy = service_kit::binary_command(env!("CARGO_BIN_EXE_button-service"))
-            .arg("healthcheck")
-            .env("LISTEN_ADDR", &listen)
-            .stderr(Stdio::null())
-            .status()
-            .unwrap()
-            .success();
-        if healthy {
-            break;
-        }
-        assert!(
-            Instant::now() < until,
-            "button-service did not become healthy"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let signalled = Instant::now();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            signalled.elapsed() < Duration::from_secs(5),
-            "still running 5 s after SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(2));
-    };
-    let took = signalled.elapsed();
-    let mut log = String::new();
-    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut log).unwrap();
+    let binary = env!("CARGO_BIN_EXE_button-service");
+    testing::wait_until_healthy(binary, &listen, Duration::from_secs(10)).unwrap();
+    let (status, took, log) = testing::terminate(&mut child, Duration::from_secs(5)).unwrap();
     assert!(status.success(), "exit {status:?}\n{log}");
     // The budget is 100 ms (see the benchmark); this bound only proves "long before SIGKILL".
     assert!(took < Duration::from_secs(1), "exit took {took:?}");
@@ -82,7 +48,7 @@ fn bad_settings_are_refused_with_what_is_accepted() {
         ("I2C_ADDRESS", "0x05", "0x08 to 0x77"),
         ("BUS", "", "empty"),
     ] {
-        let output = service_kit::binary_command(env!("CARGO_BIN_EXE_button-service"))
+        let output = testing::binary_command(env!("CARGO_BIN_EXE_button-service"))
             .env(env, value)
             .output()
             .unwrap();

@@ -241,12 +241,12 @@ impl Worker {
                 .set_led(wanted)
                 .map_err(|error| self.fail(error))?;
             self.cached = Some(wanted);
+            tracing::info!(brightness = wanted.brightness, pulse_ms = wanted.cycle_time_ms, %by, "LED changed");
             self.last_change = Some(Change {
                 at: SystemTime::now(),
                 by,
             });
             self.metrics.led_changes.inc();
-            tracing::info!(brightness = wanted.brightness, pulse_ms = wanted.cycle_time_ms, by = %self.last_change.as_ref().map_or("", |c| c.by.as_str()), "LED changed");
         }
         Ok(self.publish(wanted))
     }

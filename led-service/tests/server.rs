@@ -2,7 +2,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a failed unwrap is a failed test
 
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -13,6 +13,7 @@ use qwiic_bus::{Bus, BusSpec};
 use qwiic_button::{Address, QwiicButton};
 use qwiic_sim::SimButton;
 use serde_json::Value;
+use service_kit::testing;
 use tokio::sync::oneshot;
 
 struct Running {
@@ -129,7 +130,7 @@ fn the_binary_exits_0_within_a_second_of_sigterm() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let address = listener.local_addr().unwrap();
     drop(listener);
-    let mut child = service_kit::binary_command(env!("CARGO_BIN_EXE_led-service"))
+    let mut child = testing::binary_command(env!("CARGO_BIN_EXE_led-service"))
         .env("BUS", "sim")
         .env("LISTEN_ADDR", address.to_string())
         .env("LOG_FORMAT", "json")
@@ -137,41 +138,9 @@ fn the_binary_exits_0_within_a_second_of_sigterm() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    // Ready when the healthcheck subcommand says so (bounded wait).
-    let until = Instant::now() + Duration::from_secs(10);
-    loop {
-        let healthy = service_kit::binary_command(env!("CARGO_BIN_EXE_led-service"))
-            .arg("healthcheck")
-            .env("LISTEN_ADDR", address.to_string())
-            .stderr(Stdio::null())
-            .status()
-            .unwrap()
-            .success();
-        if healthy {
-            break;
-        }
-        assert!(Instant::now() < until, "led-service did not become healthy");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let signalled = Instant::now();
-    let killed = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            signalled.elapsed() < Duration::from_secs(5),
-            "still running 5 s after SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    };
-    let took = signalled.elapsed();
-    let mut log = String::new();
-    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut log).unwrap();
+    let binary = env!("CARGO_BIN_EXE_led-service");
+    testing::wait_until_healthy(binary, &address.to_string(), Duration::from_secs(10)).unwrap();
+    let (status, took, log) = testing::terminate(&mut child, Duration::from_secs(5)).unwrap();
     assert!(status.success(), "exit {status:?}\n{log}");
     assert!(took < Duration::from_secs(1), "exit took {took:?}");
     assert!(
@@ -186,7 +155,7 @@ fn healthcheck_fails_when_nothing_listens() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let address = listener.local_addr().unwrap();
     drop(listener);
-    let output = service_kit::binary_command(env!("CARGO_BIN_EXE_led-service"))
+    let output = testing::binary_command(env!("CARGO_BIN_EXE_led-service"))
         .arg("healthcheck")
         .env("LISTEN_ADDR", address.to_string())
         .output()
@@ -197,7 +166,7 @@ fn healthcheck_fails_when_nothing_listens() {
 
 #[test]
 fn a_missing_bus_fails_at_start_with_what_to_do() {
-    let output = service_kit::binary_command(env!("CARGO_BIN_EXE_led-service"))
+    let output = testing::binary_command(env!("CARGO_BIN_EXE_led-service"))
         .env("BUS", "/dev/i2c-99")
         .env("LISTEN_ADDR", "127.0.0.1:0")
         .output()
@@ -218,7 +187,7 @@ fn bad_flags_are_refused_with_the_accepted_values() {
         ("LED_BRIGHTNESS", "0", "1.."),
         ("LOG_FORMAT", "xml", "text"),
     ] {
-        let output = service_kit::binary_command(env!("CARGO_BIN_EXE_led-service"))
+        let output = testing::binary_command(env!("CARGO_BIN_EXE_led-service"))
             .env(env, value)
             .output()
             .unwrap();

@@ -147,13 +147,11 @@ impl TcpBus {
     }
 
     fn stream(&mut self) -> Result<&mut BufReader<TcpStream>, TcpBusError> {
-        if self.stream.is_none() {
-            self.stream = Some(BufReader::with_capacity(2 + wire::MAX_BODY, self.open()?));
-        }
-        self.stream.as_mut().ok_or_else(|| TcpBusError::Connect {
-            server: format!("{}:{}", self.host, self.port),
-            source: io::ErrorKind::NotConnected.into(),
-        })
+        let stream = match self.stream.take() {
+            Some(stream) => stream,
+            None => BufReader::with_capacity(2 + wire::MAX_BODY, self.open()?),
+        };
+        Ok(self.stream.insert(stream))
     }
 
     fn open(&self) -> Result<TcpStream, TcpBusError> {

@@ -195,22 +195,6 @@ pub fn parse_duration(input: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(seconds))
 }
 
-/// A [`std::process::Command`] for one of this workspace's binaries, for tests that run it.
-///
-/// When the test suite runs for another architecture under an emulator (`scripts/test-arm64`
-/// sets `TEST_EXEC_WRAPPER=qemu-aarch64-static`), the binary is started through that emulator,
-/// since the kernel may have no binfmt_misc registration for it.
-pub fn binary_command(path: impl AsRef<std::ffi::OsStr>) -> std::process::Command {
-    match std::env::var_os("TEST_EXEC_WRAPPER").filter(|wrapper| !wrapper.is_empty()) {
-        Some(wrapper) => {
-            let mut command = std::process::Command::new(wrapper);
-            command.arg(path);
-            command
-        }
-        None => std::process::Command::new(path),
-    }
-}
-
 /// The bus as the services use it: every attempt counted for /metrics, a failed transaction
 /// tried again up to `attempts` times in all.
 pub type ServiceBus<B> = RetryingBus<CountingBus<B>>;
@@ -320,6 +304,83 @@ impl<B: I2c> I2c for CountingBus<B> {
             self.errors.inc();
         }
         result
+    }
+}
+
+/// Helpers for the tests that run a service binary as a container would.
+pub mod testing {
+    use std::io::Read as _;
+    use std::process::{Child, ExitStatus};
+    use std::time::{Duration, Instant};
+
+    /// A [`std::process::Command`] for one of this workspace's binaries, for tests that run it.
+    ///
+    /// When the test suite runs for another architecture under an emulator (`scripts/test-arm64`
+    /// sets `TEST_EXEC_WRAPPER=qemu-aarch64-static`), the binary is started through that emulator,
+    /// since the kernel may have no binfmt_misc registration for it.
+    pub fn binary_command(path: impl AsRef<std::ffi::OsStr>) -> std::process::Command {
+        match std::env::var_os("TEST_EXEC_WRAPPER").filter(|wrapper| !wrapper.is_empty()) {
+            Some(wrapper) => {
+                let mut command = std::process::Command::new(wrapper);
+                command.arg(path);
+                command
+            }
+            None => std::process::Command::new(path),
+        }
+    }
+
+    /// Waits until `binary healthcheck` (with `LISTEN_ADDR=listen`) succeeds, at most `within`.
+    pub fn wait_until_healthy(binary: &str, listen: &str, within: Duration) -> Result<(), String> {
+        let until = Instant::now() + within;
+        loop {
+            let healthy = binary_command(binary)
+                .arg("healthcheck")
+                .env("LISTEN_ADDR", listen)
+                .stderr(std::process::Stdio::null())
+                .status()
+                .map_err(|error| format!("cannot run {binary} healthcheck: {error}"))?
+                .success();
+            if healthy {
+                return Ok(());
+            }
+            if Instant::now() >= until {
+                return Err(format!("{binary} did not become healthy within {within:?}"));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Sends SIGTERM to `child` and waits at most `within` for it to exit. Returns its status,
+    /// how long it took, and what it wrote to its (piped) stderr.
+    pub fn terminate(
+        child: &mut Child,
+        within: Duration,
+    ) -> Result<(ExitStatus, Duration, String), String> {
+        let signalled = Instant::now();
+        let killed = std::process::Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .map_err(|error| format!("cannot run kill: {error}"))?;
+        if !killed.success() {
+            return Err(format!("kill -TERM {} failed", child.id()));
+        }
+        let status = loop {
+            if let Some(status) = child.try_wait().map_err(|error| error.to_string())? {
+                break status;
+            }
+            if signalled.elapsed() > within {
+                return Err(format!("still running {within:?} after SIGTERM"));
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        };
+        let took = signalled.elapsed();
+        let mut log = String::new();
+        if let Some(mut stderr) = child.stderr.take() {
+            stderr
+                .read_to_string(&mut log)
+                .map_err(|error| error.to_string())?;
+        }
+        Ok((status, took, log))
     }
 }
 
