@@ -4,6 +4,7 @@ IoT Edge manifest's structure, and no drift from what the services accept and co
     python3 -m pytest deploy/     (scripts/test runs it; needs kubectl, kubernetes-validate, pyyaml)
 """
 
+import functools
 import json
 import re
 import subprocess
@@ -24,16 +25,23 @@ def render(overlay):
     return [doc for doc in yaml.safe_load_all(output) if doc]
 
 
+@functools.cache
+def settings(binary):
+    """Every setting of a service, as its own command line describes it (`print-config`)."""
+    output = subprocess.run(["cargo", "run", "--quiet", "--locked", "-p", binary, "--", "print-config"],
+                            cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    found = {setting["env"]: setting for setting in json.loads(output)}
+    assert found, f"{binary} print-config listed nothing"
+    return found
+
+
 def env_vars(binary):
-    """The env vars a service reads (`env = "NAME"` in its config module)."""
-    config = (ROOT / binary / "src" / "config.rs").read_text()
-    return set(re.findall(r'env = "([A-Z_]+)"', config))
+    """The env vars a service reads."""
+    return set(settings(binary))
 
 
 def default_port(binary, variable):
-    config = (ROOT / binary / "src" / "config.rs").read_text()
-    match = re.search(rf'env = "{variable}", default_value = "[^"]*:(\d+)"', config)
-    return int(match.group(1))
+    return int(settings(binary)[variable]["default"].rsplit(":", 1)[1])
 
 
 def compose_images():
@@ -46,11 +54,11 @@ def compose_images():
 
 
 def containers(docs):
-    for doc in docs:
-        spec = doc.get("spec", {}).get("template", {}).get("spec")
-        if spec:
-            for container in spec["containers"]:
-                yield doc, spec, container
+    found = [(doc, doc["spec"]["template"]["spec"], container)
+             for doc in docs if doc.get("kind") in ("DaemonSet", "Deployment")
+             for container in doc["spec"]["template"]["spec"]["containers"]]
+    assert found, "the manifests have no workload with containers"
+    return found
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)

@@ -1,42 +1,39 @@
 //! button-service: reads the SparkFun Qwiic Button and tells the LED service.
 //!
-//! - [`poller`]: the thread that owns the bus and turns status readings into LED states;
-//! - [`sender`]: delivers the states over HTTP, through outages, without ever giving up;
-//! - [`metrics`]: Prometheus counters for /metrics;
-//! - [`config`]: flags and env vars.
+//! - [`poller`]: the thread that owns the button and publishes its presses and releases;
+//! - [`events`]: those events, on a channel any number of listeners subscribe to;
+//! - [`sender`]: the listener that tells the LED service, through outages, without ever giving
+//!   up;
+//! - [`status`]: the internal /healthz and /metrics;
+//! - [`metrics`]: Prometheus counters; [`config`]: flags and env vars.
 //!
-//! [`run`] wires them together with a small internal HTTP server (/healthz, /metrics) and
-//! returns promptly after the shutdown signal.
+//! [`Service::start`] starts the poller; [`run`] serves the internal API and delivers events
+//! until the shutdown token is cancelled, then returns promptly.
 #![deny(unsafe_code, missing_docs)]
 
 pub mod config;
+pub mod events;
 pub mod metrics;
 pub mod poller;
 pub mod sender;
+pub mod status;
 
-use std::future::Future;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-
-use axum::extract::State;
-use axum::http::{StatusCode, header};
-use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Json, Router};
-use qwiic_bus::Bus;
-use qwiic_button::QwiicButton;
-use serde_json::json;
+use qwiic_bus::{Bus, LinkHealth};
+use service_kit::CancellationToken;
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 
 use crate::config::Config;
+use crate::events::Events;
 use crate::metrics::Metrics;
-use crate::poller::ButtonHealth;
 use crate::sender::{LedClient, LinkState};
 
 /// Why the service could not run.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
+    /// The API token file could not be read.
+    #[error(transparent)]
+    Token(#[from] service_kit::args::TokenFileError),
     /// The HTTP client could not be built.
     #[error("cannot build the HTTP client: {0}")]
     Client(#[from] reqwest::Error),
@@ -48,116 +45,88 @@ pub enum RunError {
     Serve(std::io::Error),
 }
 
-#[derive(Clone)]
-struct Status {
-    button: watch::Receiver<ButtonHealth>,
-    link: watch::Receiver<LinkState>,
+/// A running poller and what [`run`] needs to deliver its events.
+#[derive(Debug)]
+pub struct Service {
+    client: LedClient,
+    events: Events,
     metrics: Metrics,
+    button: watch::Receiver<LinkHealth>,
+    resend: Option<std::time::Duration>,
 }
 
-/// The internal HTTP API: `/healthz` (200 while the button answers) and `/metrics`.
-fn internal_app(status: Status) -> Router {
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/metrics", get(metrics))
-        .with_state(status)
-}
+impl Service {
+    /// The one way to start: polls the button on `bus` (opened from `config`'s bus string, or
+    /// a test's simulated button) as `config` says, until `shutdown` is cancelled.
+    pub fn start(
+        bus: Bus,
+        config: &Config,
+        shutdown: CancellationToken,
+    ) -> Result<Service, RunError> {
+        let metrics = Metrics::default();
+        let client = LedClient::new(
+            config.led_url.clone(),
+            config.service.api_token()?,
+            config.request_timeout,
+        )?;
+        let link = config
+            .service
+            .link(bus, metrics.bus.clone(), "retrying every poll");
+        let button = link.health();
+        let events = Events::default();
+        poller::spawn(
+            link,
+            config.poll_interval,
+            events.clone(),
+            metrics.clone(),
+            shutdown,
+        )
+        .map_err(RunError::Thread)?;
+        Ok(Service {
+            client,
+            events,
+            metrics,
+            button,
+            resend: config.resend_interval,
+        })
+    }
 
-async fn healthz(State(status): State<Status>) -> Response {
-    let led_service = match *status.link.borrow() {
-        LinkState::Starting => "starting",
-        LinkState::Up => "up",
-        LinkState::Down => "down",
-    };
-    let button = status.button.borrow().clone();
-    match button {
-        ButtonHealth::Ok { firmware } => Json(json!({
-            "status": "ok", "firmware": firmware, "led_service": led_service,
-        }))
-        .into_response(),
-        ButtonHealth::Starting => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"error": "the button has not been read yet", "led_service": led_service})),
-        )
-            .into_response(),
-        ButtonHealth::Unavailable(reason) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"error": reason, "led_service": led_service})),
-        )
-            .into_response(),
+    /// The button's events, for more listeners.
+    pub fn events(&self) -> &Events {
+        &self.events
+    }
+
+    /// The service's metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 }
 
-async fn metrics(State(status): State<Status>) -> impl IntoResponse {
-    (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        status.metrics.encode(),
-    )
-}
-
-/// Polls `button`, sends its state to the LED service and serves /healthz and /metrics on
-/// `listener`, until `shutdown` completes.
+/// Delivers `service`'s events to the LED service and serves /healthz and /metrics on
+/// `listener`, until `shutdown` is cancelled.
 pub async fn run(
-    config: &Config,
-    button: QwiicButton<Bus>,
     listener: TcpListener,
-    metrics: Metrics,
-    shutdown: impl Future<Output = ()>,
+    service: Service,
+    shutdown: CancellationToken,
 ) -> Result<(), RunError> {
-    let client = LedClient::new(
-        config.led_url.clone(),
-        config.api_token.clone(),
-        config.request_timeout,
-    )?;
-    // Room for a burst of clicks while one request waits for its timeout.
-    let (states_tx, states) = mpsc::channel(256);
-    let (health_tx, health) = watch::channel(ButtonHealth::Starting);
-    let (link_tx, link) = watch::channel(LinkState::Starting);
-    let stop = Arc::new(AtomicBool::new(false));
-    poller::spawn(
-        button,
-        config.bus.clone(),
-        config.poll_interval,
-        metrics.clone(),
-        states_tx,
-        health_tx,
-        Arc::clone(&stop),
-    )
-    .map_err(RunError::Thread)?;
-
-    let (closing, closed) = watch::channel(false);
-    let wait_closed = |mut closed: watch::Receiver<bool>| async move {
-        let _ = closed.wait_for(|closing| *closing).await;
-    };
+    let (link, led_service) = watch::channel(LinkState::Starting);
     let server = axum::serve(
         listener,
-        internal_app(Status {
-            button: health,
-            link,
-            metrics: metrics.clone(),
+        status::app(status::Status {
+            button: service.button,
+            led_service,
+            metrics: service.metrics.clone(),
         }),
     )
-    .with_graceful_shutdown(wait_closed(closed.clone()))
-    .into_future();
+    .with_graceful_shutdown(shutdown.clone().cancelled_owned());
     let sender = sender::run(
-        client,
-        states,
-        config.resend_interval,
-        metrics,
-        link_tx,
-        wait_closed(closed),
+        service.client,
+        service.events.subscribe(),
+        service.resend,
+        service.metrics,
+        link,
+        shutdown.clone(),
     );
-    tokio::pin!(server, sender, shutdown);
-    let result = tokio::select! {
-        () = &mut shutdown => Ok(()),
-        result = &mut server => result.map_err(RunError::Serve),
-        () = &mut sender => Ok(()),
-    };
-    // The poll thread notices at its next tick; nobody waits for it.
-    stop.store(true, Ordering::Relaxed);
-    closing.send_replace(true);
-    result
+    let (served, ()) = tokio::join!(server, sender);
+    served.map_err(RunError::Serve)
 }

@@ -4,13 +4,13 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use button_service::config::{Cli, Config};
-use button_service::metrics::Metrics;
+use button_service::{Service, run};
 use clap::Parser as _;
-use qwiic_button::QwiicButton;
 
 fn main() -> ExitCode {
     let Cli { command, config } = Cli::parse();
-    service_kit::main(command, config.listen, config.log_format, || serve(config))
+    let (listen, log_format) = (config.service.listen, config.service.log_format);
+    service_kit::process::main::<Cli>(command, listen, log_format, || serve(config))
 }
 
 fn serve(config: Config) -> anyhow::Result<()> {
@@ -21,24 +21,18 @@ fn serve(config: Config) -> anyhow::Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async {
-        let bus = config.bus.open()?;
-        let listener = tokio::net::TcpListener::bind(config.listen)
+        let shutdown = service_kit::shutdown::on_signal();
+        let bus = config.service.bus.open()?;
+        let listener = tokio::net::TcpListener::bind(config.service.listen)
             .await
-            .with_context(|| format!("cannot listen on {}", config.listen))?;
+            .with_context(|| format!("cannot listen on {}", config.service.listen))?;
+        let service = Service::start(bus, &config, shutdown.clone())?;
         tracing::info!(
-            bus = %config.bus, address = %config.address, led_url = %config.led_url,
-            poll_ms = config.poll_interval.as_millis() as u64, listen = %config.listen,
+            bus = %config.service.bus, address = %config.service.address, led_url = %config.led_url,
+            poll_ms = config.poll_interval.as_millis() as u64, listen = %listener.local_addr()?,
             "button-service ready"
         );
-        let button = QwiicButton::new(bus, config.address);
-        button_service::run(
-            &config,
-            button,
-            listener,
-            Metrics::default(),
-            service_kit::shutdown_signal(),
-        )
-        .await?;
+        run(listener, service, shutdown).await?;
         tracing::info!("bye");
         Ok::<_, anyhow::Error>(())
     })?;

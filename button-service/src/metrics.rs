@@ -6,6 +6,7 @@ use std::time::Instant;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
+use qwiic_bus::BusCounters;
 
 /// Every metric of the service. Clones share the same values.
 #[derive(Debug, Clone)]
@@ -23,10 +24,12 @@ pub struct Metrics {
     pub send_failures: Counter,
     /// Outages of the LED service (each counted once, when it starts).
     pub outages: Counter,
-    /// I2C transactions attempted.
-    pub i2c_transactions: Counter,
-    /// I2C transactions that failed.
-    pub i2c_errors: Counter,
+    /// Checks of the LED service (`GET /healthz`).
+    pub checks: Counter,
+    /// Events never sent because a later state replaced them (a backlog or an outage).
+    pub superseded: Counter,
+    /// I2C transactions attempted and failed.
+    pub bus: BusCounters,
     last_send_age_ms: Gauge,
     last_success: Arc<Mutex<Option<Instant>>>,
 }
@@ -42,8 +45,9 @@ impl Default for Metrics {
             sends: Counter::default(),
             send_failures: Counter::default(),
             outages: Counter::default(),
-            i2c_transactions: Counter::default(),
-            i2c_errors: Counter::default(),
+            checks: Counter::default(),
+            superseded: Counter::default(),
+            bus: BusCounters::default(),
             last_send_age_ms: Gauge::default(),
             last_success: Arc::new(Mutex::new(None)),
         };
@@ -70,15 +74,16 @@ impl Default for Metrics {
         );
         registry.register("outages", "LED service outages", metrics.outages.clone());
         registry.register(
-            "i2c_transactions",
-            "I2C transactions attempted",
-            metrics.i2c_transactions.clone(),
+            "checks",
+            "checks of the LED service (GET /healthz)",
+            metrics.checks.clone(),
         );
         registry.register(
-            "i2c_errors",
-            "I2C transactions that failed",
-            metrics.i2c_errors.clone(),
+            "superseded",
+            "button events not sent because a later state replaced them",
+            metrics.superseded.clone(),
         );
+        metrics.bus.register(&mut registry);
         registry.register(
             "last_successful_send_age_milliseconds",
             "time since the LED service last accepted a state (-1: never)",

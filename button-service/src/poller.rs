@@ -1,85 +1,60 @@
-//! The button's one owner: a thread that reads the status register every poll period and turns
-//! it into the states the LED must show, in order. A press shorter than the period is not lost:
-//! the firmware's event and click flags turn it into on-then-off.
+//! The button's one owner in this service: a thread that reads the status register every poll
+//! period through the [`DeviceLink`] and publishes what changed as [`Events`]. A press shorter
+//! than the period is not lost: the firmware's event and click flags turn it into a press and a
+//! release, in order. The thread stops when the shutdown token is cancelled.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use qwiic_bus::{Bus, BusError, BusSpec, DeviceError};
-use qwiic_button::{ButtonStatus, QwiicButton};
-use service_kit::{ServiceBus, service_bus};
-use tokio::sync::{mpsc, watch};
+use qwiic_bus::DeviceLink;
+use qwiic_button::ButtonStatus;
+use service_kit::CancellationToken;
 
+use crate::events::{EventKind, Events};
 use crate::metrics::Metrics;
 
-/// Tries per transaction: status reads and the status clear may be repeated (this service
-/// never pops a queue).
-const BUS_ATTEMPTS: u32 = 3;
-
-/// Whether the button answers, for /healthz.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ButtonHealth {
-    /// Not polled yet.
-    Starting,
-    /// The last poll succeeded.
-    Ok {
-        /// Firmware version of the button.
-        firmware: String,
-    },
-    /// The last poll failed; why, and what to check.
-    Unavailable(String),
-}
-
-/// The LED states implied by one status reading, given the previous `is_pressed`.
-pub fn transitions(previous: Option<bool>, status: ButtonStatus) -> Vec<bool> {
-    let now = status.is_pressed;
+/// The events implied by one status reading, given the level of the previous one (`None`:
+/// no reading yet, so no edge can be told).
+pub fn transitions(previous: Option<bool>, status: ButtonStatus) -> Vec<EventKind> {
+    let level = |pressed| {
+        if pressed {
+            EventKind::Pressed
+        } else {
+            EventKind::Released
+        }
+    };
     match previous {
-        None => vec![now],
-        Some(before) if before != now => vec![now],
+        None => Vec::new(),
+        Some(before) if before != status.is_pressed => vec![level(status.is_pressed)],
         // Same level as last time, but edges happened in between: a short press (or a short
-        // release) the LED must still show.
-        Some(before) if status.has_been_clicked || status.event_available => vec![!before, before],
+        // release) that listeners must still see.
+        Some(before) if status.has_been_clicked || status.event_available => {
+            vec![level(!before), level(before)]
+        }
         Some(_) => Vec::new(),
     }
 }
 
-/// Starts the poll thread. It stops when `stop` is set or the receiver of `states` is gone.
+/// Starts the poll thread.
 pub fn spawn(
-    button: QwiicButton<Bus>,
-    spec: BusSpec,
+    link: DeviceLink,
     period: Duration,
+    events: Events,
     metrics: Metrics,
-    states: mpsc::Sender<bool>,
-    health: watch::Sender<ButtonHealth>,
-    stop: Arc<AtomicBool>,
+    shutdown: CancellationToken,
 ) -> std::io::Result<JoinHandle<()>> {
-    let address = button.address();
-    let bus = service_bus(
-        button.destroy(),
-        BUS_ATTEMPTS,
-        metrics.i2c_transactions.clone(),
-        metrics.i2c_errors.clone(),
-    );
     let mut poller = Poller {
-        button: QwiicButton::new(bus, address),
-        spec,
+        link,
+        events,
         metrics,
-        states,
-        health,
         previous: None,
-        identified: false,
-        outage_since: None,
     };
     std::thread::Builder::new()
         .name("button-poller".into())
         .spawn(move || {
             let mut next = Instant::now();
-            while !stop.load(Ordering::Relaxed) {
-                if poller.poll().is_err() {
-                    return; // nobody listens any more
-                }
+            while !shutdown.is_cancelled() {
+                poller.poll();
                 next += period;
                 let now = Instant::now();
                 if next < now {
@@ -91,101 +66,58 @@ pub fn spawn(
 }
 
 struct Poller {
-    button: QwiicButton<ServiceBus<Bus>>,
-    spec: BusSpec,
+    link: DeviceLink,
+    events: Events,
     metrics: Metrics,
-    states: mpsc::Sender<bool>,
-    health: watch::Sender<ButtonHealth>,
-    /// `is_pressed` at the last good poll; `None` until the first.
+    /// `is_pressed` at the last good reading; kept through an outage, so that a level that
+    /// changed meanwhile is still an edge.
     previous: Option<bool>,
-    /// The ID was checked since the last error.
-    identified: bool,
-    /// Set while the button does not answer, to log an outage once at each end.
-    outage_since: Option<Instant>,
 }
 
-/// The state receiver is gone: the service is stopping.
-struct Closed;
-
 impl Poller {
-    fn poll(&mut self) -> Result<(), Closed> {
+    fn poll(&mut self) {
         self.metrics.polls.inc();
-        if !self.identified && !self.identify() {
-            return Ok(());
+        if let Err(()) = self.poll_once() {
+            self.metrics.poll_errors.inc();
         }
-        let status = match self.button.status() {
-            Ok(status) => status,
-            Err(error) => {
-                self.fail(error);
-                return Ok(());
+    }
+
+    fn poll_once(&mut self) -> Result<(), ()> {
+        let identified = self.link.identify().map_err(drop)?;
+        if identified.fresh {
+            if !identified.firmware.pops_reliably() {
+                tracing::warn!(firmware = %identified.firmware, "firmware older than 1.3: its queue pop is unreliable (this service does not pop)");
             }
-        };
+            // Flags from before we looked describe presses nobody waited for: start clean.
+            self.link
+                .run(|button, _| button.clear_status())
+                .map_err(drop)?;
+        }
+        let status = self.link.run(|button, _| button.status()).map_err(drop)?;
         if status.event_available || status.has_been_clicked {
             // One write of 0; if it fails, the flags stay and the next poll sees them again.
-            if let Err(error) = self.button.clear_status() {
-                self.fail(error);
-                return Ok(());
-            }
+            self.link
+                .run(|button, _| button.clear_status())
+                .map_err(drop)?;
         }
-        for state in transitions(self.previous, status) {
-            if state && self.previous.is_some() {
+        for kind in transitions(self.previous, status) {
+            if kind == EventKind::Pressed {
                 self.metrics.presses.inc();
             }
-            self.states.blocking_send(state).map_err(|_| Closed)?;
+            self.events.publish(kind);
+        }
+        if self.previous.is_none() {
+            self.events.set_level(status.is_pressed);
         }
         self.previous = Some(status.is_pressed);
         Ok(())
-    }
-
-    fn identify(&mut self) -> bool {
-        let firmware = match self.button.check_identity() {
-            Ok(firmware) => firmware,
-            Err(error) => {
-                self.fail(error);
-                return false;
-            }
-        };
-        // Flags from before we looked describe presses nobody waited for: start clean.
-        if let Err(error) = self.button.clear_status() {
-            self.fail(error);
-            return false;
-        }
-        self.identified = true;
-        match self.outage_since.take() {
-            Some(since) => tracing::info!(
-                bus = %self.spec, outage_ms = since.elapsed().as_millis() as u64,
-                "the button answers again"
-            ),
-            None => {
-                tracing::info!(bus = %self.spec, address = %self.button.address(), %firmware, "Qwiic Button found")
-            }
-        }
-        if !firmware.pops_reliably() {
-            tracing::warn!(%firmware, "firmware older than 1.3: its queue pop is unreliable (this service does not pop)");
-        }
-        self.health.send_replace(ButtonHealth::Ok {
-            firmware: firmware.to_string(),
-        });
-        true
-    }
-
-    fn fail(&mut self, error: qwiic_button::Error<BusError>) {
-        self.metrics.poll_errors.inc();
-        self.identified = false;
-        self.previous = None;
-        let error = DeviceError::new(&self.spec, self.button.address(), error);
-        if self.outage_since.is_none() {
-            self.outage_since = Some(Instant::now());
-            tracing::warn!(%error, "cannot read the button; retrying every poll");
-        }
-        self.health
-            .send_replace(ButtonHealth::Unavailable(error.to_string()));
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use EventKind::{Pressed, Released};
 
     fn status(is_pressed: bool, has_been_clicked: bool, event_available: bool) -> ButtonStatus {
         ButtonStatus {
@@ -196,35 +128,41 @@ mod tests {
     }
 
     #[test]
-    fn the_first_reading_sets_the_led() {
-        assert_eq!(transitions(None, status(true, false, false)), [true]);
-        assert_eq!(transitions(None, status(false, true, true)), [false]);
+    fn the_first_reading_is_a_level_not_an_edge() {
+        assert!(transitions(None, status(true, false, false)).is_empty());
+        assert!(transitions(None, status(false, true, true)).is_empty());
     }
 
     #[test]
-    fn a_change_of_level_is_one_state() {
-        assert_eq!(transitions(Some(false), status(true, false, true)), [true]);
-        assert_eq!(transitions(Some(true), status(false, true, true)), [false]);
+    fn a_change_of_level_is_one_event() {
+        assert_eq!(
+            transitions(Some(false), status(true, false, true)),
+            [Pressed]
+        );
+        assert_eq!(
+            transitions(Some(true), status(false, true, true)),
+            [Released]
+        );
     }
 
     #[test]
-    fn a_press_shorter_than_the_period_is_on_then_off() {
+    fn a_press_shorter_than_the_period_is_a_press_and_a_release() {
         assert_eq!(
             transitions(Some(false), status(false, true, true)),
-            [true, false]
+            [Pressed, Released]
         );
     }
 
     #[test]
-    fn a_release_shorter_than_the_period_is_off_then_on() {
+    fn a_release_shorter_than_the_period_is_a_release_and_a_press() {
         assert_eq!(
             transitions(Some(true), status(true, true, true)),
-            [false, true]
+            [Released, Pressed]
         );
     }
 
     #[test]
-    fn nothing_new_is_nothing_to_send() {
+    fn nothing_new_is_no_event() {
         assert!(transitions(Some(true), status(true, false, false)).is_empty());
         assert!(transitions(Some(false), status(false, false, false)).is_empty());
     }

@@ -1,35 +1,62 @@
-//! Tells the LED service: every new state at once and in order, the current state again every
-//! re-send interval, and through an outage with capped exponential backoff and jitter. An
-//! outage is logged once when it starts and once when it ends.
+//! Tells the LED service: one listener of the button's [`events`](crate::events), which POSTs
+//! each edge at once and in order, so the LED follows the button; nothing is sent while the
+//! button rests, so a LED set by hand stays set until the next press.
+//!
+//! - A failed send is retried (capped exponential backoff with jitter) until it is delivered or
+//!   a newer state supersedes it. An outage is logged once when it starts and once when it ends.
+//! - When a backlog builds (more than one event arrived during a send), only the latest state
+//!   is sent.
+//! - The LED service is checked every [`CHECK_INTERVAL`] (`GET /healthz`): when it comes back
+//!   after an outage, or restarted meanwhile (its instance changed; it switches the LED off when
+//!   it stops), the button's current state is sent once.
+//! - With `--resend-interval`, the current state is also sent that often, as the original did.
 
 use std::collections::VecDeque;
-use std::future::Future;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, watch};
+use serde::Deserialize;
+use service_kit::CancellationToken;
+use tokio::sync::watch;
 use tokio::time::Instant;
 
+use crate::events::{Received, Subscription};
 use crate::metrics::Metrics;
 
 /// First retry delay after a failure.
 pub const BACKOFF_START: Duration = Duration::from_millis(50);
+/// Longest retry delay.
+pub const BACKOFF_CAP: Duration = Duration::from_secs(1);
+/// How often the LED service is checked.
+pub const CHECK_INTERVAL: Duration = Duration::from_secs(1);
+/// How much of an error body is read and reported.
+const ERROR_BODY_LIMIT: usize = 300;
+/// The most of a /healthz body that is read.
+const HEALTH_BODY_LIMIT: usize = 4096;
 
-/// Why a send failed.
+/// Why a request to the LED service failed.
 #[derive(Debug, thiserror::Error)]
 pub enum SendError {
     /// Refused, reset, timed out, unresolvable.
     #[error("{url}: {source}")]
     Transport {
-        /// The URL posted to.
+        /// The URL requested.
         url: String,
         /// What reqwest said.
         #[source]
         source: reqwest::Error,
     },
+    /// The answer was not what the LED service answers.
+    #[error("{url} answered something else than the LED service's health: {reason}")]
+    Body {
+        /// The URL requested.
+        url: String,
+        /// What was wrong with it.
+        reason: String,
+    },
     /// The service answered, but not 2xx.
     #[error("{url} answered {status}: {body}")]
     Status {
-        /// The URL posted to.
+        /// The URL requested.
         url: String,
         /// The HTTP status.
         status: reqwest::StatusCode,
@@ -63,155 +90,311 @@ impl LedClient {
         Ok(LedClient {
             client,
             base,
-            token: token.filter(|token| !token.is_empty()),
+            token,
         })
+    }
+
+    fn url(&self, path: &str) -> String {
+        self.base
+            .join(path)
+            .map_or_else(|_| self.base.to_string(), |url| url.to_string())
     }
 
     /// POSTs `/true` or `/false`.
     pub async fn send(&self, on: bool) -> Result<(), SendError> {
-        let url = self
-            .base
-            .join(if on { "true" } else { "false" })
-            .map_or_else(|_| self.base.to_string(), |url| url.to_string());
+        let url = self.url(if on { "true" } else { "false" });
         let mut request = self.client.post(&url);
         if let Some(token) = &self.token {
             request = request.bearer_auth(token);
         }
-        let response = request
-            .send()
-            .await
-            .map_err(|source| SendError::Transport {
-                url: url.clone(),
-                source,
-            })?;
+        Self::succeed(url, request.send().await).await.map(drop)
+    }
+
+    /// `GET /healthz`: the LED service's instance while it can drive the LED.
+    pub async fn check(&self) -> Result<String, SendError> {
+        #[derive(Deserialize)]
+        struct Health {
+            instance: String,
+        }
+        let url = self.url("healthz");
+        let response = Self::succeed(url.clone(), self.client.get(&url).send().await).await?;
+        let body = read_prefix(response, HEALTH_BODY_LIMIT).await;
+        let health: Health = serde_json::from_slice(&body).map_err(|error| SendError::Body {
+            url,
+            reason: error.to_string(),
+        })?;
+        Ok(health.instance)
+    }
+
+    async fn succeed(
+        url: String,
+        response: reqwest::Result<reqwest::Response>,
+    ) -> Result<reqwest::Response, SendError> {
+        let response = response.map_err(|source| SendError::Transport {
+            url: url.clone(),
+            source,
+        })?;
         let status = response.status();
         if status.is_success() {
-            return Ok(());
+            return Ok(response);
         }
-        let body = response.text().await.unwrap_or_default();
+        let body = read_prefix(response, ERROR_BODY_LIMIT).await;
         Err(SendError::Status {
             url,
             status,
-            body: body.chars().take(300).collect(),
+            body: String::from_utf8_lossy(&body).into_owned(),
         })
     }
+}
+
+/// At most `limit` bytes of a body: a peer that answers with a huge one costs nothing.
+async fn read_prefix(mut response: reqwest::Response, limit: usize) -> Vec<u8> {
+    let mut body = Vec::new();
+    while body.len() < limit {
+        match response.chunk().await {
+            Ok(Some(chunk)) => body.extend_from_slice(&chunk),
+            _ => break,
+        }
+    }
+    body.truncate(limit);
+    body
 }
 
 /// Capped exponential backoff with ±20% jitter, so many buttons don't retry in step.
 #[derive(Debug)]
 struct Backoff {
     next: Duration,
-    cap: Duration,
 }
 
 impl Backoff {
-    fn new(cap: Duration) -> Self {
+    fn new() -> Self {
         Backoff {
-            next: BACKOFF_START.min(cap),
-            cap,
+            next: BACKOFF_START,
         }
     }
 
     fn next_delay(&mut self) -> Duration {
         let base = self.next;
-        self.next = (self.next * 2).min(self.cap);
+        self.next = (self.next * 2).min(BACKOFF_CAP);
         base.mul_f64(0.8 + 0.4 * fastrand::f64())
     }
 }
 
-/// Link state, for /healthz.
+/// The LED service as this service sees it, for /healthz.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LinkState {
-    /// Nothing sent yet.
+    /// Not contacted yet.
     Starting,
-    /// The last send succeeded.
+    /// The last request succeeded.
     Up,
-    /// Sends are failing.
+    /// Requests are failing.
     Down,
 }
 
-/// Sends states from `states` until `shutdown` completes or the poller is gone.
-///
-/// `resend` is both the re-send interval and the backoff cap, so the LED converges within about
-/// one interval of the LED service coming back.
+/// Delivers the button's events to the LED service until `shutdown` is cancelled or the
+/// poller is gone.
 pub async fn run(
     client: LedClient,
-    mut states: mpsc::Receiver<bool>,
-    resend: Duration,
+    mut events: Subscription,
+    resend: Option<Duration>,
     metrics: Metrics,
     link: watch::Sender<LinkState>,
-    shutdown: impl Future<Output = ()>,
+    shutdown: CancellationToken,
 ) {
-    tokio::pin!(shutdown);
-    let mut pending: VecDeque<bool> = VecDeque::new();
-    let mut current: Option<bool> = None;
-    let mut next_resend = Instant::now() + resend;
-    let mut retry_at: Option<Instant> = None;
-    let mut outage: Option<(std::time::Instant, Backoff)> = None;
+    let mut delivery = Delivery::new(metrics, link);
+    let mut check = tokio::time::interval(CHECK_INTERVAL);
+    check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut resend = resend.map(|period| tokio::time::interval_at(Instant::now() + period, period));
     loop {
-        let wake = retry_at.unwrap_or(next_resend);
+        let retry_at = delivery.retry_at;
         tokio::select! {
             biased;
-            () = &mut shutdown => return,
-            state = states.recv() => match state {
-                Some(state) => {
-                    current = Some(state);
-                    if outage.is_some() {
-                        // Nobody saw the history: only the latest state matters now.
-                        pending.clear();
-                    }
-                    pending.push_back(state);
-                    // Take whatever else the poller has queued, in order.
-                    while let Ok(state) = states.try_recv() {
-                        current = Some(state);
-                        pending.push_back(state);
-                    }
+            () = shutdown.cancelled() => return,
+            received = events.recv() => {
+                if received == Received::Closed {
+                    return;
                 }
-                None => return,
-            },
-            () = tokio::time::sleep_until(wake) => {
-                retry_at = None;
-                if pending.is_empty() {
-                    pending.extend(current);
-                }
+                delivery.receive(received, false);
             }
+            () = sleep_until(retry_at), if retry_at.is_some() => delivery.retry_at = None,
+            _ = check.tick() => {
+                let checked = tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    checked = client.check() => checked,
+                };
+                delivery.checked(checked, events.level());
+            }
+            _ = tick(&mut resend), if resend.is_some() => delivery.resend(events.level()),
         }
-        while let Some(&state) = pending.front() {
-            metrics.sends.inc();
+        while let Some(state) = delivery.next() {
             let result = tokio::select! {
                 biased;
-                () = &mut shutdown => return,
+                () = shutdown.cancelled() => return,
                 result = client.send(state) => result,
             };
-            match result {
-                Ok(()) => {
-                    pending.pop_front();
-                    metrics.record_success();
-                    next_resend = Instant::now() + resend;
-                    if let Some((since, _)) = outage.take() {
-                        tracing::info!(
-                            outage_ms = since.elapsed().as_millis() as u64,
-                            state,
-                            "the LED service answers again; latest state delivered"
-                        );
-                    }
-                    link.send_replace(LinkState::Up);
+            let mut arrived = Vec::new();
+            while let Some(received) = events.try_recv() {
+                if received == Received::Closed {
+                    return;
                 }
-                Err(error) => {
-                    metrics.send_failures.inc();
-                    let (_, backoff) = outage.get_or_insert_with(|| {
-                        metrics.outages.inc();
-                        tracing::warn!(%error, "the LED service is not answering; retrying with backoff, polling goes on");
-                        (std::time::Instant::now(), Backoff::new(resend))
-                    });
-                    retry_at = Some(Instant::now() + backoff.next_delay());
-                    pending.clear();
-                    pending.extend(current);
-                    link.send_replace(LinkState::Down);
-                    break;
-                }
+                arrived.push(received);
+            }
+            delivery.sent(state, result, arrived, events.level());
+        }
+    }
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    if let Some(at) = at {
+        tokio::time::sleep_until(at).await;
+    }
+}
+
+async fn tick(interval: &mut Option<tokio::time::Interval>) {
+    if let Some(interval) = interval {
+        interval.tick().await;
+    }
+}
+
+/// What is left to deliver, and the state of the LED service.
+struct Delivery {
+    /// States to POST, in order.
+    pending: VecDeque<bool>,
+    /// While set, nothing is sent until then (backing off after a failure).
+    retry_at: Option<Instant>,
+    outage: Option<Outage>,
+    /// The LED service's instance, as its /healthz last said.
+    instance: Option<String>,
+    metrics: Metrics,
+    link: watch::Sender<LinkState>,
+}
+
+struct Outage {
+    since: std::time::Instant,
+    backoff: Backoff,
+}
+
+impl Delivery {
+    fn new(metrics: Metrics, link: watch::Sender<LinkState>) -> Self {
+        Delivery {
+            pending: VecDeque::new(),
+            retry_at: None,
+            outage: None,
+            instance: None,
+            metrics,
+            link,
+        }
+    }
+
+    /// Takes an event (or a gap) into the queue. `backlog`: it arrived while a send was in
+    /// flight among others, so only the latest state is worth sending.
+    fn receive(&mut self, received: Received, backlog: bool) {
+        let state = match received {
+            Received::Event(event) => event.kind.is_pressed(),
+            Received::Lagged {
+                level: Some(level),
+                missed,
+            } => {
+                self.metrics.superseded.inc_by(missed);
+                level
+            }
+            Received::Lagged { level: None, .. } | Received::Closed => return,
+        };
+        if backlog || self.outage.is_some() {
+            // Nobody saw the history: only the latest state matters now.
+            self.metrics.superseded.inc_by(self.pending.len() as u64);
+            self.pending.clear();
+        }
+        self.pending.push_back(state);
+    }
+
+    /// The next state to send, unless backing off.
+    fn next(&mut self) -> Option<bool> {
+        if self.retry_at.is_some() {
+            return None;
+        }
+        self.pending.pop_front()
+    }
+
+    /// Takes the outcome of a send, and what arrived meanwhile.
+    fn sent(
+        &mut self,
+        state: bool,
+        result: Result<(), crate::sender::SendError>,
+        arrived: Vec<Received>,
+        level: Option<bool>,
+    ) {
+        self.metrics.sends.inc();
+        let backlog = arrived.len() > 1;
+        match result {
+            Ok(()) => {
+                self.metrics.record_success();
+                self.up(Some(state));
+            }
+            Err(error) => {
+                self.metrics.send_failures.inc();
+                self.down(&error);
+                let delay = self.outage.as_mut().map(|o| o.backoff.next_delay());
+                self.retry_at = delay.map(|delay| Instant::now() + delay);
+                // Retry with the latest state, not the one that failed.
+                self.pending.clear();
+                self.pending.extend(level.or(Some(state)));
             }
         }
+        for received in arrived {
+            self.receive(received, backlog);
+        }
+    }
+
+    /// Takes the outcome of a check of the LED service.
+    fn checked(&mut self, result: Result<String, SendError>, level: Option<bool>) {
+        self.metrics.checks.inc();
+        match result {
+            Ok(instance) => {
+                let restarted = self
+                    .instance
+                    .as_ref()
+                    .is_some_and(|known| *known != instance);
+                let recovered = self.outage.is_some();
+                self.instance = Some(instance);
+                self.up(None);
+                if (restarted || recovered) && self.pending.is_empty() {
+                    self.pending.extend(level);
+                }
+            }
+            Err(error) => self.down(&error),
+        }
+    }
+
+    /// Queues the current state again (`--resend-interval`).
+    fn resend(&mut self, level: Option<bool>) {
+        if self.pending.is_empty() {
+            self.pending.extend(level);
+        }
+    }
+
+    fn up(&mut self, delivered: Option<bool>) {
+        self.retry_at = None;
+        if let Some(outage) = self.outage.take() {
+            tracing::info!(
+                outage_ms = outage.since.elapsed().as_millis() as u64,
+                state = delivered,
+                "the LED service answers again"
+            );
+        }
+        self.link.send_replace(LinkState::Up);
+    }
+
+    fn down(&mut self, error: &SendError) {
+        if self.outage.is_none() {
+            self.metrics.outages.inc();
+            tracing::warn!(%error, "the LED service is not answering; retrying with backoff, polling goes on");
+            self.outage = Some(Outage {
+                since: std::time::Instant::now(),
+                backoff: Backoff::new(),
+            });
+        }
+        self.link.send_replace(LinkState::Down);
     }
 }
 
@@ -221,7 +404,7 @@ mod tests {
 
     #[test]
     fn backoff_doubles_to_the_cap_with_jitter() {
-        let mut backoff = Backoff::new(Duration::from_secs(1));
+        let mut backoff = Backoff::new();
         let delays: Vec<Duration> = (0..8).map(|_| backoff.next_delay()).collect();
         let bases = [50, 100, 200, 400, 800, 1000, 1000, 1000];
         for (delay, base) in delays.iter().zip(bases) {

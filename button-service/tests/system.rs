@@ -1,72 +1,46 @@
-//! button-service against the real led-service router on port 0, both on ONE in-process
-//! simulated button, as the two containers share one device. Waits are bounded polls of a
-//! condition; time bounds have wide margins (speed is the benchmark's business).
+//! button-service against the real led-service on port 0, both on ONE in-process simulated
+//! button, as the two containers share one device. Waits are bounded polls of a condition;
+//! time bounds have wide margins (speed is the benchmark's business).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a failed unwrap is a failed test
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use button_service::config::Cli;
+use button_service::config::Cli as ButtonCli;
+use button_service::events::{EventKind, Received};
 use button_service::metrics::Metrics;
+use button_service::{Service, run};
 use clap::Parser as _;
-use led_service::device::LedDevice;
-use qwiic_bus::{Bus, BusSpec};
-use qwiic_button::{Address, QwiicButton};
+use led_service::config::Cli as LedCli;
+use qwiic_bus::Bus;
 use qwiic_sim::{SimButton, SimEventKind};
+use service_kit::CancellationToken;
+use service_kit::testing::{Background, unused_address, wait_until};
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
-
-async fn wait_for(what: &str, within: Duration, mut condition: impl FnMut() -> bool) {
-    let until = Instant::now() + within;
-    while !condition() {
-        assert!(
-            Instant::now() < until,
-            "timed out after {within:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
-}
 
 /// A led-service on `address` (port 0 for any), driving `sim`.
 struct LedService {
     address: SocketAddr,
-    stop: Option<oneshot::Sender<()>>,
-    task: JoinHandle<std::io::Result<()>>,
+    server: Background<std::io::Result<()>>,
 }
 
 impl LedService {
     async fn start(sim: &SimButton, address: SocketAddr) -> LedService {
-        let metrics = led_service::metrics::Metrics::default();
-        let button = QwiicButton::new(Bus::Sim(sim.clone()), Address::DEFAULT);
-        let led = LedDevice::spawn(button, BusSpec::Sim, &metrics, Duration::from_secs(2)).unwrap();
-        let (closing, closing_rx) = tokio::sync::watch::channel(false);
-        let state = led_service::AppState {
-            led,
-            metrics,
-            token: None::<Arc<str>>,
-            default_brightness: 255,
-            closing: closing_rx,
-        };
+        let LedCli { config, .. } = LedCli::parse_from(["led-service", "--bus=sim"]);
+        let bus = Bus::Sim(sim.clone());
         let listener = TcpListener::bind(address).await.unwrap();
         let address = listener.local_addr().unwrap();
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(led_service::run(listener, state, closing, async {
-            let _ = stopped.await;
-        }));
-        LedService {
-            address,
-            stop: Some(stop),
-            task,
-        }
+        let server = Background::spawn(|shutdown| {
+            let state = led_service::AppState::start(bus, &config, shutdown.clone()).unwrap();
+            led_service::run(listener, state, shutdown)
+        });
+        LedService { address, server }
     }
 
-    async fn stop(mut self) {
-        self.stop.take().unwrap().send(()).unwrap();
-        self.task.await.unwrap().unwrap();
+    async fn stop(self) {
+        self.server.stop().await.unwrap();
     }
 }
 
@@ -78,51 +52,39 @@ async fn serve_router(router: Router) -> SocketAddr {
     address
 }
 
-async fn free_address() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0")
-        .await
-        .unwrap()
-        .local_addr()
-        .unwrap()
-}
-
 struct ButtonService {
     metrics: Metrics,
+    events: button_service::events::Events,
     health_url: String,
-    stop: Option<oneshot::Sender<()>>,
-    task: JoinHandle<Result<(), button_service::RunError>>,
+    server: Background<Result<(), button_service::RunError>>,
 }
 
 impl ButtonService {
-    async fn start(sim: &SimButton, led: SocketAddr, extra: &[&str]) -> ButtonService {
-        let mut args = vec![
-            "button-service".to_owned(),
-            "--bus=sim".to_owned(),
-            format!("--led-url=http://{led}"),
-            "--listen=127.0.0.1:0".to_owned(),
-        ];
-        args.extend(extra.iter().map(|arg| arg.to_string()));
-        let config = Cli::parse_from(args).config;
-        let listener = TcpListener::bind(config.listen).await.unwrap();
+    async fn start(sim: &SimButton, led: SocketAddr, flags: &[&str]) -> ButtonService {
+        let led_url = format!("--led-url=http://{led}");
+        let args = ["button-service", "--bus=sim", &led_url];
+        let ButtonCli { config, .. } = ButtonCli::parse_from(args.iter().chain(flags));
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let health_url = format!("http://{}/healthz", listener.local_addr().unwrap());
-        let button = QwiicButton::new(Bus::Sim(sim.clone()), config.address);
-        let metrics = Metrics::default();
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn({
-            let metrics = metrics.clone();
-            async move {
-                button_service::run(&config, button, listener, metrics, async {
-                    let _ = stopped.await;
-                })
-                .await
-            }
-        });
+        let shutdown = CancellationToken::new();
+        let service = Service::start(Bus::Sim(sim.clone()), &config, shutdown.clone()).unwrap();
+        let (metrics, events) = (service.metrics().clone(), service.events().clone());
+        let server = Background::new(shutdown.clone(), run(listener, service, shutdown));
         ButtonService {
             metrics,
+            events,
             health_url,
-            stop: Some(stop),
-            task,
+            server,
         }
+    }
+
+    /// Waits until the button has been read once (its level is known).
+    async fn wait_ready(&self) {
+        let events = self.events.clone();
+        wait_until("the first reading", Duration::from_secs(5), move || {
+            events.level().is_some()
+        })
+        .await;
     }
 
     async fn health(&self) -> (u16, serde_json::Value) {
@@ -134,9 +96,8 @@ impl ButtonService {
         )
     }
 
-    async fn stop(mut self) {
-        self.stop.take().unwrap().send(()).unwrap();
-        self.task.await.unwrap().unwrap();
+    async fn stop(self) {
+        self.server.stop().await.unwrap();
     }
 }
 
@@ -150,23 +111,36 @@ fn led_events(sim: &SimButton) -> Vec<(u64, u8)> {
         .collect()
 }
 
+/// Clicks for 40 ms and waits until the button service has seen the press and the release.
+async fn click_and_wait(sim: &SimButton, button: &ButtonService) {
+    let (events, metrics) = (button.events.clone(), button.metrics.clone());
+    let seen = metrics.presses.get();
+    sim.click(Duration::from_millis(40));
+    wait_until("the click to be seen", Duration::from_secs(2), move || {
+        metrics.presses.get() > seen && events.level() == Some(false)
+    })
+    .await;
+}
+
+fn lit(sim: &SimButton) -> impl FnMut() -> bool + '_ {
+    || sim.led().brightness == 255
+}
+
+fn dark(sim: &SimButton) -> impl FnMut() -> bool + '_ {
+    || sim.led().brightness == 0
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn press_lights_the_led_within_a_poll_period_and_release_switches_it_off() {
     let sim = SimButton::new();
     let led = LedService::start(&sim, "127.0.0.1:0".parse().unwrap()).await;
     let button = ButtonService::start(&sim, led.address, &["--poll-interval=20ms"]).await;
-    wait_for("the first poll", Duration::from_secs(5), || {
-        button.metrics.sends.get() >= 1
-    })
-    .await;
+    button.wait_ready().await;
 
     for _ in 0..5 {
         let pressed_at = sim.now_ms();
         sim.press();
-        wait_for("LED on", Duration::from_secs(2), || {
-            sim.led().brightness == 255
-        })
-        .await;
+        wait_until("LED on", Duration::from_secs(2), lit(&sim)).await;
         let (lit_at, _) = *led_events(&sim).last().unwrap();
         // One poll period plus the HTTP hop, with a wide margin for a loaded CI machine.
         assert!(
@@ -175,12 +149,10 @@ async fn press_lights_the_led_within_a_poll_period_and_release_switches_it_off()
             lit_at - pressed_at
         );
         sim.release();
-        wait_for("LED off", Duration::from_secs(2), || {
-            sim.led().brightness == 0
-        })
-        .await;
+        wait_until("LED off", Duration::from_secs(2), dark(&sim)).await;
     }
     assert_eq!(button.metrics.presses.get(), 5);
+    assert_eq!(button.metrics.sends.get(), 10, "one request per edge");
     let (status, body) = button.health().await;
     assert_eq!(
         (status, body["led_service"].as_str()),
@@ -196,15 +168,11 @@ async fn a_30ms_click_with_a_1s_poll_is_on_then_off() {
     let sim = SimButton::new();
     let led = LedService::start(&sim, "127.0.0.1:0".parse().unwrap()).await;
     let button = ButtonService::start(&sim, led.address, &["--poll-interval=1s"]).await;
-    wait_for("the first poll", Duration::from_secs(5), || {
-        button.metrics.sends.get() >= 1
-    })
-    .await;
+    button.wait_ready().await;
     let before = led_events(&sim).len();
     sim.click(Duration::from_millis(30));
-    wait_for("on then off", Duration::from_secs(5), || {
-        let events = led_events(&sim);
-        events.len() >= before + 2
+    wait_until("on then off", Duration::from_secs(5), || {
+        led_events(&sim).len() >= before + 2
     })
     .await;
     let events = led_events(&sim);
@@ -216,18 +184,85 @@ async fn a_30ms_click_with_a_1s_poll_is_on_then_off() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_led_set_by_hand_stays_set_until_the_next_press() {
+    let sim = SimButton::new();
+    let led = LedService::start(&sim, "127.0.0.1:0".parse().unwrap()).await;
+    let button = ButtonService::start(&sim, led.address, &["--poll-interval=20ms"]).await;
+    button.wait_ready().await;
+    let response = reqwest::Client::new()
+        .post(format!("http://{}/true", led.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(sim.led().brightness, 255);
+    // Three checks of the LED service and a hundred polls later, the LED is still lit (the
+    // original re-sent the button's state every second and switched it off within 85 ms).
+    let (metrics, checks, polls) = (
+        button.metrics.clone(),
+        button.metrics.checks.get(),
+        button.metrics.polls.get(),
+    );
+    wait_until("checks and polls", Duration::from_secs(10), || {
+        metrics.checks.get() >= checks + 3 && metrics.polls.get() >= polls + 100
+    })
+    .await;
+    assert_eq!(sim.led().brightness, 255, "the hand-set LED stays set");
+    assert_eq!(button.metrics.sends.get(), 0, "nothing was sent");
+
+    // A press still wins.
+    sim.click(Duration::from_millis(60));
+    wait_until(
+        "the press to end with the LED dark",
+        Duration::from_secs(2),
+        || button.metrics.sends.get() == 2 && sim.led().brightness == 0,
+    )
+    .await;
+    button.stop().await;
+    led.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_resend_interval_the_led_mirrors_the_button_strictly() {
+    let sim = SimButton::new();
+    let led = LedService::start(&sim, "127.0.0.1:0".parse().unwrap()).await;
+    let button = ButtonService::start(
+        &sim,
+        led.address,
+        &["--poll-interval=20ms", "--resend-interval=200ms"],
+    )
+    .await;
+    button.wait_ready().await;
+    reqwest::Client::new()
+        .post(format!("http://{}/true", led.address))
+        .send()
+        .await
+        .unwrap();
+    wait_until(
+        "the re-sent state to switch the LED off",
+        Duration::from_secs(2),
+        dark(&sim),
+    )
+    .await;
+    button.stop().await;
+    led.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_led_service_down_at_start_gets_the_state_when_it_comes_up() {
     let sim = SimButton::new();
-    let address = free_address().await;
+    let address = unused_address();
     let button = ButtonService::start(
         &sim,
         address,
         &["--poll-interval=20ms", "--request-timeout=200ms"],
     )
     .await;
+    button.wait_ready().await;
     sim.press();
-    wait_for("failed sends", Duration::from_secs(5), || {
-        button.metrics.send_failures.get() >= 2
+    let metrics = button.metrics.clone();
+    wait_until("failed sends", Duration::from_secs(5), || {
+        metrics.send_failures.get() >= 2
     })
     .await;
     assert_eq!(
@@ -244,10 +279,7 @@ async fn an_led_service_down_at_start_gets_the_state_when_it_comes_up() {
 
     let led = LedService::start(&sim, address).await;
     let up = Instant::now();
-    wait_for("LED on", Duration::from_secs(5), || {
-        sim.led().brightness == 255
-    })
-    .await;
+    wait_until("LED on", Duration::from_secs(5), lit(&sim)).await;
     assert!(
         up.elapsed() < Duration::from_secs(2),
         "converged after {:?}",
@@ -259,7 +291,7 @@ async fn an_led_service_down_at_start_gets_the_state_when_it_comes_up() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_led_service_restarted_mid_run_is_healed() {
+async fn an_led_service_restarted_mid_run_gets_the_state_again() {
     let sim = SimButton::new();
     let led = LedService::start(&sim, "127.0.0.1:0".parse().unwrap()).await;
     let address = led.address;
@@ -269,25 +301,21 @@ async fn an_led_service_restarted_mid_run_is_healed() {
         &["--poll-interval=20ms", "--request-timeout=200ms"],
     )
     .await;
+    button.wait_ready().await;
     sim.press();
-    wait_for("LED on", Duration::from_secs(5), || {
-        sim.led().brightness == 255
-    })
-    .await;
+    wait_until("LED on", Duration::from_secs(5), lit(&sim)).await;
 
     led.stop().await; // switches the LED off on its way out
     assert_eq!(sim.led().brightness, 0);
-    wait_for("the outage to be noticed", Duration::from_secs(5), || {
-        button.metrics.outages.get() == 1
+    let metrics = button.metrics.clone();
+    wait_until("the outage to be noticed", Duration::from_secs(5), || {
+        metrics.outages.get() == 1
     })
     .await;
 
     let led = LedService::start(&sim, address).await;
     let up = Instant::now();
-    wait_for("LED on again", Duration::from_secs(5), || {
-        sim.led().brightness == 255
-    })
-    .await;
+    wait_until("LED on again", Duration::from_secs(5), lit(&sim)).await;
     assert!(
         up.elapsed() < Duration::from_secs(2),
         "healed after {:?}",
@@ -316,9 +344,12 @@ async fn a_hanging_led_service_is_cut_off_by_the_timeout() {
         &["--poll-interval=20ms", "--request-timeout=100ms"],
     )
     .await;
+    button.wait_ready().await;
     let started = Instant::now();
-    wait_for("two timed-out sends", Duration::from_secs(5), || {
-        button.metrics.send_failures.get() >= 2
+    sim.press();
+    let metrics = button.metrics.clone();
+    wait_until("two timed-out sends", Duration::from_secs(5), || {
+        metrics.send_failures.get() >= 2
     })
     .await;
     assert!(
@@ -328,8 +359,8 @@ async fn a_hanging_led_service_is_cut_off_by_the_timeout() {
     assert_eq!(button.metrics.outages.get(), 1);
     // Polling goes on regardless.
     let polls = button.metrics.polls.get();
-    wait_for("more polls", Duration::from_secs(2), || {
-        button.metrics.polls.get() > polls + 5
+    wait_until("more polls", Duration::from_secs(2), || {
+        metrics.polls.get() > polls + 5
     })
     .await;
     button.stop().await;
@@ -347,8 +378,11 @@ async fn an_led_service_answering_500_or_422_is_an_outage_not_a_crash() {
             Router::new().fallback(move || async move { (status, "{\"error\":\"boom\"}") });
         let address = serve_router(router).await;
         let button = ButtonService::start(&sim, address, &["--poll-interval=20ms"]).await;
-        wait_for("failed sends", Duration::from_secs(5), || {
-            button.metrics.send_failures.get() >= 2
+        button.wait_ready().await;
+        sim.press();
+        let metrics = button.metrics.clone();
+        wait_until("failed sends", Duration::from_secs(5), || {
+            metrics.send_failures.get() >= 2
         })
         .await;
         assert_eq!(button.metrics.outages.get(), 1, "{status}");
@@ -363,18 +397,93 @@ async fn an_led_service_answering_500_or_422_is_an_outage_not_a_crash() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_led_service_gets_the_latest_state_not_the_backlog() {
+    let sim = SimButton::new();
+    let led = LedService::start(&sim, "127.0.0.1:0".parse().unwrap()).await;
+    // Every request to the LED service takes 300 ms on its way through this proxy.
+    let target = led.address;
+    let proxy = Router::new().fallback(move |request: axum::extract::Request| async move {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let url = format!("http://{target}{}", request.uri().path());
+        let response = reqwest::Client::new()
+            .request(request.method().clone(), url)
+            .send()
+            .await
+            .unwrap();
+        (
+            axum::http::StatusCode::from_u16(response.status().as_u16()).unwrap(),
+            response.text().await.unwrap(),
+        )
+    });
+    let address = serve_router(proxy).await;
+    let button = ButtonService::start(
+        &sim,
+        address,
+        &["--poll-interval=10ms", "--request-timeout=2s"],
+    )
+    .await;
+    button.wait_ready().await;
+    // 20 clicks in about 2 s: 40 edges, each POST taking 300 ms.
+    for _ in 0..20 {
+        click_and_wait(&sim, &button).await;
+    }
+    let metrics = button.metrics.clone();
+    wait_until("the last state delivered", Duration::from_secs(5), || {
+        metrics.sends.get() >= 2 && dark(&sim)()
+    })
+    .await;
+    let sends = button.metrics.sends.get();
+    assert!(
+        sends <= 12,
+        "{sends} requests for 40 edges: the backlog was replayed"
+    );
+    assert!(button.metrics.superseded.get() >= 20);
+    button.stop().await;
+    led.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_listener_sees_every_press_and_release_in_order() {
+    let sim = SimButton::new();
+    let button = ButtonService::start(&sim, unused_address(), &["--poll-interval=10ms"]).await;
+    let mut listener = button.events.subscribe();
+    button.wait_ready().await;
+    for _ in 0..3 {
+        click_and_wait(&sim, &button).await;
+    }
+    let mut seen = Vec::new();
+    while seen.len() < 6 {
+        let Received::Event(event) = listener.recv().await else {
+            panic!("events only");
+        };
+        seen.push((event.kind, event.seq));
+    }
+    use EventKind::{Pressed, Released};
+    assert_eq!(
+        seen,
+        [
+            (Pressed, 1),
+            (Released, 2),
+            (Pressed, 3),
+            (Released, 4),
+            (Pressed, 5),
+            (Released, 6)
+        ]
+    );
+    button.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unplugged_button_is_reported_and_recovers_without_a_restart() {
     let sim = SimButton::new();
     let led = LedService::start(&sim, "127.0.0.1:0".parse().unwrap()).await;
     let button = ButtonService::start(&sim, led.address, &["--poll-interval=20ms"]).await;
-    wait_for("the first poll", Duration::from_secs(5), || {
-        button.metrics.sends.get() >= 1
-    })
-    .await;
+    button.wait_ready().await;
     sim.unplug();
     let errors = button.metrics.poll_errors.get();
-    wait_for("poll errors", Duration::from_secs(5), || {
-        button.metrics.poll_errors.get() > errors + 2
+    let metrics = button.metrics.clone();
+    wait_until("poll errors", Duration::from_secs(5), || {
+        metrics.poll_errors.get() > errors + 2
     })
     .await;
     let (status, body) = button.health().await;
@@ -389,10 +498,7 @@ async fn an_unplugged_button_is_reported_and_recovers_without_a_restart() {
 
     sim.replug();
     sim.press();
-    wait_for("LED on after replug", Duration::from_secs(5), || {
-        sim.led().brightness == 255
-    })
-    .await;
+    wait_until("LED on after replug", Duration::from_secs(5), lit(&sim)).await;
     assert_eq!(button.health().await.0, 200);
     button.stop().await;
     led.stop().await;
@@ -401,10 +507,10 @@ async fn an_unplugged_button_is_reported_and_recovers_without_a_restart() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_button_at_another_address_is_reported() {
     let sim = SimButton::new();
-    let address = free_address().await;
-    let button = ButtonService::start(&sim, address, &["--address=0x22"]).await;
-    wait_for("a poll error", Duration::from_secs(5), || {
-        button.metrics.poll_errors.get() >= 1
+    let button = ButtonService::start(&sim, unused_address(), &["--address=0x22"]).await;
+    let metrics = button.metrics.clone();
+    wait_until("a poll error", Duration::from_secs(5), || {
+        metrics.poll_errors.get() >= 1
     })
     .await;
     let (status, body) = button.health().await;
@@ -418,8 +524,11 @@ async fn metrics_show_polls_sends_and_the_last_send_age() {
     let sim = SimButton::new();
     let led = LedService::start(&sim, "127.0.0.1:0".parse().unwrap()).await;
     let button = ButtonService::start(&sim, led.address, &["--poll-interval=20ms"]).await;
-    wait_for("a send", Duration::from_secs(5), || {
-        button.metrics.sends.get() >= 1
+    button.wait_ready().await;
+    sim.press();
+    let metrics = button.metrics.clone();
+    wait_until("a send", Duration::from_secs(5), || {
+        metrics.sends.get() >= 1
     })
     .await;
     let text = reqwest::get(button.health_url.replace("healthz", "metrics"))
@@ -430,9 +539,11 @@ async fn metrics_show_polls_sends_and_the_last_send_age() {
         .unwrap();
     for name in [
         "button_service_polls_total",
-        "button_service_sends_total",
+        "button_service_sends_total 1",
         "button_service_send_failures_total 0",
         "button_service_outages_total 0",
+        "button_service_checks_total",
+        "button_service_superseded_total 0",
         "button_service_i2c_transactions_total",
         "button_service_last_successful_send_age_milliseconds",
     ] {

@@ -16,16 +16,18 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use futures_util::StreamExt as _;
+use qwiic_bus::Bus;
 use qwiic_button::LedConfig;
 use serde::{Deserialize, Serialize};
+use service_kit::CancellationToken;
 use subtle::ConstantTimeEq;
-use tokio::sync::watch;
 use tokio_stream::wrappers::WatchStream;
 use tower::limit::GlobalConcurrencyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
 use utoipa::{OpenApi, ToSchema};
 
-use crate::device::{DeviceFault, LedDevice, LedView, Pulse};
+use crate::config::Config;
+use crate::led::{DeviceFault, LedDevice, LedState};
 use crate::metrics::{Metrics, RequestLabels, RouteLabels};
 use crate::state::{ACCEPTED, parse_state};
 
@@ -47,8 +49,107 @@ pub struct AppState {
     pub token: Option<Arc<str>>,
     /// Brightness of `POST /true`.
     pub default_brightness: u8,
-    /// Flips to true when the service starts shutting down, ending live streams.
-    pub closing: watch::Receiver<bool>,
+    /// Cancelled when the service starts shutting down: live streams end.
+    pub shutdown: CancellationToken,
+    /// Random at every start, in /healthz: a client that sees it change knows the service
+    /// restarted (and switched the LED off on its way out).
+    pub instance: Arc<str>,
+}
+
+/// Why the service could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The API token file could not be read.
+    #[error(transparent)]
+    Token(#[from] service_kit::args::TokenFileError),
+    /// The LED's owner thread could not start.
+    #[error("cannot start the LED's owner thread: {0}")]
+    Thread(#[from] std::io::Error),
+}
+
+impl AppState {
+    /// The one way to build the state: starts the LED's owner on `bus` (opened from
+    /// `config`'s bus string, or a test's simulated button) as `config` says. `shutdown` ends
+    /// the live streams.
+    pub fn start(
+        bus: Bus,
+        config: &Config,
+        shutdown: CancellationToken,
+    ) -> Result<AppState, StartError> {
+        let metrics = Metrics::default();
+        let link = config
+            .service
+            .link(bus, metrics.bus.clone(), "retrying on every request");
+        Ok(AppState {
+            led: LedDevice::spawn(link, &metrics, config.bus_timeout)?,
+            metrics,
+            token: config.service.api_token()?.map(Arc::from),
+            default_brightness: config.brightness,
+            shutdown,
+            instance: Arc::from(format!("{:016x}", fastrand::u64(..))),
+        })
+    }
+}
+
+/// The LED as the API shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct LedView {
+    /// True when the LED gives light (brightness above 0).
+    pub on: bool,
+    /// 0-255.
+    #[schema(minimum = 0, maximum = 255)]
+    pub brightness: u8,
+    /// Pulse settings; `null` when the LED is steady.
+    pub pulse: Option<Pulse>,
+    /// When this service last changed the LED (RFC 3339, UTC); `null` if it has not yet.
+    pub changed_at: Option<String>,
+    /// Who changed it: the client's address and User-Agent, or `shutdown`.
+    pub changed_by: Option<String>,
+}
+
+impl From<LedState> for LedView {
+    fn from(state: LedState) -> Self {
+        let led = state.led;
+        LedView {
+            on: led.is_on(),
+            brightness: led.brightness,
+            pulse: (led.cycle_time_ms != 0).then_some(Pulse {
+                cycle_ms: led.cycle_time_ms,
+                off_ms: led.off_time_ms,
+                granularity: led.granularity,
+            }),
+            changed_at: state
+                .change
+                .as_ref()
+                .map(|c| humantime::format_rfc3339_millis(c.at).to_string()),
+            changed_by: state.change.map(|c| c.by),
+        }
+    }
+}
+
+/// Pulse settings of the LED.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Pulse {
+    /// Length of one ramp up and down, in ms (1-65535).
+    #[serde(deserialize_with = "crate::integer::deserialize")]
+    #[schema(minimum = 1, maximum = 65535)]
+    pub cycle_ms: u16,
+    /// Dark time between pulses, in ms (0-65535).
+    #[serde(default, deserialize_with = "crate::integer::deserialize")]
+    #[schema(minimum = 0, maximum = 65535)]
+    pub off_ms: u16,
+    /// Brightness step size (1-255).
+    #[serde(
+        default = "default_granularity",
+        deserialize_with = "crate::integer::deserialize"
+    )]
+    #[schema(minimum = 1, maximum = 255)]
+    pub granularity: u8,
+}
+
+fn default_granularity() -> u8 {
+    1
 }
 
 /// The API description, generated from the handlers below.
@@ -312,8 +413,7 @@ async fn post_state(
     } else {
         LedConfig::OFF
     };
-    let view = state.led.set(led, by).await?;
-    Ok(Json(view))
+    Ok(Json(state.led.set(led, by).await?.into()))
 }
 
 /// A whole LED setting for `PUT /led`.
@@ -376,7 +476,7 @@ impl LedRequest {
     )
 )]
 async fn get_led(State(state): State<AppState>) -> Result<Json<LedView>, ApiError> {
-    Ok(Json(state.led.get().await?))
+    Ok(Json(state.led.get().await?.into()))
 }
 
 /// Set the whole LED: on/off, brightness and pulse.
@@ -403,8 +503,7 @@ async fn put_led(
 ) -> Result<Json<LedView>, ApiError> {
     let Json(request) = body?;
     let led = request.to_config(state.default_brightness)?;
-    let view = state.led.set(led, by).await?;
-    Ok(Json(view))
+    Ok(Json(state.led.set(led, by).await?.into()))
 }
 
 /// Health of the service.
@@ -414,6 +513,8 @@ pub struct Health {
     pub status: &'static str,
     /// The button's firmware version.
     pub firmware: String,
+    /// Changes when the service restarts (random at every start).
+    pub instance: String,
 }
 
 /// 200 while the button answers with its ID, else 503 with the reason.
@@ -430,6 +531,7 @@ async fn healthz(State(state): State<AppState>) -> Result<Json<Health>, ApiError
     Ok(Json(Health {
         status: "ok",
         firmware: firmware.to_string(),
+        instance: state.instance.to_string(),
     }))
 }
 
@@ -456,20 +558,16 @@ async fn openapi() -> impl IntoResponse {
 
 /// The LED as server-sent events: one `led` event per change, ending when the service stops.
 async fn events(State(state): State<AppState>) -> impl IntoResponse {
-    let mut closing = state.closing.clone();
-    let until_closing = async move {
-        // Ends when the flag flips or its sender is gone.
-        let _ = closing.wait_for(|closing| *closing).await;
-    };
     let stream = WatchStream::new(state.led.updates())
         .filter_map(std::future::ready)
-        .map(|view| {
+        .map(|led| {
+            let view = LedView::from(led);
             let event = Event::default().event("led").json_data(view);
             Ok::<_, Infallible>(
                 event.unwrap_or_else(|_| Event::default().comment("encoding failed")),
             )
         })
-        .take_until(until_closing);
+        .take_until(state.shutdown.cancelled_owned());
     Sse::new(stream).keep_alive(KeepAlive::default())
 }
 

@@ -1,63 +1,60 @@
 //! led-service: an HTTP API that drives the SparkFun Qwiic Button's LED over I2C.
 //!
-//! - [`api`]: routes, handlers, limits and errors (`app(state) -> Router`);
-//! - [`device`]: the one thread that owns the bus and applies the EEPROM rule;
+//! - [`api`]: routes, handlers, API types, limits and errors (`app(state) -> Router`), and
+//!   [`AppState::start`], the one way to build the state;
+//! - [`led`]: the one thread that owns the button and applies the EEPROM rule;
 //! - [`state`]: the original service's boolean spellings;
 //! - [`metrics`]: Prometheus counters and histograms;
 //! - [`config`]: flags and env vars.
 //!
-//! [`run`] serves until a shutdown signal, then finishes in-flight requests, switches the LED
-//! off and returns, all within a second.
+//! [`run`] serves until the shutdown token is cancelled, then finishes in-flight requests,
+//! switches the LED off and returns, all within a second.
 #![deny(unsafe_code, missing_docs)]
 
 pub mod api;
 pub mod config;
-pub mod device;
 mod integer;
+pub mod led;
 pub mod metrics;
 pub mod state;
 
-use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use qwiic_button::LedConfig;
+use service_kit::CancellationToken;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 
-pub use api::{AppState, app};
+pub use api::{AppState, StartError, app};
 
 /// How long in-flight requests get to finish after the shutdown signal.
 pub const GRACE: Duration = Duration::from_millis(500);
 /// How long switching the LED off at shutdown may take.
 pub const SWITCH_OFF_DEADLINE: Duration = Duration::from_millis(300);
 
-/// Serves `state` on `listener` until `shutdown` completes; then stops accepting, lets
-/// in-flight requests finish (at most [`GRACE`]), ends live streams, and switches the LED off.
-///
-/// `closing` must be the sender of `state.closing`.
+/// Serves `state` on `listener` until `shutdown` is cancelled (the state's own token or a
+/// parent of it); then stops accepting, lets in-flight requests finish (at most [`GRACE`]),
+/// ends live streams, and switches the LED off.
 pub async fn run(
     listener: TcpListener,
     state: AppState,
-    closing: watch::Sender<bool>,
-    shutdown: impl Future<Output = ()>,
+    shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let led = state.led.clone();
-    let mut closed = closing.subscribe();
+    // Stopping to serve is this function's step, after it has seen the shutdown, so that a
+    // server ending first can never skip switching the LED off.
+    let stop_serving = CancellationToken::new();
     let server = axum::serve(
         listener,
         app(state).into_make_service_with_connect_info::<SocketAddr>(),
     )
-    .with_graceful_shutdown(async move {
-        let _ = closed.wait_for(|closing| *closing).await;
-    })
+    .with_graceful_shutdown(stop_serving.clone().cancelled_owned())
     .into_future();
     tokio::pin!(server);
     tokio::select! {
         result = &mut server => return result,
-        () = shutdown => {}
+        () = shutdown.cancelled() => stop_serving.cancel(),
     }
-    closing.send_replace(true);
     match tokio::time::timeout(GRACE, &mut server).await {
         Ok(result) => result?,
         Err(_) => tracing::warn!(

@@ -1,19 +1,16 @@
 //! The led-service binary: parse the configuration, open the bus, serve until SIGTERM.
 
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::Parser as _;
 use led_service::config::{Cli, Config};
-use led_service::device::LedDevice;
-use led_service::metrics::Metrics;
 use led_service::{AppState, run};
-use qwiic_button::QwiicButton;
 
 fn main() -> ExitCode {
     let Cli { command, config } = Cli::parse();
-    service_kit::main(command, config.listen, config.log_format, || serve(config))
+    let (listen, log_format) = (config.service.listen, config.service.log_format);
+    service_kit::process::main::<Cli>(command, listen, log_format, || serve(config))
 }
 
 fn serve(config: Config) -> anyhow::Result<()> {
@@ -22,28 +19,20 @@ fn serve(config: Config) -> anyhow::Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async {
-        let bus = config.bus.open()?;
-        let metrics = Metrics::default();
-        let button = QwiicButton::new(bus, config.address);
-        let led = LedDevice::spawn(button, config.bus.clone(), &metrics, config.bus_timeout)
-            .context("cannot start the I2C owner thread")?;
-        let listener = tokio::net::TcpListener::bind(config.listen)
+        let shutdown = service_kit::shutdown::on_signal();
+        let bus = config.service.bus.open()?;
+        let state = AppState::start(bus, &config, shutdown.clone())?;
+        let listener = tokio::net::TcpListener::bind(config.service.listen)
             .await
-            .with_context(|| format!("cannot listen on {}", config.listen))?;
-        let (closing, closing_rx) = tokio::sync::watch::channel(false);
-        let state = AppState {
-            led: led.clone(),
-            metrics,
-            token: config.api_token.filter(|token| !token.is_empty()).map(Arc::from),
-            default_brightness: config.brightness,
-            closing: closing_rx,
-        };
-        tracing::info!(listen = %config.listen, bus = %config.bus, address = %config.address, auth = state.token.is_some(), "led-service ready");
+            .with_context(|| format!("cannot listen on {}", config.service.listen))?;
+        let listen = listener.local_addr()?;
+        let (bus, address) = (&config.service.bus, config.service.address);
+        tracing::info!(%listen, %bus, %address, auth = state.token.is_some(), "led-service ready");
         // Find the button now so the log says at once whether it is there; requests retry.
-        if let Err(error) = led.health().await {
+        if let Err(error) = state.led.health().await {
             tracing::debug!(%error, "no button yet");
         }
-        run(listener, state, closing, service_kit::shutdown_signal()).await?;
+        run(listener, state, shutdown).await?;
         Ok(())
     })
 }

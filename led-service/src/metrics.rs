@@ -7,6 +7,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+use qwiic_bus::BusCounters;
 
 /// Labels of `http_requests`.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -36,10 +37,8 @@ pub struct Metrics {
     pub requests: Family<RequestLabels, Counter>,
     /// Time from request to response.
     pub latency: HistogramFamily,
-    /// I2C transactions attempted.
-    pub i2c_transactions: Counter,
-    /// I2C transactions that failed.
-    pub i2c_errors: Counter,
+    /// I2C transactions attempted and failed.
+    pub bus: BusCounters,
     /// LED settings written to the device.
     pub led_changes: Counter,
     /// Requests for the setting the LED already had: no write, no EEPROM wear.
@@ -56,8 +55,7 @@ impl Default for Metrics {
         let mut registry = Registry::with_prefix("led_service");
         let requests = Family::<RequestLabels, Counter>::default();
         let latency: HistogramFamily = Family::new_with_constructor(latency_histogram);
-        let i2c_transactions = Counter::default();
-        let i2c_errors = Counter::default();
+        let bus = BusCounters::default();
         let led_changes = Counter::default();
         let led_writes_skipped = Counter::default();
         registry.register(
@@ -70,16 +68,7 @@ impl Default for Metrics {
             "HTTP request latency by route",
             latency.clone(),
         );
-        registry.register(
-            "i2c_transactions",
-            "I2C transactions attempted",
-            i2c_transactions.clone(),
-        );
-        registry.register(
-            "i2c_errors",
-            "I2C transactions that failed",
-            i2c_errors.clone(),
-        );
+        bus.register(&mut registry);
         registry.register(
             "led_changes",
             "LED settings written to the device",
@@ -94,8 +83,7 @@ impl Default for Metrics {
             registry: Arc::new(registry),
             requests,
             latency,
-            i2c_transactions,
-            i2c_errors,
+            bus,
             led_changes,
             led_writes_skipped,
         }

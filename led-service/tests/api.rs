@@ -2,52 +2,43 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a failed unwrap is a failed test
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
+use clap::Parser as _;
 use http_body_util::BodyExt;
-use led_service::device::LedDevice;
+use led_service::config::Cli;
 use led_service::metrics::Metrics;
 use led_service::{AppState, app};
-use qwiic_bus::{Bus, BusSpec};
-use qwiic_button::{Address, QwiicButton};
+use qwiic_bus::Bus;
 use qwiic_sim::{Fault, SimButton};
 use serde_json::{Value, json};
+use service_kit::CancellationToken;
 use tower::ServiceExt;
 
 struct Fixture {
     app: Router,
     sim: SimButton,
     metrics: Metrics,
-    _closing: tokio::sync::watch::Sender<bool>,
 }
 
-fn fixture_with(token: Option<&str>, bus_timeout: Duration) -> Fixture {
+/// The router on a fresh simulated button, configured by flags as the binary would be.
+fn fixture_with(flags: &[&str]) -> Fixture {
     let sim = SimButton::new();
-    let metrics = Metrics::default();
-    let button = QwiicButton::new(Bus::Sim(sim.clone()), Address::DEFAULT);
-    let led = LedDevice::spawn(button, BusSpec::Sim, &metrics, bus_timeout).unwrap();
-    let (closing, closing_rx) = tokio::sync::watch::channel(false);
-    let state = AppState {
-        led,
-        metrics: metrics.clone(),
-        token: token.map(Arc::from),
-        default_brightness: 200,
-        closing: closing_rx,
-    };
+    let args = ["led-service", "--bus=sim", "--brightness=200"];
+    let Cli { config, .. } = Cli::parse_from(args.iter().chain(flags));
+    let state = AppState::start(Bus::Sim(sim.clone()), &config, CancellationToken::new()).unwrap();
     Fixture {
+        metrics: state.metrics.clone(),
         app: app(state),
         sim,
-        metrics,
-        _closing: closing,
     }
 }
 
 fn fixture() -> Fixture {
-    fixture_with(None, Duration::from_secs(2))
+    fixture_with(&[])
 }
 
 async fn send(app: &Router, request: Request<Body>) -> (StatusCode, Value) {
@@ -345,7 +336,7 @@ async fn wrong_methods_and_unknown_routes_are_json_errors() {
 
 #[tokio::test]
 async fn the_token_guards_mutating_routes_only() {
-    let f = fixture_with(Some("s3cret"), Duration::from_secs(2));
+    let f = fixture_with(&["--api-token=s3cret"]);
     let with = |request: axum::http::request::Builder, token: &str| {
         request.header(header::AUTHORIZATION, token)
     };
@@ -445,7 +436,7 @@ async fn a_single_nack_is_retried_and_never_seen() {
     let (status, body) = send(&f.app, post("/false")).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(f.sim.led().brightness, 0);
-    assert_eq!(f.metrics.i2c_errors.get(), 2, "but the metrics show them");
+    assert_eq!(f.metrics.bus.errors.get(), 2, "but the metrics show them");
 }
 
 #[tokio::test]
@@ -462,12 +453,12 @@ async fn a_nack_that_persists_is_a_503_and_the_next_request_works() {
     let (status, _) = send(&f.app, post("/false")).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(f.sim.led().brightness, 0);
-    assert!(f.metrics.i2c_errors.get() >= 1);
+    assert!(f.metrics.bus.errors.get() >= 1);
 }
 
 #[tokio::test]
 async fn a_hung_bus_is_a_504_within_the_bus_timeout() {
-    let f = fixture_with(None, Duration::from_millis(100));
+    let f = fixture_with(&["--bus-timeout=100ms"]);
     send(
         &f.app,
         Request::get("/healthz").body(Body::empty()).unwrap(),

@@ -2,18 +2,16 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a failed unwrap is a failed test
 
-use std::time::Duration;
-
 use axum::body::Body;
 use axum::http::{Request, header};
-use led_service::device::LedDevice;
-use led_service::metrics::Metrics;
+use clap::Parser as _;
+use led_service::config::Cli;
 use led_service::state::{ACCEPTED, parse_state};
 use led_service::{AppState, app};
 use proptest::prelude::*;
-use qwiic_bus::{Bus, BusSpec};
-use qwiic_button::{Address, QwiicButton};
+use qwiic_bus::Bus;
 use qwiic_sim::SimButton;
+use service_kit::CancellationToken;
 use tower::ServiceExt;
 
 proptest! {
@@ -26,19 +24,10 @@ proptest! {
     }
 }
 
-fn router() -> (axum::Router, tokio::sync::watch::Sender<bool>) {
-    let metrics = Metrics::default();
-    let button = QwiicButton::new(Bus::Sim(SimButton::new()), Address::DEFAULT);
-    let led = LedDevice::spawn(button, BusSpec::Sim, &metrics, Duration::from_secs(2)).unwrap();
-    let (closing, closing_rx) = tokio::sync::watch::channel(false);
-    let state = AppState {
-        led,
-        metrics,
-        token: None,
-        default_brightness: 255,
-        closing: closing_rx,
-    };
-    (app(state), closing)
+fn router() -> axum::Router {
+    let Cli { config, .. } = Cli::parse_from(["led-service", "--bus=sim"]);
+    let bus = Bus::Sim(SimButton::new());
+    app(AppState::start(bus, &config, CancellationToken::new()).unwrap())
 }
 
 fn json_value() -> impl Strategy<Value = serde_json::Value> {
@@ -82,7 +71,7 @@ proptest! {
     ) {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         runtime.block_on(async {
-            let (app, _closing) = router();
+            let app = router();
             let put = Request::put("/led").header(header::CONTENT_TYPE, "application/json").body(Body::from(body)).unwrap();
             let status = app.clone().oneshot(put).await.unwrap().status();
             assert!(!status.is_server_error(), "PUT /led answered {status}");

@@ -2,52 +2,33 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a failed unwrap is a failed test
 
-use std::process::Stdio;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use led_service::device::LedDevice;
-use led_service::metrics::Metrics;
+use clap::Parser as _;
+use led_service::config::Cli;
 use led_service::{AppState, run};
-use qwiic_bus::{Bus, BusSpec};
-use qwiic_button::{Address, QwiicButton};
+use qwiic_bus::Bus;
 use qwiic_sim::SimButton;
 use serde_json::Value;
-use service_kit::testing;
-use tokio::sync::oneshot;
+use service_kit::testing::{Background, RunningBinary, binary_command, unused_address};
 
 struct Running {
     url: String,
     sim: SimButton,
-    stop: oneshot::Sender<()>,
-    server: tokio::task::JoinHandle<std::io::Result<()>>,
+    server: Background<std::io::Result<()>>,
 }
 
 async fn start() -> Running {
     let sim = SimButton::new();
-    let metrics = Metrics::default();
-    let button = QwiicButton::new(Bus::Sim(sim.clone()), Address::DEFAULT);
-    let led = LedDevice::spawn(button, BusSpec::Sim, &metrics, Duration::from_secs(2)).unwrap();
-    let (closing, closing_rx) = tokio::sync::watch::channel(false);
-    let state = AppState {
-        led,
-        metrics,
-        token: None::<Arc<str>>,
-        default_brightness: 255,
-        closing: closing_rx,
-    };
+    let Cli { config, .. } = Cli::parse_from(["led-service", "--bus=sim"]);
+    let bus = Bus::Sim(sim.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
-    let (stop, stopped) = oneshot::channel::<()>();
-    let server = tokio::spawn(run(listener, state, closing, async {
-        let _ = stopped.await;
-    }));
-    Running {
-        url,
-        sim,
-        stop,
-        server,
-    }
+    let server = Background::spawn(|shutdown| {
+        let state = AppState::start(bus, &config, shutdown.clone()).unwrap();
+        run(listener, state, shutdown)
+    });
+    Running { url, sim, server }
 }
 
 #[tokio::test]
@@ -109,8 +90,7 @@ async fn shutdown_finishes_in_flight_requests_switches_the_led_off_and_returns_w
     }
 
     let signalled = Instant::now();
-    service.stop.send(()).unwrap();
-    service.server.await.unwrap().unwrap();
+    service.server.stop().await.unwrap();
     let took = signalled.elapsed();
     assert!(took < Duration::from_secs(1), "shutdown took {took:?}");
     assert_eq!(in_flight.await.unwrap().unwrap(), 200);
@@ -125,22 +105,19 @@ async fn shutdown_finishes_in_flight_requests_switches_the_led_off_and_returns_w
     );
 }
 
+const BINARY: &str = env!("CARGO_BIN_EXE_led-service");
+
 #[test]
 fn the_binary_exits_0_within_a_second_of_sigterm() {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let address = listener.local_addr().unwrap();
-    drop(listener);
-    let mut child = testing::binary_command(env!("CARGO_BIN_EXE_led-service"))
-        .env("BUS", "sim")
-        .env("LISTEN_ADDR", address.to_string())
-        .env("LOG_FORMAT", "json")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let binary = env!("CARGO_BIN_EXE_led-service");
-    testing::wait_until_healthy(binary, &address.to_string(), Duration::from_secs(10)).unwrap();
-    let (status, took, log) = testing::terminate(&mut child, Duration::from_secs(5)).unwrap();
+    let mut service = RunningBinary::start(BINARY, &[("BUS", "sim")]);
+    service.wait_for_log("Qwiic Button found", Duration::from_secs(10));
+    assert!(
+        service.healthcheck(Duration::from_secs(10)),
+        "{}",
+        service.log()
+    );
+    let (status, took) = service.terminate(Duration::from_secs(5));
+    let log = service.log();
     assert!(status.success(), "exit {status:?}\n{log}");
     assert!(took < Duration::from_secs(1), "exit took {took:?}");
     assert!(
@@ -152,12 +129,9 @@ fn the_binary_exits_0_within_a_second_of_sigterm() {
 
 #[test]
 fn healthcheck_fails_when_nothing_listens() {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let address = listener.local_addr().unwrap();
-    drop(listener);
-    let output = testing::binary_command(env!("CARGO_BIN_EXE_led-service"))
+    let output = binary_command(BINARY)
         .arg("healthcheck")
-        .env("LISTEN_ADDR", address.to_string())
+        .env("LISTEN_ADDR", unused_address().to_string())
         .output()
         .unwrap();
     assert_eq!(output.status.code(), Some(1));
@@ -166,7 +140,7 @@ fn healthcheck_fails_when_nothing_listens() {
 
 #[test]
 fn a_missing_bus_fails_at_start_with_what_to_do() {
-    let output = testing::binary_command(env!("CARGO_BIN_EXE_led-service"))
+    let output = binary_command(BINARY)
         .env("BUS", "/dev/i2c-99")
         .env("LISTEN_ADDR", "127.0.0.1:0")
         .output()
@@ -187,10 +161,7 @@ fn bad_flags_are_refused_with_the_accepted_values() {
         ("LED_BRIGHTNESS", "0", "1.."),
         ("LOG_FORMAT", "xml", "text"),
     ] {
-        let output = testing::binary_command(env!("CARGO_BIN_EXE_led-service"))
-            .env(env, value)
-            .output()
-            .unwrap();
+        let output = binary_command(BINARY).env(env, value).output().unwrap();
         assert_eq!(output.status.code(), Some(2), "{env}={value}");
         let message = String::from_utf8_lossy(&output.stderr);
         assert!(message.contains(says), "{env}={value}: {message}");

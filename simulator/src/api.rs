@@ -15,7 +15,8 @@ use futures_util::StreamExt as _;
 use qwiic_sim::{Fault, LedRegisters, SimButton, SimEvent, SimEventKind};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use tokio::sync::{broadcast, watch};
+use service_kit::CancellationToken;
+use tokio::sync::broadcast;
 use tokio_stream::wrappers::BroadcastStream;
 
 /// Longest click the API accepts.
@@ -30,8 +31,8 @@ pub struct AppState {
     pub button: SimButton,
     /// Every device event, for the event streams.
     pub events: broadcast::Sender<EventView>,
-    /// Flips to true at shutdown, ending the event streams.
-    pub closing: watch::Receiver<bool>,
+    /// Cancelled at shutdown, ending the event streams.
+    pub shutdown: CancellationToken,
 }
 
 /// The routes.
@@ -255,10 +256,6 @@ async fn set_faults(
 
 /// Server-sent events: one `event: device` per press, release, LED change, unplug or replug.
 async fn events(State(state): State<AppState>) -> impl IntoResponse {
-    let mut closing = state.closing.clone();
-    let until_closing = async move {
-        let _ = closing.wait_for(|closing| *closing).await;
-    };
     let stream = BroadcastStream::new(state.events.subscribe())
         // A client too slow to keep up skips what it missed.
         .filter_map(|event| std::future::ready(event.ok()))
@@ -268,7 +265,7 @@ async fn events(State(state): State<AppState>) -> impl IntoResponse {
                 event.unwrap_or_else(|_| Event::default().comment("encoding failed")),
             )
         })
-        .take_until(until_closing);
+        .take_until(state.shutdown.cancelled_owned());
     Sse::new(stream).keep_alive(KeepAlive::default())
 }
 

@@ -3,7 +3,8 @@
 use std::net::SocketAddr;
 
 use qwiic_button::Address;
-use service_kit::{LogFormat, parse_address};
+use service_kit::args::parse_address;
+use service_kit::logging::LogFormat;
 
 /// The command line.
 #[derive(Debug, clap::Parser)]
@@ -14,7 +15,7 @@ use service_kit::{LogFormat, parse_address};
 pub struct Cli {
     /// What to do; without a subcommand the simulator runs.
     #[command(subcommand)]
-    pub command: Option<service_kit::Command>,
+    pub command: Option<service_kit::process::Command>,
     /// The simulator's settings.
     #[command(flatten)]
     pub config: Config,

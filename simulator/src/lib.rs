@@ -10,67 +10,57 @@
 pub mod api;
 pub mod config;
 
-use std::future::Future;
-
 use qwiic_sim::SimButton;
+use service_kit::CancellationToken;
 use tokio::net::TcpListener;
-use tokio::sync::{broadcast, watch};
+use tokio::sync::broadcast;
 
 pub use api::{AppState, EventView, app};
 
 /// How many events a slow event-stream client may fall behind before it skips ahead.
 const EVENT_BUFFER: usize = 1024;
 
-/// Wires `button`'s events into a broadcast channel for the event streams.
-pub fn state(button: SimButton) -> (AppState, watch::Sender<bool>) {
-    let (events, _) = broadcast::channel(EVENT_BUFFER);
-    let sink = events.clone();
-    button.subscribe(move |event| {
-        // No subscriber is fine: nobody is watching.
-        let _ = sink.send(EventView::from(*event));
-    });
-    let (closing, closing_rx) = watch::channel(false);
-    (
+impl AppState {
+    /// The one way to build the state: wires `button`'s events into a broadcast channel for
+    /// the event streams, which end when `shutdown` is cancelled.
+    pub fn new(button: SimButton, shutdown: CancellationToken) -> AppState {
+        let (events, _) = broadcast::channel(EVENT_BUFFER);
+        let sink = events.clone();
+        button.subscribe(move |event| {
+            // No subscriber is fine: nobody is watching.
+            let _ = sink.send(EventView::from(*event));
+        });
         AppState {
             button,
             events,
-            closing: closing_rx,
-        },
-        closing,
-    )
+            shutdown,
+        }
+    }
 }
 
-/// Serves the device on `tcp` and the page and control API on `http` until `shutdown`;
-/// then closes every connection and returns.
+/// Serves the device on `tcp` and the page and control API on `http` until `shutdown` is
+/// cancelled; then closes every connection and returns.
 pub async fn run(
     tcp: TcpListener,
     http: TcpListener,
     state: AppState,
-    closing: watch::Sender<bool>,
-    shutdown: impl Future<Output = ()>,
+    shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    let wait_closed = |mut closed: watch::Receiver<bool>| async move {
-        let _ = closed.wait_for(|closing| *closing).await;
-    };
-    let device =
-        qwiic_bus::server::serve(tcp, state.button.clone(), wait_closed(closing.subscribe()));
+    let device = qwiic_bus::server::serve(tcp, state.button.clone(), shutdown.clone());
     let web = axum::serve(http, app(state))
-        .with_graceful_shutdown(wait_closed(closing.subscribe()))
+        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
         .into_future();
-    tokio::pin!(device, web, shutdown);
+    // Either failing stops both; at shutdown both finish at once (the TCP server drops its
+    // clients, the event streams end).
+    tokio::pin!(device, web);
     tokio::select! {
-        () = &mut shutdown => {}
         result = &mut device => {
-            closing.send_replace(true);
-            return result.and(web.await);
+            shutdown.cancel();
+            result.and(web.await)
         }
         result = &mut web => {
-            closing.send_replace(true);
-            return result.and(device.await);
+            shutdown.cancel();
+            result.and(device.await)
         }
     }
-    closing.send_replace(true);
-    // Both finish at once: the TCP server drops its clients, the event streams end.
-    let (device, web) = tokio::join!(device, web);
-    device.and(web)
 }

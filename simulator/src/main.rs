@@ -9,7 +9,7 @@ use simulator::config::{Cli, Config};
 
 fn main() -> ExitCode {
     let Cli { command, config } = Cli::parse();
-    service_kit::main(command, config.http_listen, config.log_format, || {
+    service_kit::process::main::<Cli>(command, config.http_listen, config.log_format, || {
         serve(config)
     })
 }
@@ -39,13 +39,14 @@ fn serve(config: Config) -> anyhow::Result<()> {
             },
             SystemClock::new(),
         );
-        let (state, closing) = simulator::state(button);
+        let shutdown = service_kit::shutdown::on_signal();
+        let state = simulator::AppState::new(button, shutdown.clone());
         tracing::info!(
-            tcp = %config.tcp_listen, http = %config.http_listen, address = %config.address,
+            tcp = %tcp.local_addr()?, http = %http.local_addr()?, address = %config.address,
             firmware = %format!("{}.{}", config.firmware.0, config.firmware.1),
             "simulator ready: open the page on the HTTP address"
         );
-        simulator::run(tcp, http, state, closing, service_kit::shutdown_signal()).await?;
+        simulator::run(tcp, http, state, shutdown).await?;
         tracing::info!("bye");
         Ok::<_, anyhow::Error>(())
     })?;

@@ -214,14 +214,9 @@ fn the_page_presses_the_device_and_shows_the_led() {
     });
     let (tcp_port, http_address) = (tcp.local_addr().unwrap().port(), http.local_addr().unwrap());
     let sim = SimButton::new();
-    let (state, closing) = simulator::state(sim.clone());
-    runtime.spawn(simulator::run(
-        tcp,
-        http,
-        state,
-        closing,
-        std::future::pending(),
-    ));
+    let shutdown = service_kit::CancellationToken::new();
+    let state = simulator::AppState::new(sim.clone(), shutdown.clone());
+    runtime.spawn(simulator::run(tcp, http, state, shutdown));
 
     let url = format!("http://{http_address}/");
     let (_browser, devtools) = launch(&url);

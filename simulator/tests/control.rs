@@ -10,13 +10,12 @@ use qwiic_bus::{TcpBus, TcpTimeouts};
 use qwiic_button::{Address, LedConfig, QwiicButton};
 use qwiic_sim::SimButton;
 use serde_json::{Value, json};
-use tokio::sync::oneshot;
+use service_kit::testing::Background;
 
 struct Simulator {
     tcp: SocketAddr,
     http: String,
-    stop: Option<oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<std::io::Result<()>>,
+    server: Background<std::io::Result<()>>,
 }
 
 impl Simulator {
@@ -24,16 +23,14 @@ impl Simulator {
         let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let http = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let (tcp_address, http_address) = (tcp.local_addr().unwrap(), http.local_addr().unwrap());
-        let (state, closing) = simulator::state(SimButton::new());
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(simulator::run(tcp, http, state, closing, async {
-            let _ = stopped.await;
-        }));
+        let server = Background::spawn(|shutdown| {
+            let state = simulator::AppState::new(SimButton::new(), shutdown.clone());
+            simulator::run(tcp, http, state, shutdown)
+        });
         Simulator {
             tcp: tcp_address,
             http: format!("http://{http_address}"),
-            stop: Some(stop),
-            task,
+            server,
         }
     }
 
@@ -270,7 +267,7 @@ async fn concurrent_tcp_clients_never_see_a_torn_transaction() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_closes_streams_and_clients_at_once() {
-    let mut sim = Simulator::start().await;
+    let sim = Simulator::start().await;
     let _stream = reqwest::get(format!("{}/api/events", sim.http))
         .await
         .unwrap();
@@ -281,8 +278,7 @@ async fn shutdown_closes_streams_and_clients_at_once() {
     })
     .await;
     let started = Instant::now();
-    sim.stop.take().unwrap().send(()).unwrap();
-    (&mut sim.task).await.unwrap().unwrap();
+    sim.server.stop().await.unwrap();
     assert!(
         started.elapsed() < Duration::from_millis(500),
         "took {:?}",

@@ -15,55 +15,92 @@ fn read(path: &str) -> String {
     std::fs::read_to_string(root().join(path)).unwrap()
 }
 
-/// `env = "NAME"` in a config module.
-fn env_vars(source: &str) -> BTreeSet<String> {
-    source
-        .split("env = \"")
-        .skip(1)
-        .filter_map(|rest| rest.split('"').next())
-        .map(str::to_owned)
-        .collect()
+/// One row of the README's configuration table: (service, flag, env, default).
+type Row = (String, String, String, Option<String>);
+
+/// The configuration table, with "both" rows expanded to led and button.
+fn documented_settings(readme: &str) -> BTreeSet<Row> {
+    let table = section(readme, "## Configuration");
+    let unquote = |cell: &str| {
+        let cell = cell.trim();
+        cell.strip_prefix('`')
+            .and_then(|c| c.strip_suffix('`'))
+            .map(str::to_owned)
+    };
+    let mut rows = BTreeSet::new();
+    for line in table.lines().filter(|line| line.starts_with("| ")) {
+        let cells: Vec<&str> = line.split('|').collect();
+        let (Some(flag), Some(env)) = (unquote(cells[2]), unquote(cells[3])) else {
+            continue; // the header and the separator
+        };
+        let default = unquote(cells[4]);
+        assert!(
+            default.is_some() || cells[4].trim() == "none",
+            "{line}: a default is `value` or none"
+        );
+        let services: &[&str] = match cells[1].trim() {
+            "both" => &["led", "button"],
+            "led" => &["led"],
+            "button" => &["button"],
+            "simulator" => &["simulator"],
+            other => panic!("unknown service {other:?} in {line}"),
+        };
+        for service in services {
+            rows.insert((
+                service.to_string(),
+                flag.clone(),
+                env.clone(),
+                default.clone(),
+            ));
+        }
+    }
+    rows
 }
 
-/// The backticked env column of the README's configuration table.
-fn documented_env_vars(readme: &str) -> BTreeSet<String> {
-    let table = readme
-        .split("## Configuration")
+/// Every setting each binary's command line has, read from clap itself.
+fn settings_in_code() -> BTreeSet<Row> {
+    use clap::CommandFactory;
+    let commands = [
+        ("led", led_service::config::Cli::command()),
+        ("button", button_service::config::Cli::command()),
+        ("simulator", simulator::config::Cli::command()),
+    ];
+    let mut rows = BTreeSet::new();
+    for (service, command) in commands {
+        let settings = service_kit::args::reference(&command);
+        assert!(settings.len() >= 4, "{service}: {settings:?}");
+        for setting in settings {
+            rows.insert((
+                service.to_owned(),
+                setting.flag,
+                setting.env,
+                setting.default,
+            ));
+        }
+    }
+    rows
+}
+
+/// The text of a README section, up to the next `## ` heading.
+fn section<'a>(readme: &'a str, heading: &str) -> &'a str {
+    readme
+        .split(heading)
         .nth(1)
-        .unwrap()
+        .unwrap_or_else(|| panic!("the README has no {heading:?}"))
         .split("\n## ")
         .next()
-        .unwrap();
-    table
-        .lines()
-        .filter(|line| line.starts_with("| ") && line.matches('|').count() >= 6)
-        .filter_map(|line| line.split('|').nth(3))
-        .filter_map(|cell| {
-            cell.trim()
-                .strip_prefix('`')
-                .and_then(|c| c.strip_suffix('`'))
-        })
-        .map(str::to_owned)
-        .collect()
+        .unwrap()
 }
 
 #[test]
-fn the_configuration_table_lists_exactly_the_flags_the_services_take() {
-    let readme = read("README.md");
-    let documented = documented_env_vars(&readme);
-    let mut in_code = BTreeSet::new();
-    for config in [
-        "led-service/src/config.rs",
-        "button-service/src/config.rs",
-        "simulator/src/config.rs",
-    ] {
-        let vars = env_vars(&read(config));
-        assert!(!vars.is_empty(), "{config}");
-        in_code.extend(vars);
-    }
-    assert_eq!(
-        documented, in_code,
-        "README configuration table vs the code"
+fn the_configuration_table_lists_exactly_the_settings_each_binary_takes() {
+    let documented = documented_settings(&read("README.md"));
+    let in_code = settings_in_code();
+    let missing: Vec<_> = in_code.difference(&documented).collect();
+    let stale: Vec<_> = documented.difference(&in_code).collect();
+    assert!(
+        missing.is_empty() && stale.is_empty(),
+        "README configuration table vs each binary's flags (service, flag, env, default):\nnot documented: {missing:#?}\ndocumented but not in the code: {stale:#?}"
     );
 }
 

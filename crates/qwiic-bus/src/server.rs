@@ -5,7 +5,6 @@
 //! operation or a client that stalls mid-frame closes that connection with one log line; the
 //! server and the other clients carry on.
 
-use std::future::Future;
 use std::io;
 use std::time::Duration;
 
@@ -14,23 +13,23 @@ use qwiic_sim::SimButton;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
 
 use crate::wire::{self, FrameError, Status, WireOperation};
 
 /// How long a client may take to send the rest of a frame it has started.
 pub const FRAME_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Accepts clients until `shutdown` completes, then drops every connection.
+/// Accepts clients until `shutdown` is cancelled, then drops every connection.
 pub async fn serve(
     listener: TcpListener,
     button: SimButton,
-    shutdown: impl Future<Output = ()>,
+    shutdown: CancellationToken,
 ) -> io::Result<()> {
     let mut connections = JoinSet::new();
-    tokio::pin!(shutdown);
     loop {
         tokio::select! {
-            () = &mut shutdown => break,
+            () = shutdown.cancelled() => break,
             accepted = listener.accept() => {
                 let (stream, peer) = match accepted {
                     Ok(accepted) => accepted,

@@ -122,6 +122,13 @@ impl i2c::Error for TcpBusError {
     }
 }
 
+impl TcpBusError {
+    /// True when the device answered with an I2C error (the transport worked).
+    pub fn is_device_answer(&self) -> bool {
+        matches!(self, TcpBusError::Device(_))
+    }
+}
+
 impl TcpBus {
     /// A bus that will connect to `host:port` on first use.
     pub fn new(host: impl Into<String>, port: u16, timeouts: TcpTimeouts) -> Self {

@@ -10,12 +10,12 @@ use embedded_hal::i2c::{Error as _, ErrorKind, I2c, NoAcknowledgeSource, Operati
 use qwiic_bus::{BusSpec, TcpBus, TcpBusError, TcpTimeouts, server};
 use qwiic_button::{Address, LedConfig, QwiicButton};
 use qwiic_sim::{Fault, SimButton};
-use tokio::sync::oneshot;
+use tokio_util::sync::CancellationToken;
 
 /// A simulator server on its own runtime thread; dropping it shuts the server down.
 struct Server {
     address: SocketAddr,
-    stop: Option<oneshot::Sender<()>>,
+    stop: CancellationToken,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -28,7 +28,8 @@ impl Server {
         let std_listener = std::net::TcpListener::bind(address).unwrap();
         std_listener.set_nonblocking(true).unwrap();
         let address = std_listener.local_addr().unwrap();
-        let (stop, stopped) = oneshot::channel::<()>();
+        let stop = CancellationToken::new();
+        let stopped = stop.clone();
         let thread = std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -36,16 +37,12 @@ impl Server {
                 .unwrap();
             runtime.block_on(async move {
                 let listener = tokio::net::TcpListener::from_std(std_listener).unwrap();
-                server::serve(listener, button, async {
-                    let _ = stopped.await;
-                })
-                .await
-                .unwrap();
+                server::serve(listener, button, stopped).await.unwrap();
             });
         });
         Server {
             address,
-            stop: Some(stop),
+            stop,
             thread: Some(thread),
         }
     }
@@ -57,9 +54,7 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
+        self.stop.cancel();
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }

@@ -23,8 +23,6 @@ pub enum Error<E> {
     InvalidAddress(u8),
     /// A pulsing LED setting with granularity 0 (the firmware divides by it).
     ZeroGranularity,
-    /// An argument the device cannot take; nothing was sent.
-    InvalidInputData,
 }
 
 impl<E> Error<E> {
@@ -57,7 +55,6 @@ impl<E: i2c::Error> fmt::Display for Error<E> {
                 "I2C address {address:#04x} is out of range: the Qwiic Button accepts 0x08 to 0x77"
             ),
             Error::ZeroGranularity => write!(f, "{}", crate::types::ZeroGranularity),
-            Error::InvalidInputData => f.write_str("invalid input data for the Qwiic Button"),
         }
     }
 }

@@ -147,7 +147,7 @@ impl<I2C: I2c> QwiicButton<I2C> {
     /// An edge that lands between your last [`status`](Self::status) and this call is cleared
     /// too; its timestamp stays on the queues, so read those if no edge may be missed.
     pub fn clear_status(&mut self) -> Result<(), Error<I2C::Error>> {
-        self.write(Register::BUTTON_STATUS, &[0])
+        self.write(Register::BUTTON_STATUS, [0])
     }
 
     /// Reads the debounce time in milliseconds.
@@ -159,7 +159,7 @@ impl<I2C: I2c> QwiicButton<I2C> {
 
     /// Sets the debounce time in milliseconds (the firmware saves it to EEPROM).
     pub fn set_debounce_time(&mut self, ms: u16) -> Result<(), Error<I2C::Error>> {
-        self.write(Register::BUTTON_DEBOUNCE_TIME, &ms.to_le_bytes())
+        self.write(Register::BUTTON_DEBOUNCE_TIME, ms.to_le_bytes())
     }
 
     /// Reads which events drive the INT pin.
@@ -183,7 +183,7 @@ impl<I2C: I2c> QwiicButton<I2C> {
         if config.pressed {
             bits |= INTERRUPT_PRESSED_ENABLE;
         }
-        self.write(Register::INTERRUPT_CONFIG, &[bits])
+        self.write(Register::INTERRUPT_CONFIG, [bits])
     }
 
     /// Reads a queue's status and the ages of its newest and oldest entries in ONE transaction,
@@ -209,7 +209,7 @@ impl<I2C: I2c> QwiicButton<I2C> {
     ///
     /// Firmware 1.2 and older mask the pop request out: see [`FirmwareVersion::pops_reliably`].
     pub fn pop(&mut self, queue: Queue) -> Result<(), Error<I2C::Error>> {
-        self.write(queue_status_register(queue), &[QUEUE_POP_REQUEST])
+        self.write(queue_status_register(queue), [QUEUE_POP_REQUEST])
     }
 
     /// Reads the whole LED setting in one transaction.
@@ -235,7 +235,7 @@ impl<I2C: I2c> QwiicButton<I2C> {
         let [off_lo, off_hi] = led.off_time_ms.to_le_bytes();
         self.write(
             Register::LED_BRIGHTNESS,
-            &[
+            [
                 led.brightness,
                 led.granularity,
                 cycle_lo,
@@ -251,7 +251,7 @@ impl<I2C: I2c> QwiicButton<I2C> {
     /// The address must be 0x08-0x77 ([`Address::new`] checks that). Solder jumpers, when closed,
     /// override the software address at the next power-up.
     pub fn set_address(&mut self, address: Address) -> Result<(), Error<I2C::Error>> {
-        self.write(Register::I2C_ADDRESS, &[address.get()])?;
+        self.write(Register::I2C_ADDRESS, [address.get()])?;
         self.address = address;
         Ok(())
     }
@@ -272,17 +272,19 @@ impl<I2C: I2c> QwiicButton<I2C> {
     }
 
     /// One `write` of `[register, bytes...]` (never two adjacent write operations: Linux
-    /// adapters reject the NO_START flag that would join them).
-    fn write(&mut self, register: u8, bytes: &[u8]) -> Result<(), Error<I2C::Error>> {
+    /// adapters reject the NO_START flag that would join them). At most 7 data bytes, checked
+    /// at compile time.
+    fn write<const N: usize>(
+        &mut self,
+        register: u8,
+        bytes: [u8; N],
+    ) -> Result<(), Error<I2C::Error>> {
+        const { assert!(N <= 7, "the longest write is a whole LED setting") };
         let mut frame = [0; 8];
-        let len = bytes.len() + 1;
-        let Some(frame) = frame.get_mut(..len) else {
-            return Err(Error::InvalidInputData);
-        };
         frame[0] = register;
-        frame[1..].copy_from_slice(bytes);
+        frame[1..=N].copy_from_slice(&bytes);
         self.i2c
-            .write(self.address.get(), frame)
+            .write(self.address.get(), &frame[..=N])
             .map_err(Error::I2C)
     }
 }

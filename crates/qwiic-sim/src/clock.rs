@@ -56,11 +56,6 @@ impl ManualClock {
         let ms = u64::try_from(by.as_millis()).unwrap_or(u64::MAX);
         self.now_ms.fetch_add(ms, Ordering::SeqCst);
     }
-
-    /// Moves time to `ms`, if that is not in the past.
-    pub fn set_ms(&self, ms: u64) {
-        self.now_ms.fetch_max(ms, Ordering::SeqCst);
-    }
 }
 
 impl Clock for ManualClock {

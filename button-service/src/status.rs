@@ -1,0 +1,68 @@
+//! The internal HTTP API, on the private network only: `/healthz` (200 while the button
+//! answers; says too whether the LED service is up) and `/metrics`.
+
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use qwiic_bus::LinkHealth;
+use serde_json::json;
+use tokio::sync::watch;
+
+use crate::metrics::Metrics;
+use crate::sender::LinkState;
+
+/// What the internal API reads.
+#[derive(Clone)]
+pub struct Status {
+    /// The button, as the poller's device link sees it.
+    pub button: watch::Receiver<LinkHealth>,
+    /// The LED service, as the sender sees it.
+    pub led_service: watch::Receiver<LinkState>,
+    /// Metrics for /metrics.
+    pub metrics: Metrics,
+}
+
+/// The internal routes.
+pub fn app(status: Status) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .with_state(status)
+}
+
+async fn healthz(State(status): State<Status>) -> Response {
+    let led_service = match *status.led_service.borrow() {
+        LinkState::Starting => "starting",
+        LinkState::Up => "up",
+        LinkState::Down => "down",
+    };
+    let button = status.button.borrow().clone();
+    match button {
+        LinkHealth::Answering(firmware) => Json(json!({
+            "status": "ok", "firmware": firmware.to_string(), "led_service": led_service,
+        }))
+        .into_response(),
+        LinkHealth::Starting => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"error": "the button has not been read yet", "led_service": led_service})),
+        )
+            .into_response(),
+        LinkHealth::Unavailable(reason) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"error": reason, "led_service": led_service})),
+        )
+            .into_response(),
+    }
+}
+
+async fn metrics(State(status): State<Status>) -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        status.metrics.encode(),
+    )
+}

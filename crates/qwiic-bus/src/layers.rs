@@ -1,0 +1,192 @@
+//! What a service wraps around its bus: every transaction counted for /metrics, and a failed
+//! one tried again at once when the device was there but the transfer broke.
+
+use embedded_hal::i2c::{Error as _, ErrorType, I2c, Operation};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::registry::Registry;
+
+/// The bus as the services use it: every attempt counted for /metrics, a failed transaction
+/// tried again up to `attempts` times in all.
+pub type ServiceBus<B> = RetryingBus<CountingBus<B>>;
+
+/// Wraps `bus` for a service (see [`ServiceBus`]).
+pub fn service_bus<B>(bus: B, attempts: u32, counters: BusCounters) -> ServiceBus<B> {
+    RetryingBus::new(CountingBus::new(bus, counters), attempts)
+}
+
+/// The bus's counters in /metrics. Clones share the values.
+#[derive(Debug, Clone, Default)]
+pub struct BusCounters {
+    /// I2C transactions attempted.
+    pub transactions: Counter,
+    /// I2C transactions that failed.
+    pub errors: Counter,
+}
+
+impl BusCounters {
+    /// Registers both as `i2c_transactions` and `i2c_errors`.
+    pub fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "i2c_transactions",
+            "I2C transactions attempted",
+            self.transactions.clone(),
+        );
+        registry.register(
+            "i2c_errors",
+            "I2C transactions that failed",
+            self.errors.clone(),
+        );
+    }
+}
+
+/// An I2C bus that tries a failed transaction again, up to `attempts` times in all, at once,
+/// when the failure is one of the device's (no acknowledge, bus error, arbitration lost).
+///
+/// Noise, a mishandled clock stretch (Raspberry Pi) or a busy device makes single transactions
+/// fail now and then; trying again at once hides that from the service without hiding a device
+/// that is really gone. Only for transactions that may be repeated: every read, and writes of
+/// whole settings or of the status clear. Never wrap a bus that pops the queues (a repeated pop
+/// loses an entry).
+#[derive(Debug)]
+pub struct RetryingBus<B> {
+    bus: B,
+    attempts: u32,
+}
+
+impl<B> RetryingBus<B> {
+    /// Wraps `bus`; `attempts` is at least 1.
+    pub fn new(bus: B, attempts: u32) -> Self {
+        RetryingBus {
+            bus,
+            attempts: attempts.max(1),
+        }
+    }
+}
+
+impl<B: ErrorType> ErrorType for RetryingBus<B> {
+    type Error = B::Error;
+}
+
+impl<B: I2c> I2c for RetryingBus<B> {
+    fn transaction(
+        &mut self,
+        address: u8,
+        operations: &mut [Operation<'_>],
+    ) -> Result<(), Self::Error> {
+        let mut attempt = 1;
+        loop {
+            match self.bus.transaction(address, operations) {
+                Err(error) if attempt < self.attempts && transient(error.kind()) => attempt += 1,
+                result => return result,
+            }
+        }
+    }
+}
+
+/// Errors worth trying again at once: the device was there but the transfer failed. A
+/// transport failure (`Other`: the simulator server unreachable, a timeout) is not; repeating
+/// it only multiplies the wait.
+fn transient(kind: embedded_hal::i2c::ErrorKind) -> bool {
+    use embedded_hal::i2c::ErrorKind;
+    matches!(
+        kind,
+        ErrorKind::NoAcknowledge(_) | ErrorKind::Bus | ErrorKind::ArbitrationLoss
+    )
+}
+
+/// An I2C bus that counts its transactions and failures for /metrics.
+#[derive(Debug)]
+pub struct CountingBus<B> {
+    bus: B,
+    counters: BusCounters,
+}
+
+impl<B> CountingBus<B> {
+    /// Wraps `bus`; the counters are usually registered with a Prometheus registry.
+    pub fn new(bus: B, counters: BusCounters) -> Self {
+        CountingBus { bus, counters }
+    }
+}
+
+impl<B: ErrorType> ErrorType for CountingBus<B> {
+    type Error = B::Error;
+}
+
+impl<B: I2c> I2c for CountingBus<B> {
+    fn transaction(
+        &mut self,
+        address: u8,
+        operations: &mut [Operation<'_>],
+    ) -> Result<(), Self::Error> {
+        self.counters.transactions.inc();
+        let result = self.bus.transaction(address, operations);
+        if result.is_err() {
+            self.counters.errors.inc();
+        }
+        result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_retrying_bus_tries_again_and_counts_every_attempt() {
+        use embedded_hal::i2c::{ErrorKind, ErrorType};
+
+        /// Fails the first `failures` transactions.
+        struct Flaky {
+            failures: u32,
+            calls: u32,
+        }
+        impl ErrorType for Flaky {
+            type Error = ErrorKind;
+        }
+        impl I2c for Flaky {
+            fn transaction(&mut self, _: u8, _: &mut [Operation<'_>]) -> Result<(), ErrorKind> {
+                self.calls += 1;
+                if self.calls <= self.failures {
+                    Err(ErrorKind::Bus)
+                } else {
+                    Ok(())
+                }
+            }
+        }
+        let counters = BusCounters::default();
+        let mut bus = service_bus(
+            Flaky {
+                failures: 2,
+                calls: 0,
+            },
+            3,
+            counters.clone(),
+        );
+        assert!(bus.write(0x6F, &[0]).is_ok());
+        assert_eq!((counters.transactions.get(), counters.errors.get()), (3, 2));
+        let mut bus = RetryingBus::new(
+            Flaky {
+                failures: 3,
+                calls: 0,
+            },
+            3,
+        );
+        assert_eq!(bus.write(0x6F, &[0]), Err(ErrorKind::Bus));
+        assert_eq!(bus.bus.calls, 3, "gives up after three attempts");
+
+        /// Fails every transaction like an unreachable simulator server.
+        struct Unreachable(u32);
+        impl ErrorType for Unreachable {
+            type Error = ErrorKind;
+        }
+        impl I2c for Unreachable {
+            fn transaction(&mut self, _: u8, _: &mut [Operation<'_>]) -> Result<(), ErrorKind> {
+                self.0 += 1;
+                Err(ErrorKind::Other)
+            }
+        }
+        let mut bus = RetryingBus::new(Unreachable(0), 3);
+        assert_eq!(bus.write(0x6F, &[0]), Err(ErrorKind::Other));
+        assert_eq!(bus.bus.0, 1, "a transport failure is not repeated");
+    }
+}

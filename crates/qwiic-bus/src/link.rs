@@ -1,0 +1,232 @@
+//! One Qwiic Button as a service owns it: a bus and an address, the button identified before
+//! use and again after any failure, transient errors retried, every transaction counted, an
+//! outage logged once when it starts and once when it ends, and the health published for
+//! `/healthz`. Both services drive their button through a [`DeviceLink`]; what is theirs (the
+//! LED settings, the status polling) stays in their own crates.
+
+use std::fmt;
+use std::time::Instant;
+
+use qwiic_button::{Address, FirmwareVersion, QwiicButton};
+use tokio::sync::watch;
+
+use crate::layers::{BusCounters, ServiceBus, service_bus};
+use crate::{Bus, BusError, BusSpec, OpenError, TcpBusError};
+
+/// The button as a link drives it: over the counted, retrying bus.
+pub type LinkedButton = QwiicButton<ServiceBus<Bus>>;
+
+/// Tries per transaction. Every transaction of both services may be repeated: reads, whole LED
+/// settings, the status clear (neither service pops a queue).
+const ATTEMPTS: u32 = 3;
+
+/// Whether the button answers, for `/healthz`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LinkHealth {
+    /// Not tried yet.
+    Starting,
+    /// Identified; its firmware.
+    Answering(FirmwareVersion),
+    /// The last attempt failed: why, and what to check.
+    Unavailable(String),
+}
+
+/// What [`DeviceLink::identify`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Identified {
+    /// The button's firmware.
+    pub firmware: FirmwareVersion,
+    /// True when the button was (re)identified just now: at start or after a failure, when
+    /// whatever the service knew of the device may be stale.
+    pub fresh: bool,
+}
+
+/// A Qwiic Button on a bus, owned by one thread of a service.
+pub struct DeviceLink {
+    button: LinkedButton,
+    spec: BusSpec,
+    firmware: Option<FirmwareVersion>,
+    outage_since: Option<Instant>,
+    /// How the service goes on during an outage, for its log line ("retrying every poll").
+    retrying: &'static str,
+    health: watch::Sender<LinkHealth>,
+}
+
+impl fmt::Debug for DeviceLink {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DeviceLink")
+            .field("spec", &self.spec)
+            .field("address", &self.button.address())
+            .field("firmware", &self.firmware)
+            .finish_non_exhaustive()
+    }
+}
+
+impl DeviceLink {
+    /// A link to the button at `address` on `bus` (opened from `spec`). No traffic yet.
+    pub fn new(
+        bus: Bus,
+        spec: BusSpec,
+        address: Address,
+        counters: BusCounters,
+        retrying: &'static str,
+    ) -> Self {
+        DeviceLink {
+            button: QwiicButton::new(service_bus(bus, ATTEMPTS, counters), address),
+            spec,
+            firmware: None,
+            outage_since: None,
+            retrying,
+            health: watch::channel(LinkHealth::Starting).0,
+        }
+    }
+
+    /// The health, updated on every identification and every failure.
+    pub fn health(&self) -> watch::Receiver<LinkHealth> {
+        self.health.subscribe()
+    }
+
+    /// The button's address.
+    pub fn address(&self) -> Address {
+        self.button.address()
+    }
+
+    /// The bus, as given.
+    pub fn spec(&self) -> &BusSpec {
+        &self.spec
+    }
+
+    /// Identifies the button unless it is identified already (since the last failure).
+    pub fn identify(&mut self) -> Result<Identified, DeviceError> {
+        if let Some(firmware) = self.firmware {
+            return Ok(Identified {
+                firmware,
+                fresh: false,
+            });
+        }
+        let firmware = match self.button.check_identity() {
+            Ok(firmware) => firmware,
+            Err(error) => return Err(self.fail(error)),
+        };
+        self.firmware = Some(firmware);
+        match self.outage_since.take() {
+            Some(since) => tracing::info!(
+                bus = %self.spec, %firmware, outage_ms = since.elapsed().as_millis() as u64,
+                "the button answers again"
+            ),
+            None => tracing::info!(
+                bus = %self.spec, address = %self.address(), %firmware, "Qwiic Button found"
+            ),
+        }
+        self.health.send_replace(LinkHealth::Answering(firmware));
+        Ok(Identified {
+            firmware,
+            fresh: true,
+        })
+    }
+
+    /// Runs `operation` on the identified button (identifying it first if needed). A failure
+    /// ends the identification: the next call identifies the button again.
+    pub fn run<T>(
+        &mut self,
+        operation: impl FnOnce(
+            &mut LinkedButton,
+            FirmwareVersion,
+        ) -> Result<T, qwiic_button::Error<BusError>>,
+    ) -> Result<T, DeviceError> {
+        let Identified { firmware, .. } = self.identify()?;
+        operation(&mut self.button, firmware).map_err(|error| self.fail(error))
+    }
+
+    /// Forgets the identification, publishes the reason, and logs the start of an outage once.
+    fn fail(&mut self, error: qwiic_button::Error<BusError>) -> DeviceError {
+        self.firmware = None;
+        let error = DeviceError::new(&self.spec, self.address(), error);
+        if self.outage_since.is_none() {
+            self.outage_since = Some(Instant::now());
+            tracing::warn!(%error, "the button stopped answering; {}", self.retrying);
+        }
+        self.health
+            .send_replace(LinkHealth::Unavailable(error.to_string()));
+        error
+    }
+}
+
+/// A driver error in context: which bus, which address, and what to check.
+#[derive(Debug)]
+pub struct DeviceError {
+    /// The bus, as given.
+    pub bus: BusSpec,
+    /// The button's address.
+    pub address: Address,
+    /// The driver's error.
+    pub error: qwiic_button::Error<BusError>,
+}
+
+impl DeviceError {
+    /// Puts a driver error in context.
+    pub fn new(bus: &BusSpec, address: Address, error: qwiic_button::Error<BusError>) -> Self {
+        DeviceError {
+            bus: bus.clone(),
+            address,
+            error,
+        }
+    }
+
+    /// True when the device did not answer at all (absent, unplugged, simulator down).
+    pub fn is_absent(&self) -> bool {
+        match &self.error {
+            qwiic_button::Error::I2C(BusError::Tcp(
+                TcpBusError::Connect { .. } | TcpBusError::Io { .. },
+            )) => true,
+            error => error.is_no_acknowledge(),
+        }
+    }
+}
+
+impl fmt::Display for DeviceError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (bus, address, hint) = (&self.bus, self.address, self.bus.hint());
+        match &self.error {
+            qwiic_button::Error::WrongId { found, .. } => write!(
+                f,
+                "no Qwiic Button at {address} on {bus}: ID register read {found:#04x}, expected {:#04x}; {hint}",
+                qwiic_button::DEVICE_ID
+            ),
+            qwiic_button::Error::I2C(BusError::Tcp(error)) if !error.is_device_answer() => {
+                write!(f, "no Qwiic Button at {address} on {bus}: {error}")
+            }
+            error if error.is_no_acknowledge() => write!(
+                f,
+                "no Qwiic Button answers at {address} on {bus} (no acknowledge); {hint}"
+            ),
+            error => write!(f, "Qwiic Button at {address} on {bus}: {error}"),
+        }
+    }
+}
+
+impl std::error::Error for DeviceError {}
+
+/// Opens `bus` and checks that a Qwiic Button answers at `address`, returning the driver and
+/// the firmware version (for tools and tests; services use a [`DeviceLink`]).
+pub fn connect(
+    bus: &BusSpec,
+    address: Address,
+) -> Result<(QwiicButton<Bus>, FirmwareVersion), ConnectError> {
+    let mut button = QwiicButton::new(bus.open()?, address);
+    let firmware = button
+        .check_identity()
+        .map_err(|error| DeviceError::new(bus, address, error))?;
+    Ok((button, firmware))
+}
+
+/// Why [`connect`] failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    /// The bus could not be opened.
+    #[error(transparent)]
+    Open(#[from] OpenError),
+    /// The bus opened but no Qwiic Button answered.
+    #[error(transparent)]
+    Device(#[from] DeviceError),
+}

@@ -1,0 +1,245 @@
+//! The LED's one owner: a thread that holds the button's [`DeviceLink`], serializes every
+//! transaction, keeps blocking I/O off the async runtime, and never rewrites a setting the
+//! device already holds (each changed byte costs the firmware an EEPROM write).
+//!
+//! Handlers talk to it through [`LedDevice`], a cheap handle that sends commands over a bounded
+//! channel and waits for the answer with a deadline. The thread ends when the last handle is
+//! dropped, after the server has switched the LED off on its way out.
+
+use std::time::{Duration, SystemTime};
+
+use qwiic_bus::{DeviceError, DeviceLink};
+use qwiic_button::{FirmwareVersion, LedConfig};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::metrics::Metrics;
+
+/// How many commands may wait for the bus before callers are told it is busy.
+const QUEUE_DEPTH: usize = 64;
+
+/// The LED as the device holds it, and who last changed it through this service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LedState {
+    /// The LED registers.
+    pub led: LedConfig,
+    /// The last change made through this service, if any.
+    pub change: Option<Change>,
+}
+
+/// A change made through this service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    /// When.
+    pub at: SystemTime,
+    /// Who: the client's address and User-Agent, or `shutdown`.
+    pub by: String,
+}
+
+/// Why the device could not do what was asked.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DeviceFault {
+    /// The button did not answer, or answered wrongly.
+    #[error("{0}")]
+    Unavailable(String),
+    /// Too many requests are waiting for the bus.
+    #[error("the I2C bus is busy: {QUEUE_DEPTH} requests are already waiting; retry shortly")]
+    Busy,
+    /// The bus did not finish in time.
+    #[error("the button did not answer within {} ms; check the bus and the cable", .0.as_millis())]
+    Timeout(Duration),
+    /// The owner thread has stopped (the service is shutting down).
+    #[error("the service is shutting down")]
+    Stopped,
+}
+
+impl From<DeviceError> for DeviceFault {
+    fn from(error: DeviceError) -> Self {
+        DeviceFault::Unavailable(error.to_string())
+    }
+}
+
+/// A handle to the LED's owner thread. Clones share it.
+#[derive(Debug, Clone)]
+pub struct LedDevice {
+    commands: mpsc::Sender<Command>,
+    updates: watch::Receiver<Option<LedState>>,
+    timeout: Duration,
+}
+
+enum Command {
+    Set {
+        led: LedConfig,
+        by: String,
+        reply: oneshot::Sender<Result<LedState, DeviceFault>>,
+    },
+    Get {
+        reply: oneshot::Sender<Result<LedState, DeviceFault>>,
+    },
+    Health {
+        reply: oneshot::Sender<Result<FirmwareVersion, DeviceFault>>,
+    },
+}
+
+impl LedDevice {
+    /// Starts the owner thread for the button behind `link`. Every call is answered within
+    /// `timeout` or reported as [`DeviceFault::Timeout`].
+    pub fn spawn(
+        link: DeviceLink,
+        metrics: &Metrics,
+        timeout: Duration,
+    ) -> std::io::Result<LedDevice> {
+        let (commands, receiver) = mpsc::channel(QUEUE_DEPTH);
+        let (updates_tx, updates) = watch::channel(None);
+        let owner = Owner {
+            link,
+            cached: None,
+            last_change: None,
+            updates: updates_tx,
+            metrics: metrics.clone(),
+        };
+        std::thread::Builder::new()
+            .name("led-owner".into())
+            .spawn(move || owner.run(receiver))?;
+        Ok(LedDevice {
+            commands,
+            updates,
+            timeout,
+        })
+    }
+
+    /// Sets the LED unless it already holds `led`; `by` is recorded as who changed it.
+    pub async fn set(&self, led: LedConfig, by: String) -> Result<LedState, DeviceFault> {
+        self.ask(|reply| Command::Set { led, by, reply }).await
+    }
+
+    /// Reads the LED from the device.
+    pub async fn get(&self) -> Result<LedState, DeviceFault> {
+        self.ask(|reply| Command::Get { reply }).await
+    }
+
+    /// Identifies the button: Ok while a Qwiic Button answers.
+    pub async fn health(&self) -> Result<FirmwareVersion, DeviceFault> {
+        self.ask(|reply| Command::Health { reply }).await
+    }
+
+    /// The LED after every change, for live updates; `None` until first known.
+    pub fn updates(&self) -> watch::Receiver<Option<LedState>> {
+        self.updates.clone()
+    }
+
+    async fn ask<T>(
+        &self,
+        command: impl FnOnce(oneshot::Sender<Result<T, DeviceFault>>) -> Command,
+    ) -> Result<T, DeviceFault> {
+        let (reply, answer) = oneshot::channel();
+        self.commands
+            .try_send(command(reply))
+            .map_err(|error| match error {
+                mpsc::error::TrySendError::Full(_) => DeviceFault::Busy,
+                mpsc::error::TrySendError::Closed(_) => DeviceFault::Stopped,
+            })?;
+        match tokio::time::timeout(self.timeout, answer).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(DeviceFault::Stopped),
+            Err(_) => Err(DeviceFault::Timeout(self.timeout)),
+        }
+    }
+}
+
+struct Owner {
+    link: DeviceLink,
+    /// What the LED registers hold, while we are sure of it; `None` after any error and
+    /// after every re-identification, because the device may have been power-cycled or
+    /// replaced meanwhile.
+    cached: Option<LedConfig>,
+    last_change: Option<Change>,
+    updates: watch::Sender<Option<LedState>>,
+    metrics: Metrics,
+}
+
+impl Owner {
+    fn run(mut self, mut commands: mpsc::Receiver<Command>) {
+        while let Some(command) = commands.blocking_recv() {
+            // A send error means the caller gave up waiting (timeout): nothing to do.
+            match command {
+                Command::Set { led, by, reply } => {
+                    let _ = reply.send(self.set(led, by));
+                }
+                Command::Get { reply } => {
+                    let _ = reply.send(self.get());
+                }
+                Command::Health { reply } => {
+                    let _ = reply.send(self.identify());
+                }
+            }
+        }
+    }
+
+    fn set(&mut self, wanted: LedConfig, by: String) -> Result<LedState, DeviceFault> {
+        let current = self.current()?;
+        if current == wanted {
+            self.metrics.led_writes_skipped.inc();
+        } else {
+            let written = self.link.run(|button, _| button.set_led(wanted));
+            if written.is_err() {
+                self.cached = None;
+            }
+            written?;
+            self.cached = Some(wanted);
+            tracing::info!(brightness = wanted.brightness, pulse_ms = wanted.cycle_time_ms, %by, "LED changed");
+            self.last_change = Some(Change {
+                at: SystemTime::now(),
+                by,
+            });
+            self.metrics.led_changes.inc();
+        }
+        Ok(self.publish(wanted))
+    }
+
+    fn get(&mut self) -> Result<LedState, DeviceFault> {
+        self.cached = None; // a GET reads the device, not our memory
+        let led = self.current()?;
+        Ok(self.publish(led))
+    }
+
+    /// The LED registers: from the cache, or read from the device.
+    fn current(&mut self) -> Result<LedConfig, DeviceFault> {
+        if self
+            .link
+            .identify()
+            .inspect_err(|_| self.cached = None)?
+            .fresh
+        {
+            self.cached = None;
+        }
+        if let Some(led) = self.cached {
+            return Ok(led);
+        }
+        let led = self.link.run(|button, _| button.led())?;
+        self.cached = Some(led);
+        Ok(led)
+    }
+
+    fn identify(&mut self) -> Result<FirmwareVersion, DeviceFault> {
+        let identified = self.link.identify().inspect_err(|_| self.cached = None)?;
+        if identified.fresh {
+            self.cached = None;
+        }
+        Ok(identified.firmware)
+    }
+
+    fn publish(&self, led: LedConfig) -> LedState {
+        let state = LedState {
+            led,
+            change: self.last_change.clone(),
+        };
+        self.updates.send_if_modified(|current| {
+            let changed = current.as_ref() != Some(&state);
+            if changed {
+                *current = Some(state.clone());
+            }
+            changed
+        });
+        state
+    }
+}
