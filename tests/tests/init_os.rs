@@ -1,11 +1,14 @@
 //! init_os.sh against fake roots with stubbed system commands: what it does on each supported
 //! OS, that a second run changes nothing, that --dry-run changes nothing, and its errors.
+//! These reach what a real userland in a container cannot: JetPack and Ubuntu, Docker's own
+//! apt repository and its key, Raspberry Pi boot settings. `init_os_userland.rs` runs the
+//! script for real in Debian bookworm and trixie.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a failed unwrap is a failed test
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -21,7 +24,7 @@ esac"#,
     ),
     (
         "getent",
-        r#"[ "$1" = group ] && grep "^$2:" "$ROOT/etc/group""#,
+        r#"case "$1" in group|passwd) grep "^$2:" "$ROOT/etc/$1" ;; *) exit 2 ;; esac"#,
     ),
     ("groupadd", r#"echo "${@: -1}:x:990:" >> "$ROOT/etc/group""#),
     (
@@ -44,16 +47,23 @@ fi"#,
     ),
     (
         "apt-cache",
-        r#"[ "$1" = policy ] || exit 0
-version=$(sed -n "s/^$2 //p" "$STATE/available" 2>/dev/null)
-echo "$2:"; echo "  Installed: (none)"; echo "  Candidate: ${version:-(none)}""#,
+        r#"case " $* " in *" policy "*) ;; *) exit 0 ;; esac
+package=${@: -1}
+version=$(sed -n "s/^$package //p" "$STATE/available" 2>/dev/null)
+echo "$package:"; echo "  Installed: (none)"; echo "  Candidate: ${version:-(none)}""#,
     ),
     ("dpkg", "echo arm64"),
+    ("modprobe", r#"mkdir -p "$ROOT/sys/module/i2c_dev""#),
     (
-        "modprobe",
-        r#"echo "i2c_dev 16384 0 - Live 0x0" >> "$ROOT/proc/modules""#,
+        "udevadm",
+        r#"[ -e "$STATE/udevd-down" ] || exit 0
+echo "Failed to send reload request: No such file or directory" >&2; exit 1"#,
     ),
-    ("udevadm", ":"),
+    (
+        "gpg",
+        r#"echo "pub:-:4096:1:8D81803C0EBFCD88:1487788586:::-:::scESA::::::23::0:"
+echo "fpr:::::::::$(cat "$STATE/key-fingerprint" 2>/dev/null || echo 9DC858229FC7DD38854AE2D88D81803C0EBFCD88):""#,
+    ),
     (
         "curl",
         r#"while [ $# -gt 0 ]; do [ "$1" = -o ] && { shift; echo KEY > "$1"; }; shift; done"#,
@@ -79,7 +89,8 @@ echo "$id""#,
 /// Real tools the script may use; nothing else from the host is on its PATH.
 const TOOLS: &[&str] = &[
     "bash", "sh", "env", "cat", "sed", "grep", "cut", "tr", "mkdir", "dirname", "printf", "chmod",
-    "cp", "touch", "sort", "head", "uname",
+    "cp", "touch", "sort", "head", "tail", "uname", "mktemp", "mv", "rm", "awk", "stat", "chown",
+    "install", "readlink",
 ];
 
 struct Device {
@@ -116,7 +127,19 @@ impl Device {
             &root.join("etc/group"),
             "root:x:0:\nsudo:x:27:pi\npi:x:1000:\n",
         );
-        write(&root.join("proc/modules"), "");
+        // The user who runs sudo: this test's own uid and gid, so that the script's real
+        // chown works without root.
+        let me = fs::metadata(&dir).unwrap();
+        write(
+            &root.join("etc/passwd"),
+            &format!(
+                "root:x:0:0::/root:/bin/bash\npi:x:{}:{}::/home/pi:/bin/bash\n",
+                me.uid(),
+                me.gid()
+            ),
+        );
+        fs::create_dir_all(root.join("home/pi/qwiic-containers")).unwrap();
+        fs::create_dir_all(root.join("sys/module")).unwrap();
         for (name, body) in STUBS {
             let path = stubs.join(name);
             write(
@@ -403,6 +426,8 @@ fn dry_run_changes_nothing_and_says_what_it_would_do() {
             ]
             .iter()
             .any(|m| c.starts_with(m))
+                // fresh package lists into a temporary directory, not the system's
+                && !(c.starts_with("apt-get -q -o Dir::State::Lists=/") && c.ends_with(" update"))
         }),
         "--dry-run ran:\n{}",
         device.commands()
@@ -456,11 +481,13 @@ fn no_button_says_what_to_check() {
     assert_eq!(output.status.code(), Some(1), "{}", stdout(&output));
     let message = stderr(&output);
     assert!(
-        message.contains("no Qwiic Button at 0x6f on /dev/i2c-1"),
+        message.contains(
+            "no Qwiic Button answers at 0x6f on /dev/i2c-1: i2cget says: Error: Read failed (exit 2)"
+        ),
         "{message}"
     );
     assert!(
-        message.contains("i2cdetect -y 1") && message.contains("SDA to pin 3"),
+        message.contains("sudo i2cdetect -y -r 1") && message.contains("SDA to pin 3"),
         "{message}"
     );
     assert!(!device.env_file.exists());
