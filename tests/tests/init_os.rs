@@ -521,3 +521,302 @@ fn help_explains_the_options() {
         assert!(text.contains(option), "{text}");
     }
 }
+
+#[test]
+fn dockers_apt_key_is_installed_only_with_its_known_fingerprint() {
+    let device = Device::new("badkey", JETPACK);
+    device.file("etc/nv_tegra_release", "# R32 (release), REVISION: 7.1\n");
+    device.file("dev/i2c-1", "");
+    device.install("docker");
+    device.state("available", "docker-compose 1.17.1-2\n");
+    device.state(
+        "key-fingerprint",
+        "0123456789ABCDEF0123456789ABCDEF01234567",
+    );
+    let output = device.run(&[]);
+    assert_eq!(output.status.code(), Some(1), "{}", stdout(&output));
+    let message = stderr(&output);
+    assert!(
+        message.contains(
+            "the key downloaded from https://download.docker.com/linux/ubuntu/gpg is not Docker's"
+        ) && message.contains("its fingerprint: 0123456789ABCDEF0123456789ABCDEF01234567")
+            && message.contains("expected: 9DC858229FC7DD38854AE2D88D81803C0EBFCD88"),
+        "{message}"
+    );
+    assert!(device.read("etc/apt/keyrings/docker.asc").is_empty());
+    assert!(device.read("etc/apt/sources.list.d/docker.list").is_empty());
+    assert!(
+        !device
+            .commands()
+            .contains("install -y -q docker-compose-plugin"),
+        "{}",
+        device.commands()
+    );
+}
+
+#[test]
+fn jetson_messages_say_i2cdetect_with_read_probes() {
+    let device = Device::new("jetson-nobutton", JETPACK);
+    device.file("etc/nv_tegra_release", "# R32 (release), REVISION: 7.1\n");
+    device.file("dev/i2c-1", "");
+    device.install("docker");
+    device.state("compose-v2", "");
+    device.state("i2c-id", "none");
+    let message = stderr(&device.run(&[]));
+    assert!(message.contains("sudo i2cdetect -y -r 1"), "{message}");
+    assert!(!message.contains("i2cdetect -y 1"), "{message}");
+}
+
+#[test]
+fn a_built_in_i2c_dev_needs_no_modprobe() {
+    let device = Device::new("builtin", UBUNTU);
+    device.file("dev/i2c-1", "");
+    device.file("sys/module/i2c_dev/parameters/.keep", ""); // built in: not in /proc/modules
+    device.install("docker");
+    device.state("compose-v2", "");
+    let output = assert_ok(&device.run(&[]));
+    assert!(
+        output.contains("ok: the i2c-dev module is loaded"),
+        "{output}"
+    );
+    assert!(
+        !device.commands().contains("modprobe"),
+        "{}",
+        device.commands()
+    );
+}
+
+#[test]
+fn ubuntu_with_compose_v2_says_docker_compose_up() {
+    let device = Device::new("ubuntu-v2", UBUNTU);
+    device.file("dev/i2c-1", "");
+    device.state("available", "docker.io 24.0.7\ndocker-compose-v2 2.24.6\n");
+    let output = assert_ok(&device.run(&[]));
+    assert!(
+        output.contains("Start it with: docker compose up -d"),
+        "{output}"
+    );
+    let again = assert_ok(&device.run(&[]));
+    assert!(
+        again.contains(
+            "Nothing to change: this device is ready. Start it with: docker compose up -d"
+        ),
+        "{again}"
+    );
+}
+
+#[test]
+fn no_bus_at_all_says_there_is_none() {
+    let device = Device::new("nobuses", DEBIAN);
+    device.install("docker");
+    device.state("compose-v2", "");
+    let message = stderr(&device.run(&[]));
+    assert!(
+        message.contains("no I2C bus /dev/i2c-1")
+            && message.contains("(there is no /dev/i2c-* at all)")
+            && !message.contains("found:"),
+        "{message}"
+    );
+}
+
+#[test]
+fn a_root_owned_env_from_an_older_version_becomes_the_users_and_keeps_its_keys() {
+    let device = Device::new("oldenv", DEBIAN);
+    device.file("dev/i2c-1", "");
+    device.install("docker");
+    device.state("compose-v2", "");
+    fs::write(
+        &device.env_file,
+        "# Written by init_os.sh\nCOMPOSE_FILE=docker-compose.yml:docker-compose.device.yml\nI2C_DEVICE=/dev/i2c-1\nI2C_GID=1\nAPI_TOKEN=abc\n",
+    )
+    .unwrap();
+    fs::set_permissions(&device.env_file, fs::Permissions::from_mode(0o644)).unwrap();
+    let output = assert_ok(&device.run(&[]));
+    assert!(
+        output.contains("doing: set COMPOSE_FILE, I2C_DEVICE and I2C_GID in"),
+        "{output}"
+    );
+    let env = fs::read_to_string(&device.env_file).unwrap();
+    assert_eq!(
+        env,
+        "# Written by init_os.sh\nCOMPOSE_FILE=docker-compose.yml:docker-compose.device.yml\nI2C_DEVICE=/dev/i2c-1\nI2C_GID=990\nAPI_TOKEN=abc\n"
+    );
+    let mode = fs::metadata(&device.env_file).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    assert_second_run_changes_nothing(&device);
+}
+
+#[test]
+fn an_env_symlink_is_refused() {
+    let device = Device::new("envlink", DEBIAN);
+    device.file("dev/i2c-1", "");
+    device.install("docker");
+    device.state("compose-v2", "");
+    device.file("etc/target", "precious\n");
+    std::os::unix::fs::symlink(device.root.join("etc/target"), &device.env_file).unwrap();
+    let output = device.run(&[]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output).contains(".env is a symbolic link (to "),
+        "{}",
+        stderr(&output)
+    );
+    assert_eq!(device.read("etc/target"), "precious\n");
+}
+
+fn raspberry_pi(name: &str, config: &str) -> Device {
+    let device = Device::new(name, DEBIAN);
+    device.file("boot/firmware/config.txt", config);
+    device.install("docker");
+    device.state("compose-v2", "");
+    device
+}
+
+#[test]
+fn pi_i2c_gpio_moves_the_button_to_bus_3_and_later_runs_keep_it() {
+    let device = raspberry_pi(
+        "pi-gpio",
+        "dtparam=audio=on\ndtparam=i2c_arm=on\n[cm5]\ndtoverlay=dwc2\n",
+    );
+    device.file("dev/i2c-1", "");
+    let output = assert_ok(&device.run(&["--pi-i2c", "gpio"]));
+    assert!(
+        output.contains(
+            "doing: set dtoverlay=i2c-gpio,bus=3,i2c_gpio_sda=2,i2c_gpio_scl=3 (i2c_arm off) in /boot/firmware/config.txt"
+        ) && output.contains("Reboot to enable I2C"),
+        "{output}"
+    );
+    assert_eq!(
+        device.read("boot/firmware/config.txt"),
+        "dtparam=audio=on\ndtparam=i2c_arm=off\n[cm5]\ndtoverlay=dwc2\n[all]\ndtoverlay=i2c-gpio,bus=3,i2c_gpio_sda=2,i2c_gpio_scl=3\n"
+    );
+    // After the reboot: bus 3, written to .env; runs without options keep it.
+    fs::remove_file(device.root.join("dev/i2c-1")).unwrap();
+    device.file("dev/i2c-3", "");
+    let output = assert_ok(&device.run(&[]));
+    assert!(
+        output.contains("Qwiic Button found at 0x6f on /dev/i2c-3"),
+        "{output}"
+    );
+    assert!(
+        fs::read_to_string(&device.env_file)
+            .unwrap()
+            .contains("I2C_DEVICE=/dev/i2c-3\n")
+    );
+    assert_second_run_changes_nothing(&device);
+
+    // And back to the hardware controller.
+    device.file("dev/i2c-1", "");
+    let output = assert_ok(&device.run(&["--pi-i2c", "arm"]));
+    assert!(output.contains("Reboot to enable I2C"), "{output}");
+    assert_eq!(
+        device.read("boot/firmware/config.txt"),
+        "dtparam=audio=on\ndtparam=i2c_arm=on\n[cm5]\ndtoverlay=dwc2\n[all]\n"
+    );
+}
+
+#[test]
+fn pi_baudrate_sets_the_bus_speed_in_place_and_keeps_bus_1() {
+    let device = raspberry_pi(
+        "pi-baud",
+        "#dtparam=i2c_arm=on\ndtparam=i2c_arm_baudrate=400000\n[pi4]\ndtparam=i2c_arm_baudrate=1000\n",
+    );
+    device.file("dev/i2c-1", "");
+    let output = assert_ok(&device.run(&["--pi-baudrate", "50000"]));
+    assert!(
+        output.contains("doing: set dtparam=i2c_arm=on and dtparam=i2c_arm_baudrate=50000 in /boot/firmware/config.txt"),
+        "{output}"
+    );
+    assert_eq!(
+        device.read("boot/firmware/config.txt"),
+        "dtparam=i2c_arm=on\ndtparam=i2c_arm_baudrate=50000\n[pi4]\ndtparam=i2c_arm_baudrate=1000\n"
+    );
+    device.file("dev/i2c-1", "");
+    let output = assert_ok(&device.run(&["--pi-baudrate", "50000"]));
+    assert!(
+        output.contains("ok: I2C is enabled in /boot/firmware/config.txt (i2c_arm_baudrate=50000)")
+            && output.contains("Qwiic Button found at 0x6f on /dev/i2c-1"),
+        "{output}"
+    );
+    assert!(
+        fs::read_to_string(&device.env_file)
+            .unwrap()
+            .contains("I2C_DEVICE=/dev/i2c-1\n")
+    );
+    assert_second_run_changes_nothing(&device);
+}
+
+#[test]
+fn pi_options_are_checked_with_what_is_accepted() {
+    let device = raspberry_pi("pi-bad", "dtparam=i2c_arm=on\n");
+    for (args, expected) in [
+        (
+            &["--pi-i2c", "fast"][..],
+            "--pi-i2c takes 'arm' or 'gpio' (got 'fast')",
+        ),
+        (
+            &["--pi-baudrate", "5"][..],
+            "--pi-baudrate takes a bus speed in Hz from 10000 to 400000, such as --pi-baudrate 50000 (got '5')",
+        ),
+        (&["--pi-baudrate", "fast"][..], "(got 'fast')"),
+        (
+            &["--pi-i2c", "gpio", "--pi-baudrate", "50000"][..],
+            "--pi-baudrate sets the hardware controller's speed, which --pi-i2c gpio turns off",
+        ),
+    ] {
+        let output = device.run(args);
+        assert_eq!(output.status.code(), Some(1), "{args:?}");
+        assert!(
+            stderr(&output).contains(expected),
+            "{args:?}: {}",
+            stderr(&output)
+        );
+    }
+    let ubuntu = Device::new("pi-on-ubuntu", UBUNTU);
+    let output = ubuntu.run(&["--pi-i2c", "gpio"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output)
+            .contains("--pi-i2c and --pi-baudrate are for a Raspberry Pi; this is ubuntu"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[test]
+fn a_failed_udev_reload_takes_the_rule_back_so_the_next_run_retries() {
+    let device = Device::new("udev", DEBIAN);
+    device.file("dev/i2c-1", "");
+    device.install("docker");
+    device.state("compose-v2", "");
+    device.state("udevd-down", "");
+    let output = device.run(&[]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output).contains("could not apply the udev rule for /dev/i2c-*"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(
+        device
+            .read("etc/udev/rules.d/60-qwiic-i2c.rules")
+            .is_empty()
+    );
+    fs::remove_file(device.state.join("udevd-down")).unwrap();
+    assert_ok(&device.run(&[]));
+    assert!(device.commands().contains("udevadm control --reload-rules"));
+    assert_second_run_changes_nothing(&device);
+}
+
+#[test]
+fn sh_runs_it_with_bash() {
+    let device = Device::new("sh", DEBIAN);
+    let output = Command::new("/bin/sh")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../init_os.sh"))
+        .arg("--help")
+        .env("PATH", &device.stubs)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(stdout(&output).contains("--pi-i2c gpio"));
+}
