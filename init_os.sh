@@ -594,19 +594,22 @@ env_bus() {
 
 # .env with the keys this script manages set, every other line kept as it was.
 env_content() {
+  local managed="COMPOSE_FILE=docker-compose.yml:docker-compose.device.yml
+I2C_DEVICE=/dev/i2c-$bus
+I2C_GID=$1"
   [ -s "$ENV_FILE" ] || say "# Compose device mode: init_os.sh sets $ENV_KEYS and keeps every other line."
   { [ ! -f "$ENV_FILE" ] || cat "$ENV_FILE"; } |
-    awk -v compose=docker-compose.yml:docker-compose.device.yml -v device="/dev/i2c-$bus" -v gid="$1" '
+    MANAGED=$managed awk '
       BEGIN {
-        n = split("COMPOSE_FILE I2C_DEVICE I2C_GID", order, " ")
-        want["COMPOSE_FILE"] = compose; want["I2C_DEVICE"] = device; want["I2C_GID"] = gid
+        n = split(ENVIRON["MANAGED"], line, "\n")
+        for (i = 1; i <= n; i++) { key = substr(line[i], 1, index(line[i], "=") - 1); order[i] = key; want[key] = line[i] }
       }
       /^[A-Za-z_][A-Za-z_0-9]*=/ {
         key = substr($0, 1, index($0, "=") - 1)
-        if (key in want) { print key "=" want[key]; done[key] = 1; next }
+        if (key in want) { print want[key]; done[key] = 1; next }
       }
       { print }
-      END { for (i = 1; i <= n; i++) if (!(order[i] in done)) print order[i] "=" want[order[i]] }
+      END { for (i = 1; i <= n; i++) if (!(order[i] in done)) print want[order[i]] }
     '
 }
 
