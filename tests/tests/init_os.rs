@@ -820,3 +820,25 @@ fn sh_runs_it_with_bash() {
     assert!(output.status.success(), "{}", stderr(&output));
     assert!(stdout(&output).contains("--pi-i2c gpio"));
 }
+
+#[test]
+fn i2c_is_enabled_for_every_model_when_config_txt_ends_in_a_models_section() {
+    // As an older init_os.sh left it: its line went into [cm5], which other models skip.
+    let config = "dtparam=audio=on\n[cm4]\notg_mode=1\n[cm5]\ndtoverlay=dwc2\ndtparam=i2c_arm=on\n";
+    let device = raspberry_pi("pi-cm5", config);
+    let output = assert_ok(&device.run(&[]));
+    assert!(output.contains("Reboot to enable I2C"), "{output}");
+    assert_eq!(
+        device.read("boot/firmware/config.txt"),
+        format!("{config}[all]\ndtparam=i2c_arm=on\n")
+    );
+    // After the reboot it is enabled, and no further reboot is asked for.
+    device.file("dev/i2c-1", "");
+    let output = assert_ok(&device.run(&[]));
+    assert!(
+        output.contains("ok: I2C is enabled in /boot/firmware/config.txt")
+            && !output.contains("Reboot"),
+        "{output}"
+    );
+    assert_second_run_changes_nothing(&device);
+}
