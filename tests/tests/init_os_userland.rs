@@ -29,6 +29,7 @@ fn text(bytes: &[u8]) -> String {
 
 /// The image of a Debian release, built by the first test that needs it.
 fn image(suite: &'static str) -> &'static str {
+    remove_leftover_containers();
     static BOOKWORM: OnceLock<String> = OnceLock::new();
     static TRIXIE: OnceLock<String> = OnceLock::new();
     let cell = match suite {
@@ -133,6 +134,31 @@ impl Drop for Device {
     }
 }
 
+/// The label of this suite's containers: the id of the test process that started them.
+const LABEL: &str = "qwiic.init-os-userland.pid";
+
+/// Removes the containers of earlier runs that were killed before they could clean up.
+fn remove_leftover_containers() {
+    static ONCE: OnceLock<()> = OnceLock::new();
+    ONCE.get_or_init(|| {
+        let output = Command::new("docker")
+            .args(["ps", "-a", "--filter", &format!("label={LABEL}")])
+            .args([
+                "--format",
+                &format!("{{{{.Names}}}} {{{{.Label \"{LABEL}\"}}}}"),
+            ])
+            .output()
+            .unwrap();
+        for line in text(&output.stdout).lines() {
+            if let Some((name, pid)) = line.split_once(' ') {
+                if !Path::new("/proc").join(pid).exists() {
+                    let _ = Command::new("docker").args(["rm", "-f", name]).output();
+                }
+            }
+        }
+    });
+}
+
 impl Device {
     /// A fresh userland with the project's files in /home/pi/qwiic-containers.
     fn new(suite: &'static str, name: &str) -> Device {
@@ -142,6 +168,7 @@ impl Device {
         let source = format!("{}:/src:ro", root().canonicalize().unwrap().display());
         let output = Command::new("docker")
             .args(["run", "-d", "--name", &name])
+            .args(["--label", &format!("{LABEL}={}", std::process::id())])
             // /sys/module of the container's own: what the module stand-in loads shows there.
             .args(["--tmpfs", "/sys/module"])
             // i2c-dev's major number: the test makes bus nodes with mknod.
