@@ -2,28 +2,54 @@
 # Prepares a fresh device for qwiic-containers, once, with sudo:
 #   Docker and Compose, I2C enabled at boot, /dev/i2c-* owned by group i2c, the user in the
 #   docker and i2c groups, the Qwiic Button found, and .env written for compose device mode.
-# Runs on Jetson Nano (JetPack 4.6 / Ubuntu 18.04 and newer), Raspberry Pi OS (bookworm,
-# 64-bit) and plain Debian/Ubuntu. Safe to run again: a second run changes nothing.
+# Runs on Jetson Nano (JetPack 4.6 / Ubuntu 18.04 and newer), Raspberry Pi OS (bookworm and
+# trixie, 64-bit) and plain Debian/Ubuntu. Safe to run again: a second run changes nothing.
+
+# `sh init_os.sh` runs this with dash: these first lines are POSIX, the rest needs bash.
+if [ -z "${BASH_VERSION:-}" ]; then
+  if command -v bash >/dev/null 2>&1; then
+    exec bash "$0" "$@"
+  fi
+  echo "init_os.sh: this script needs bash; run it as: sudo ./init_os.sh" >&2
+  exit 1
+fi
+
 set -euo pipefail
 
 usage() {
   cat <<'EOF'
-Usage: sudo ./init_os.sh [--bus N] [--dry-run] [--help]
+Usage: sudo ./init_os.sh [--bus N] [--pi-i2c arm|gpio] [--pi-baudrate HZ] [--dry-run] [--help]
 
 Prepares this device to run qwiic-containers with the real Qwiic Button:
   - installs Docker and Docker Compose if missing (distribution packages, or Docker's apt
-    repository; never a downloaded script);
-  - enables I2C at every boot (Raspberry Pi: dtparam=i2c_arm=on; i2c-dev module everywhere);
-  - makes /dev/i2c-* group-owned by 'i2c' (udev rule) and adds you to the docker and i2c groups;
+    repository with its key's fingerprint checked; never a downloaded script);
+  - enables I2C at every boot (Raspberry Pi: config.txt; the i2c-dev module everywhere);
+  - makes /dev/i2c-* group-owned by 'i2c' (udev rule) and adds you to the docker and i2c
+    groups (the docker group is root-equivalent: add only trusted accounts);
   - checks that a Qwiic Button answers (ID 0x5D at address 0x6F) on the chosen bus;
-  - writes .env so that `docker compose up` drives the real button.
+  - sets COMPOSE_FILE, I2C_DEVICE and I2C_GID in .env (owned by you, mode 0600) so that
+    compose drives the real button; every other line of .env is kept.
 
 Options:
-  --bus N     the I2C bus the button is on (default 1: pins 3/5 on Jetson Nano and Raspberry Pi)
-  --dry-run   say what would change, change nothing
-  --help      this text
+  --bus N           the I2C bus the button is on (default: the one in .env, else 1: header
+                    pins 3/5 on Jetson Nano and Raspberry Pi)
+  --pi-i2c arm      Raspberry Pi: the hardware I2C controller (dtparam=i2c_arm=on), bus 1.
+                    The default.
+  --pi-i2c gpio     Raspberry Pi: the bit-banged i2c-gpio overlay on the same pins 3/5
+                    (GPIO 2/3) instead. It handles the clock stretching the button uses,
+                    which the hardware controller of the Pi 4 and older mishandles (silently
+                    corrupted reads). Adds dtoverlay=i2c-gpio,bus=3,i2c_gpio_sda=2,i2c_gpio_scl=3,
+                    turns i2c_arm off (both use GPIO 2/3), and the bus becomes /dev/i2c-3
+                    (or --bus N): that is the I2C_DEVICE written to .env. Needs a reboot.
+  --pi-baudrate HZ  Raspberry Pi, hardware controller: the bus speed, 10000 to 400000 Hz
+                    (dtparam=i2c_arm_baudrate=HZ; the Pi's default is 100000). A lower speed,
+                    such as 50000, makes the clock-stretching bug rarer; the bus stays
+                    /dev/i2c-1. Needs a reboot.
+  --dry-run         say what would change, change nothing
+  --help            this text
 
-Run it again at any time: it only changes what is not already in place.
+Run it again at any time: it only changes what is not already in place, and later runs keep
+the --pi-i2c choice already in config.txt.
 EOF
 }
 
@@ -33,40 +59,83 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ENV_FILE=${INIT_OS_ENV_FILE:-$HERE/.env}
 BUTTON_ADDRESS=0x6f
 BUTTON_ID=0x5d
+# Docker's apt key (https://docs.docker.com/engine/install/debian/).
+DOCKER_KEY_FINGERPRINT=9DC858229FC7DD38854AE2D88D81803C0EBFCD88
+UDEV_RULE='SUBSYSTEM=="i2c-dev", GROUP="i2c", MODE="0660"'
+ENV_KEYS="COMPOSE_FILE, I2C_DEVICE and I2C_GID"
 
-bus=1
+bus=""
+bus_given=0
 dry_run=0
+pi_i2c=""
+pi_baudrate=""
 changes=0
+reboot_needed=0
+relogin_needed=0
+temp_paths=()
+
+cleanup() {
+  if [ ${#temp_paths[@]} -gt 0 ]; then rm -rf "${temp_paths[@]}"; fi
+}
+trap cleanup EXIT
 
 say() { printf '%s\n' "$*"; }
+shown() { printf '%s' "${1#"$ROOT"}"; }
+# What a person must do after this run, whether it succeeded or not.
+print_notes() {
+  [ "$reboot_needed" = 0 ] || [ "$dry_run" = 1 ] ||
+    say "Reboot to enable I2C (sudo reboot), then run: sudo ./init_os.sh again."
+  [ "$relogin_needed" = 0 ] || [ "$dry_run" = 1 ] ||
+    say "You were added to new groups: log out and in again (or: newgrp docker) to use them."
+}
 fail() {
   printf 'init_os.sh: %s\n' "$1" >&2
   shift
   local line
   for line in "$@"; do printf '  %s\n' "$line" >&2; done
+  print_notes >&2
   exit 1
 }
-# Runs a command that changes the system, or says it would.
-change() {
+# A step of the real run failed: say so, and that running again redoes only what is missing.
+step_failed() {
+  fail "$@" "then run: sudo ./init_os.sh again (it redoes only what is not in place)"
+}
+# Runs a command that changes the system (or says it would); returns the command's status.
+attempt() {
   changes=$((changes + 1))
   if [ "$dry_run" = 1 ]; then
     say "would: $*"
-  else
-    say "doing: $*"
-    "$@"
+    return 0
   fi
+  say "doing: $*"
+  "$@"
 }
-# Appends a line to a file, or says it would.
-append_line() {
-  local line=$1 file=$2
+# Runs a command that changes the system (or says it would); stops the run if it fails.
+change() {
+  local status=0
+  attempt "$@" || status=$?
+  [ "$status" = 0 ] || step_failed "'$*' failed (exit $status); its own message is above"
+}
+# Counts and announces a change that the caller then makes itself unless this is a dry run.
+announce() {
   changes=$((changes + 1))
-  if [ "$dry_run" = 1 ]; then
-    say "would: add '$line' to ${file#"$ROOT"}"
-  else
-    say "doing: add '$line' to ${file#"$ROOT"}"
-    mkdir -p "$(dirname "$file")"
-    printf '%s\n' "$line" >>"$file"
-  fi
+  if [ "$dry_run" = 1 ]; then say "would: $*"; else say "doing: $*"; fi
+}
+# Sets $temp to a new directory, removed when the script exits.
+new_temp_dir() {
+  temp=$(mktemp -d)
+  temp_paths+=("$temp")
+}
+# Replaces a file with new content in one rename, keeping its mode (0644 for a new file).
+replace_file() {
+  local file=$1 content=$2 temp mode=644
+  [ ! -e "$file" ] || mode=$(stat -c %a "$file")
+  mkdir -p "$(dirname "$file")"
+  temp=$(mktemp "$file.XXXXXX")
+  temp_paths+=("$temp")
+  printf '%s\n' "$content" >"$temp"
+  chmod "$mode" "$temp"
+  mv -f "$temp" "$file"
 }
 # Writes a whole file if its content differs, or says it would.
 write_file() {
@@ -74,27 +143,31 @@ write_file() {
   if [ -f "$file" ] && [ "$(cat "$file")" = "$content" ]; then
     return 0
   fi
-  changes=$((changes + 1))
-  if [ "$dry_run" = 1 ]; then
-    say "would: write ${file#"$ROOT"}"
-  else
-    say "doing: write ${file#"$ROOT"}"
-    mkdir -p "$(dirname "$file")"
-    printf '%s\n' "$content" >"$file"
-  fi
+  announce "write $(shown "$file")"
+  [ "$dry_run" = 1 ] || replace_file "$file" "$content"
 }
 
 parse_args() {
   while [ $# -gt 0 ]; do
     case "$1" in
-      --bus)
-        shift
-        [[ ${1:-} =~ ^[0-9]+$ ]] || fail "--bus needs a bus number, such as --bus 1" "list the buses with: ls /dev/i2c-*"
-        bus=$1
+      --bus | --bus=*)
+        if [ "$1" = --bus ]; then shift; bus=${1:-}; else bus=${1#--bus=}; fi
+        [[ $bus =~ ^[0-9]+$ ]] || fail "--bus needs a bus number, such as --bus 1 (got '$bus')" \
+          "list the buses with: ls /dev/i2c-*"
+        bus_given=1
         ;;
-      --bus=*)
-        bus=${1#--bus=}
-        [[ $bus =~ ^[0-9]+$ ]] || fail "--bus needs a bus number, such as --bus 1" "list the buses with: ls /dev/i2c-*"
+      --pi-i2c | --pi-i2c=*)
+        if [ "$1" = --pi-i2c ]; then shift; pi_i2c=${1:-}; else pi_i2c=${1#--pi-i2c=}; fi
+        [[ $pi_i2c =~ ^(arm|gpio)$ ]] || fail "--pi-i2c takes 'arm' or 'gpio' (got '$pi_i2c')" \
+          "arm: the hardware controller, /dev/i2c-1 (the default)" \
+          "gpio: the bit-banged i2c-gpio overlay, which handles clock stretching; /dev/i2c-3" \
+          "see: ./init_os.sh --help"
+        ;;
+      --pi-baudrate | --pi-baudrate=*)
+        if [ "$1" = --pi-baudrate ]; then shift; pi_baudrate=${1:-}; else pi_baudrate=${1#--pi-baudrate=}; fi
+        if ! [[ $pi_baudrate =~ ^[0-9]{1,6}$ ]] || [ "$pi_baudrate" -lt 10000 ] || [ "$pi_baudrate" -gt 400000 ]; then
+          fail "--pi-baudrate takes a bus speed in Hz from 10000 to 400000, such as --pi-baudrate 50000 (got '$pi_baudrate')"
+        fi
         ;;
       --dry-run) dry_run=1 ;;
       -h | --help) usage; exit 0 ;;
@@ -102,13 +175,17 @@ parse_args() {
     esac
     shift
   done
+  if [ "$pi_i2c" = gpio ] && [ -n "$pi_baudrate" ]; then
+    fail "--pi-baudrate sets the hardware controller's speed, which --pi-i2c gpio turns off" \
+      "use one of them: --pi-i2c gpio (handles clock stretching) or --pi-baudrate HZ"
+  fi
 }
 
 # Sets $platform (jetson, raspberrypi, debian, ubuntu) and $codename, or fails.
 detect_platform() {
   local os_release=$ROOT/etc/os-release id="" id_like="" version_codename="" ubuntu_codename=""
   [ -r "$os_release" ] || fail "cannot read /etc/os-release: unsupported OS" \
-    "supported: Jetson Nano (JetPack 4.6+), Raspberry Pi OS bookworm 64-bit, Debian, Ubuntu"
+    "supported: Jetson Nano (JetPack 4.6+), Raspberry Pi OS bookworm or newer, Debian, Ubuntu"
   # shellcheck disable=SC1090
   id=$(. "$os_release"; printf '%s' "${ID:-}")
   # shellcheck disable=SC1090
@@ -128,33 +205,81 @@ detect_platform() {
     platform=ubuntu
   else
     fail "unsupported OS '${id:-unknown}'" \
-      "supported: Jetson Nano (JetPack 4.6+), Raspberry Pi OS bookworm 64-bit, Debian, Ubuntu" \
+      "supported: Jetson Nano (JetPack 4.6+), Raspberry Pi OS bookworm or newer, Debian, Ubuntu" \
       "on another distribution, install Docker and Compose, enable I2C and write .env by hand (README)"
   fi
   say "platform: $platform ($id ${codename:-unknown})"
+  if [ "$platform" != raspberrypi ] && { [ -n "$pi_i2c" ] || [ -n "$pi_baudrate" ]; }; then
+    fail "--pi-i2c and --pi-baudrate are for a Raspberry Pi; this is $platform" \
+      "a Raspberry Pi is recognised by /boot/firmware/config.txt (or /boot/config.txt)"
+  fi
 }
 
-apt_updated=0
-apt_install() {
-  if [ "$apt_updated" = 0 ]; then
-    change apt-get update -q
-    apt_updated=1
+# --- Packages --------------------------------------------------------------------------------
+
+# The package lists are refreshed once, before the first decision that reads them. A dry run
+# reads fresh lists from a temporary directory and leaves the system's own alone, so that it
+# plans what the real run does.
+lists_fresh=0
+apt_lists=()
+refresh_lists() {
+  [ "$lists_fresh" = 0 ] || return 0
+  lists_fresh=1
+  change apt-get update -q
+  if [ "$dry_run" = 1 ]; then
+    local temp
+    new_temp_dir
+    chmod 755 "$temp"
+    apt_lists=(-o "Dir::State::Lists=$temp" -o Dir::Cache::pkgcache= -o Dir::Cache::srcpkgcache=)
+    say "reading: fresh package lists into a temporary directory (the system's own stay as they are)"
+    apt-get -q "${apt_lists[@]}" update >/dev/null ||
+      fail "apt-get update failed (its message is above): cannot see which packages are available" \
+        "check the network and /etc/apt/sources.list, then run this again"
   fi
+}
+
+# Sets $candidate to the version of a package apt would install, or to nothing. (Not for a
+# command substitution: the lists are refreshed here, once, in this shell.)
+find_candidate() {
+  refresh_lists
+  candidate=$(apt-cache "${apt_lists[@]}" policy "$1" 2>/dev/null | sed -n 's/^ *Candidate: //p' | grep -v '^(none)$' || true)
+}
+
+# version_at_least 2.26.1-4 1.27: Debian versions (an epoch is ignored).
+version_at_least() {
+  local version=${1#*:}
+  [ "$(printf '%s\n%s\n' "$2" "$version" | sort -V | head -n1)" = "$2" ]
+}
+
+apt_install() {
+  refresh_lists
   change env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$@"
 }
 
-package_available() {
-  apt-cache policy "$1" 2>/dev/null | sed -n 's/^ *Candidate: //p' | grep -qv '(none)'
-
+# Makes sure a command exists, installing its package if needed. In a dry run, returns 1 when
+# the command would be installed (and so cannot be run yet).
+need_command() {
+  local command=$1 package=$2
+  command -v "$command" >/dev/null && return 0
+  apt_install "$package"
+  [ "$dry_run" = 0 ] || return 1
+  command -v "$command" >/dev/null ||
+    step_failed "'$command' is still missing after installing $package"
 }
 
-compose_ok() {
-  command -v docker >/dev/null && docker compose version >/dev/null 2>&1 && return 0
+# Sets $compose to the compose command that works here ("docker compose" or "docker-compose"),
+# or fails (returns 1) when none does or it is older than 1.27.
+compose_found() {
+  if command -v docker >/dev/null && docker compose version >/dev/null 2>&1; then
+    compose="docker compose"
+    return 0
+  fi
   command -v docker-compose >/dev/null || return 1
   # docker-compose 1.27+ reads the project's compose files (no `version:`, depends_on conditions).
   local version
   version=$(docker-compose version --short 2>/dev/null || true)
-  [[ $version =~ ^1\.(2[7-9]|[3-9][0-9])|^[2-9]\. ]]
+  [ -n "$version" ] && version_at_least "$version" 1.27 || return 1
+  compose=docker-compose
 }
 
 docker_apt_repository() {
@@ -165,62 +290,214 @@ docker_apt_repository() {
   fi
   arch=$(dpkg --print-architecture)
   if [ ! -s "$key" ]; then
-    command -v curl >/dev/null || apt_install curl ca-certificates
-    change mkdir -p "$ROOT/etc/apt/keyrings"
-    change curl -fsSL -o "$key" "https://download.docker.com/linux/$distro/gpg"
+    local tools=1
+    need_command curl curl || tools=0
+    need_command gpg gnupg || tools=0
+    announce "download Docker's apt key to /etc/apt/keyrings/docker.asc, checking its fingerprint is $DOCKER_KEY_FINGERPRINT"
+    if [ "$dry_run" = 0 ] && [ "$tools" = 1 ]; then
+      local temp dir fingerprints
+      new_temp_dir
+      dir=$temp
+      curl -fsSL -o "$dir/docker.asc" "https://download.docker.com/linux/$distro/gpg" ||
+        step_failed "could not download Docker's apt key from https://download.docker.com/linux/$distro/gpg (curl's message is above)" \
+          "check the network"
+      fingerprints=$(GNUPGHOME=$dir gpg --batch --with-colons --import-options show-only --import "$dir/docker.asc" 2>/dev/null |
+        awk -F: '$1 == "fpr" { print $10 }')
+      if ! grep -qx "$DOCKER_KEY_FINGERPRINT" <<<"$fingerprints"; then
+        fail "the key downloaded from https://download.docker.com/linux/$distro/gpg is not Docker's" \
+          "its fingerprint: $(tr '\n' ' ' <<<"${fingerprints:-none (not an OpenPGP key)}")" \
+          "expected: $DOCKER_KEY_FINGERPRINT" \
+          "it was not installed and no Docker repository was added; check for a proxy or a captive" \
+          "portal rewriting downloads, and Docker's install page for a changed key"
+      fi
+      mkdir -p "$(dirname "$key")"
+      install -m 0644 "$dir/docker.asc" "$key"
+    fi
   fi
   write_file "$list" "deb [arch=$arch signed-by=/etc/apt/keyrings/docker.asc] https://download.docker.com/linux/$distro $codename stable"
-  apt_updated=0
+  lists_fresh=0
 }
 
 install_docker() {
+  local candidate
   if command -v docker >/dev/null; then
     say "ok: docker is installed"
   else
-    apt_install docker.io
+    find_candidate docker-cli # Debian 13+: the client is its own package
+    apt_install docker.io ${candidate:+docker-cli}
   fi
-  if [ "$dry_run" = 0 ] || command -v docker >/dev/null; then
-    if compose_ok; then
-      say "ok: docker compose is installed"
-      return
-    fi
+  if compose_found; then
+    say "ok: compose is installed ($compose)"
+    return
   fi
-  local candidate
-  for candidate in docker-compose-v2 docker-compose-plugin; do
-    if package_available "$candidate"; then
-      apt_install "$candidate"
+  # Ubuntu's v2, Docker's plugin when its repository is set up, then the distribution's
+  # docker-compose (1.29 on Debian 12: v1, `docker-compose`; 2.26 on Debian 13: both commands).
+  local package
+  for package in docker-compose-v2 docker-compose-plugin docker-compose; do
+    find_candidate "$package"
+    if [ -n "$candidate" ] && version_at_least "$candidate" 1.27; then
+      apt_install "$package"
+      if [ "$package" = docker-compose ] && ! version_at_least "$candidate" 2; then
+        compose=docker-compose
+      else
+        compose="docker compose"
+      fi
+      [ "$dry_run" = 1 ] || compose_found ||
+        step_failed "compose does not run after installing $package: neither 'docker compose version' nor 'docker-compose version' works"
       return
     fi
   done
-  if package_available docker-compose && [[ $(apt-cache policy docker-compose | sed -n 's/^ *Candidate: //p') =~ ^1\.(2[7-9]|[3-9][0-9]) ]]; then
-    apt_install docker-compose
-    return
-  fi
   docker_apt_repository
   apt_install docker-compose-plugin
+  compose="docker compose"
+  [ "$dry_run" = 1 ] || compose_found ||
+    step_failed "'docker compose version' does not work after installing docker-compose-plugin"
+}
+
+# --- I2C ---------------------------------------------------------------------------------------
+
+# Raspberry Pi config.txt. Settings count only where every board reads them: before the first
+# [section] or under [all]; [pi4], [cm5] and the like apply to one model only.
+pi_config=""
+pi_config_facts() {
+  awk '
+    BEGIN { all = 1; arm = "unset"; baud = "-"; gpio = 0; gpio_bus = "-" }
+    /^[[:space:]]*\[/ { s = $0; gsub(/[][[:space:]]/, "", s); all = (s == "all"); next }
+    all && /^[[:space:]]*dtparam=/ {
+      n = split(substr($0, index($0, "=") + 1), p, ",")
+      for (i = 1; i <= n; i++) {
+        if (p[i] ~ /^i2c_arm(=|$)/) arm = (p[i] ~ /^i2c_arm(=(on|true|yes|1))?$/) ? "on" : "off"
+        if (p[i] ~ /^i2c_arm_baudrate=/) { baud = p[i]; sub(/^[^=]*=/, "", baud) }
+      }
+    }
+    all && /^[[:space:]]*dtoverlay=i2c-gpio,/ && /i2c_gpio_sda=2(,|$)/ {
+      gpio = 1; b = $0; gpio_bus = 0
+      if (b ~ /bus=[0-9]+/) { sub(/.*bus=/, "", b); sub(/[^0-9].*/, "", b); gpio_bus = b }
+    }
+    END { print arm, baud, gpio, gpio_bus }
+  ' "$pi_config"
+}
+
+# Prints config.txt with I2C set as wanted: arm (on|off), baud (a speed or empty: leave it),
+# gpio_line (the i2c-gpio overlay line, or empty: none on GPIO 2/3). Edits lines in place where
+# they are (an unconditional `#dtparam=i2c_arm=on` is uncommented, as raspi-config does);
+# appends what is missing, after an [all] line when the file ends in a conditional section.
+pi_config_edited() {
+  awk -v arm="$1" -v baud="$2" -v gpio_line="$3" '
+    function section(line) { s = line; gsub(/[][[:space:]]/, "", s); return s }
+    function is_header(line) { return line ~ /^[[:space:]]*\[/ }
+    function is_gpio(line) { return line ~ /^[[:space:]]*dtoverlay=i2c-gpio,/ && line ~ /i2c_gpio_sda=2(,|$)/ }
+    function has_param(line, name,    n, p, i) {
+      if (line !~ /^[[:space:]]*dtparam=/) return 0
+      n = split(substr(line, index(line, "=") + 1), p, ",")
+      for (i = 1; i <= n; i++) if (p[i] ~ ("^" name "(=|$)")) return 1
+      return 0
+    }
+    function set_param(line, name, value,    n, p, i, out) {
+      n = split(substr(line, index(line, "=") + 1), p, ",")
+      out = substr(line, 1, index(line, "="))
+      for (i = 1; i <= n; i++) {
+        if (p[i] ~ ("^" name "(=|$)")) p[i] = name "=" value
+        out = out (i > 1 ? "," : "") p[i]
+      }
+      return out
+    }
+    BEGIN { all = 1 }
+    # First pass: which settings already have an unconditional line.
+    FNR == NR {
+      if (is_header($0)) { all = (section($0) == "all"); next }
+      if (FNR == 1) all = 1
+      if (all && has_param($0, "i2c_arm")) has_arm = 1
+      if (all && has_param($0, "i2c_arm_baudrate")) has_baud = 1
+      if (all && $0 ~ /^#[[:space:]]*dtparam=i2c_arm=on[[:space:]]*$/ && !commented) commented = FNR
+      next
+    }
+    FNR == 1 { all = 1 }
+    is_header($0) { all = (section($0) == "all"); print; next }
+    all && has_param($0, "i2c_arm") { $0 = set_param($0, "i2c_arm", arm) }
+    all && baud != "" && has_param($0, "i2c_arm_baudrate") { $0 = set_param($0, "i2c_arm_baudrate", baud) }
+    all && is_gpio($0) {
+      if (gpio_line != "" && !gpio_done) { print gpio_line; gpio_done = 1 }
+      next
+    }
+    all && FNR == commented && !has_arm && arm == "on" { print "dtparam=i2c_arm=on"; has_arm = 1; next }
+    { print }
+    END {
+      if (!has_arm && arm == "on") add[++adds] = "dtparam=i2c_arm=on"
+      if (!has_baud && baud != "") add[++adds] = "dtparam=i2c_arm_baudrate=" baud
+      if (gpio_line != "" && !gpio_done) add[++adds] = gpio_line
+      if (adds && !all) print "[all]"
+      for (i = 1; i <= adds; i++) print add[i]
+    }
+  ' "$pi_config" "$pi_config"
+}
+
+configure_pi_i2c() {
+  pi_config=$ROOT/boot/firmware/config.txt
+  [ -e "$pi_config" ] || pi_config=$ROOT/boot/config.txt
+  [ -e "$pi_config" ] || fail "no config.txt in /boot/firmware or /boot: cannot enable I2C on this Raspberry Pi" \
+    "is the boot partition mounted? (mount | grep boot)"
+  local facts baud gpio gpio_bus mode wanted_gpio="" wanted_arm=on
+  facts=$(pi_config_facts)
+  read -r _ baud gpio gpio_bus <<<"$facts"
+  [ "$baud" != - ] || baud=""
+  [ "$gpio_bus" != - ] || gpio_bus=""
+  mode=${pi_i2c:-arm}
+  if [ -z "$pi_i2c" ] && [ "$gpio" = 1 ]; then
+    mode=gpio # keep the choice an earlier --pi-i2c gpio made
+    if [ -n "$pi_baudrate" ]; then
+      fail "--pi-baudrate sets the hardware controller's speed, but this Pi uses the i2c-gpio overlay" \
+        "switch back with: sudo ./init_os.sh --pi-i2c arm --pi-baudrate $pi_baudrate"
+    fi
+  fi
+  if [ "$mode" = gpio ]; then
+    [ "$bus_given" = 1 ] || bus=${gpio_bus:-3}
+    [ "$bus" != 0 ] || bus=3
+    wanted_arm=off
+    wanted_gpio="dtoverlay=i2c-gpio,bus=$bus,i2c_gpio_sda=2,i2c_gpio_scl=3"
+  elif [ -n "$pi_i2c" ] && [ "$bus_given" = 0 ]; then
+    bus=1 # back from i2c-gpio: the hardware controller's bus
+  fi
+  local edited current
+  edited=$(pi_config_edited "$wanted_arm" "$pi_baudrate" "$wanted_gpio")
+  current=$(cat "$pi_config")
+  if [ "$edited" = "$current" ]; then
+    if [ "$mode" = gpio ]; then
+      say "ok: I2C on GPIO 2/3 is the i2c-gpio overlay, bus $bus, in $(shown "$pi_config")"
+    else
+      say "ok: I2C is enabled in $(shown "$pi_config")${baud:+ (i2c_arm_baudrate=$baud)}"
+    fi
+    return
+  fi
+  local what
+  if [ "$mode" = gpio ]; then
+    what="$wanted_gpio (i2c_arm off)"
+  else
+    what="dtparam=i2c_arm=on${pi_baudrate:+ and dtparam=i2c_arm_baudrate=$pi_baudrate}"
+    [ "$gpio" = 0 ] || what="$what, without the i2c-gpio overlay on GPIO 2/3"
+  fi
+  announce "set $what in $(shown "$pi_config") (for every board model)"
+  [ "$dry_run" = 1 ] || replace_file "$pi_config" "$edited"
+  reboot_needed=1
 }
 
 enable_i2c() {
+  [ "$platform" != raspberrypi ] || configure_pi_i2c
   local modules=$ROOT/etc/modules-load.d/i2c-dev.conf
-  if [ "$platform" = raspberrypi ]; then
-    local config=$ROOT/boot/firmware/config.txt
-    [ -e "$config" ] || config=$ROOT/boot/config.txt
-    if grep -qE '^dtparam=i2c_arm=on' "$config" 2>/dev/null; then
-      say "ok: I2C is enabled in ${config#"$ROOT"}"
-    else
-      append_line "dtparam=i2c_arm=on" "$config"
-      reboot_needed=1
-    fi
-  fi
   if grep -qsx 'i2c-dev' "$modules"; then
     say "ok: the i2c-dev module loads at boot"
   else
     write_file "$modules" "i2c-dev"
   fi
-  if grep -qs '^i2c_dev ' "$ROOT/proc/modules"; then
+  # /sys/module/i2c_dev: loaded, or built into the kernel (then /proc/modules lacks it).
+  if [ -e "$ROOT/sys/module/i2c_dev" ]; then
     say "ok: the i2c-dev module is loaded"
+  elif need_command modprobe kmod; then
+    attempt modprobe i2c-dev ||
+      step_failed "could not load the i2c-dev kernel module (modprobe's message is above)" \
+        "the kernels of Raspberry Pi OS, JetPack, Debian and Ubuntu have it; a custom kernel needs CONFIG_I2C_CHARDEV"
   else
-    change modprobe i2c-dev
+    announce "modprobe i2c-dev"
   fi
 }
 
@@ -232,14 +509,25 @@ set_up_groups() {
   else
     change groupadd --system i2c
   fi
-  local before=$changes
-  write_file "$ROOT/etc/udev/rules.d/60-qwiic-i2c.rules" \
-    'SUBSYSTEM=="i2c-dev", GROUP="i2c", MODE="0660"'
-  if [ "$changes" -gt "$before" ]; then
-    change udevadm control --reload-rules
-    change udevadm trigger --subsystem-match=i2c-dev
-  else
+  local rules=$ROOT/etc/udev/rules.d/60-qwiic-i2c.rules
+  if [ -f "$rules" ] && [ "$(cat "$rules")" = "$UDEV_RULE" ]; then
     say "ok: /dev/i2c-* belong to group i2c (udev rule)"
+  else
+    local udevadm=1 previous=""
+    need_command udevadm udev || udevadm=0
+    [ ! -f "$rules" ] || previous=$(cat "$rules")
+    write_file "$rules" "$UDEV_RULE"
+    if [ "$udevadm" = 0 ]; then
+      announce "udevadm control --reload-rules"
+      announce "udevadm trigger --subsystem-match=i2c-dev"
+    elif ! attempt udevadm control --reload-rules || ! attempt udevadm trigger --subsystem-match=i2c-dev; then
+      # Take the rule back, so that the next run sees it missing and tries again.
+      if [ "$dry_run" = 0 ]; then
+        if [ -n "$previous" ]; then replace_file "$rules" "$previous"; else rm -f "$rules"; fi
+      fi
+      step_failed "could not apply the udev rule for /dev/i2c-* (udevadm's message is above)" \
+        "is udev running? check: systemctl status systemd-udevd"
+    fi
   fi
   local user=${SUDO_USER:-}
   if [ -z "$user" ] || [ "$user" = root ]; then
@@ -253,6 +541,8 @@ set_up_groups() {
     elif getent group "$group" >/dev/null || [ "$dry_run" = 1 ]; then
       change usermod -aG "$group" "$user"
       relogin_needed=1
+      [ "$group" != docker ] ||
+        say "note: the docker group is root-equivalent: its members can start containers that control the whole device; add only accounts you trust with root"
     fi
   done
 }
@@ -260,48 +550,123 @@ set_up_groups() {
 find_button() {
   local device=$ROOT/dev/i2c-$bus
   if [ ! -e "$device" ]; then
-    if [ "$dry_run" = 1 ] || [ "${reboot_needed:-0}" = 1 ]; then
-      say "note: /dev/i2c-$bus appears after I2C is enabled (reboot if asked), then run this again"
+    if [ "$dry_run" = 1 ] || [ "$reboot_needed" = 1 ]; then
+      say "note: /dev/i2c-$bus appears once I2C is enabled (after the reboot, if one is asked for); .env is written by the run after that"
       return 1
     fi
-    local others
-    others=$(cd "$ROOT/dev" 2>/dev/null && printf '%s ' i2c-* | sed 's/i2c-\*//')
+    local buses
+    buses=$(cd "$ROOT/dev" 2>/dev/null && printf '%s ' i2c-* | sed 's/i2c-\* //; s/ $//')
     fail "no I2C bus /dev/i2c-$bus" \
-      "I2C is not enabled or the button is on another bus${others:+ (found: $others)}" \
-      "Raspberry Pi: reboot after this script enabled I2C; then run it again" \
-      "another bus: ./init_os.sh --bus N (list them with: ls /dev/i2c-*)"
+      "I2C is not enabled or the button is on another bus (${buses:+found: $buses}${buses:-there is no /dev/i2c-* at all})" \
+      "Raspberry Pi: reboot after this script enabled I2C, then run: sudo ./init_os.sh again" \
+      "another bus: sudo ./init_os.sh --bus N (list them with: ls /dev/i2c-*)"
   fi
-  command -v i2cget >/dev/null || apt_install i2c-tools
-  local id
-  id=$(i2cget -y "$bus" "$BUTTON_ADDRESS" 0x00 2>/dev/null || true)
-  if [ "${id,,}" != "$BUTTON_ID" ]; then
-    fail "no Qwiic Button at $BUTTON_ADDRESS on /dev/i2c-$bus (ID register read '${id:-nothing}', expected $BUTTON_ID)" \
+  if ! need_command i2cget i2c-tools; then
+    say "note: the Qwiic Button is looked for once i2c-tools is installed"
+    return 0
+  fi
+  local id errors status=0 temp
+  new_temp_dir
+  errors=$temp/i2cget.err
+  id=$(i2cget -y "$bus" "$BUTTON_ADDRESS" 0x00 2>"$errors") || status=$?
+  if [ "$status" != 0 ]; then
+    fail "no Qwiic Button answers at $BUTTON_ADDRESS on /dev/i2c-$bus: i2cget says: $(tr '\n' ' ' <"$errors" | sed 's/ *$//') (exit $status)" \
       "check the Qwiic cable: SDA to pin 3, SCL to pin 5, 3.3V to pin 1, GND to pin 6" \
-      "see what answers: sudo i2cdetect -y $bus (the button is 6f unless its address was changed)" \
-      "another bus: ./init_os.sh --bus N"
+      "see what answers: sudo i2cdetect -y -r $bus (the button is 6f unless its address was changed)" \
+      "another bus: sudo ./init_os.sh --bus N"
+  fi
+  if [ "${id,,}" != "$BUTTON_ID" ]; then
+    local hint="see what answers: sudo i2cdetect -y -r $bus"
+    [ "${id,,}" != 0x2e ] || hint="0x2e is 0x5d shifted by one bit: the Raspberry Pi's I2C clock-stretching bug; try --pi-i2c gpio or --pi-baudrate 50000"
+    fail "a device answers at $BUTTON_ADDRESS on /dev/i2c-$bus, but its ID register reads '$id', not $BUTTON_ID: it is not a Qwiic Button" \
+      "$hint" "another bus: sudo ./init_os.sh --bus N"
   fi
   say "ok: Qwiic Button found at $BUTTON_ADDRESS on /dev/i2c-$bus"
+}
+
+# --- .env --------------------------------------------------------------------------------------
+
+# The bus named in an existing .env, if any.
+env_bus() {
+  [ -f "$ENV_FILE" ] && [ ! -L "$ENV_FILE" ] || return 0
+  sed -n 's|^I2C_DEVICE=/dev/i2c-\([0-9][0-9]*\)$|\1|p' "$ENV_FILE" | tail -n1
+}
+
+# .env with the keys this script manages set, every other line kept as it was.
+env_content() {
+  local managed="COMPOSE_FILE=docker-compose.yml:docker-compose.device.yml
+I2C_DEVICE=/dev/i2c-$bus
+I2C_GID=$1"
+  [ -s "$ENV_FILE" ] || say "# Compose device mode: init_os.sh sets $ENV_KEYS and keeps every other line."
+  { [ ! -f "$ENV_FILE" ] || cat "$ENV_FILE"; } |
+    MANAGED=$managed awk '
+      BEGIN {
+        n = split(ENVIRON["MANAGED"], line, "\n")
+        for (i = 1; i <= n; i++) { key = substr(line[i], 1, index(line[i], "=") - 1); order[i] = key; want[key] = line[i] }
+      }
+      /^[A-Za-z_][A-Za-z_0-9]*=/ {
+        key = substr($0, 1, index($0, "=") - 1)
+        if (key in want) { print want[key]; done[key] = 1; next }
+      }
+      { print }
+      END { for (i = 1; i <= n; i++) if (!(order[i] in done)) print want[order[i]] }
+    '
 }
 
 write_env() {
   local gid
   gid=$(group_gid i2c || true)
+  if [ -L "$ENV_FILE" ]; then
+    fail "$(shown "$ENV_FILE") is a symbolic link (to $(readlink "$ENV_FILE")): init_os.sh writes .env as root and does not follow links" \
+      "make it a plain file (cp --remove-destination \"\$(readlink .env)\" .env), then run: sudo ./init_os.sh again"
+  fi
+  if [ -e "$ENV_FILE" ] && [ ! -f "$ENV_FILE" ]; then
+    fail "$(shown "$ENV_FILE") is not a regular file" "move it away, then run: sudo ./init_os.sh again"
+  fi
+  # Owned by whoever runs compose: the sudo user, else the owner of the project directory.
+  local dir owner user=${SUDO_USER:-}
+  dir=$(dirname "$ENV_FILE")
+  if [ -n "$user" ] && [ "$user" != root ] && getent passwd "$user" >/dev/null; then
+    owner=$(getent passwd "$user" | cut -d: -f3,4)
+  else
+    owner=$(stat -c %u:%g "$dir")
+    user=$(stat -c %U "$dir")
+  fi
+  local what
+  what="set $ENV_KEYS in $(shown "$ENV_FILE") (I2C_DEVICE=/dev/i2c-$bus; owner $user, mode 0600)"
   if [ -z "$gid" ]; then
-    say "would: write .env once group i2c exists"
-    changes=$((changes + 1))
+    announce "$what" # a dry run before group i2c exists
     return
   fi
-  write_file "$ENV_FILE" "# Written by init_os.sh: compose device mode (the real button on /dev/i2c-$bus).
-COMPOSE_FILE=docker-compose.yml:docker-compose.device.yml
-I2C_DEVICE=/dev/i2c-$bus
-I2C_GID=$gid"
+  local content
+  content=$(env_content "$gid")
+  if [ -f "$ENV_FILE" ] && [ "$(cat "$ENV_FILE")" = "$content" ] &&
+    [ "$(stat -c '%u:%g %a' "$ENV_FILE")" = "$owner 600" ]; then
+    say "ok: $(shown "$ENV_FILE") sets $ENV_KEYS for /dev/i2c-$bus"
+    return
+  fi
+  announce "$what"
+  [ "$dry_run" = 0 ] || return 0
+  # A new file in the same directory, renamed over .env: atomic, and a link that appears
+  # meanwhile is replaced, not followed.
+  local temp
+  temp=$(mktemp "$dir/.env.XXXXXX")
+  temp_paths+=("$temp")
+  printf '%s\n' "$content" >"$temp"
+  chmod 600 "$temp"
+  chown "$owner" "$temp"
+  mv -fT "$temp" "$ENV_FILE"
 }
 
 main() {
   parse_args "$@"
   [ "$(id -u)" = 0 ] || fail "this script changes the system: run it with sudo" "sudo ./init_os.sh $*"
-  local platform codename reboot_needed=0 relogin_needed=0
+  local platform codename compose="docker compose"
   detect_platform
+  if [ "$bus_given" = 0 ]; then
+    bus=$(env_bus)
+    [ -n "$bus" ] || bus=1
+  fi
   install_docker
   enable_i2c
   set_up_groups
@@ -310,14 +675,15 @@ main() {
   fi
   say ""
   if [ "$changes" = 0 ]; then
-    say "Nothing to change: this device is ready. Start it with: docker compose up -d"
+    say "Nothing to change: this device is ready. Start it with: $compose up -d"
   elif [ "$dry_run" = 1 ]; then
     say "Dry run: $changes change(s) would be made; nothing was changed."
+    [ "$reboot_needed" = 0 ] || say "Then: reboot to enable I2C, and run: sudo ./init_os.sh again."
+    say "Then start it with: $compose up -d"
   else
     say "Done: $changes change(s)."
-    [ "$reboot_needed" = 0 ] || say "Reboot to enable I2C (sudo reboot), then run ./init_os.sh again."
-    [ "$relogin_needed" = 0 ] || say "Log out and in again (or: newgrp docker) for the new groups."
-    [ "$reboot_needed" = 1 ] || say "Start it with: docker compose up -d"
+    print_notes
+    [ "$reboot_needed" = 1 ] || say "Start it with: $compose up -d"
   fi
 }
 

@@ -1,11 +1,14 @@
 //! init_os.sh against fake roots with stubbed system commands: what it does on each supported
 //! OS, that a second run changes nothing, that --dry-run changes nothing, and its errors.
+//! These reach what a real userland in a container cannot: JetPack and Ubuntu, Docker's own
+//! apt repository and its key, Raspberry Pi boot settings. `init_os_userland.rs` runs the
+//! script for real in Debian bookworm and trixie.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a failed unwrap is a failed test
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -21,7 +24,7 @@ esac"#,
     ),
     (
         "getent",
-        r#"[ "$1" = group ] && grep "^$2:" "$ROOT/etc/group""#,
+        r#"case "$1" in group|passwd) grep "^$2:" "$ROOT/etc/$1" ;; *) exit 2 ;; esac"#,
     ),
     ("groupadd", r#"echo "${@: -1}:x:990:" >> "$ROOT/etc/group""#),
     (
@@ -44,16 +47,23 @@ fi"#,
     ),
     (
         "apt-cache",
-        r#"[ "$1" = policy ] || exit 0
-version=$(sed -n "s/^$2 //p" "$STATE/available" 2>/dev/null)
-echo "$2:"; echo "  Installed: (none)"; echo "  Candidate: ${version:-(none)}""#,
+        r#"case " $* " in *" policy "*) ;; *) exit 0 ;; esac
+package=${@: -1}
+version=$(sed -n "s/^$package //p" "$STATE/available" 2>/dev/null)
+echo "$package:"; echo "  Installed: (none)"; echo "  Candidate: ${version:-(none)}""#,
     ),
     ("dpkg", "echo arm64"),
+    ("modprobe", r#"mkdir -p "$ROOT/sys/module/i2c_dev""#),
     (
-        "modprobe",
-        r#"echo "i2c_dev 16384 0 - Live 0x0" >> "$ROOT/proc/modules""#,
+        "udevadm",
+        r#"[ -e "$STATE/udevd-down" ] || exit 0
+echo "Failed to send reload request: No such file or directory" >&2; exit 1"#,
     ),
-    ("udevadm", ":"),
+    (
+        "gpg",
+        r#"echo "pub:-:4096:1:8D81803C0EBFCD88:1487788586:::-:::scESA::::::23::0:"
+echo "fpr:::::::::$(cat "$STATE/key-fingerprint" 2>/dev/null || echo 9DC858229FC7DD38854AE2D88D81803C0EBFCD88):""#,
+    ),
     (
         "curl",
         r#"while [ $# -gt 0 ]; do [ "$1" = -o ] && { shift; echo KEY > "$1"; }; shift; done"#,
@@ -79,7 +89,8 @@ echo "$id""#,
 /// Real tools the script may use; nothing else from the host is on its PATH.
 const TOOLS: &[&str] = &[
     "bash", "sh", "env", "cat", "sed", "grep", "cut", "tr", "mkdir", "dirname", "printf", "chmod",
-    "cp", "touch", "sort", "head", "uname",
+    "cp", "touch", "sort", "head", "tail", "uname", "mktemp", "mv", "rm", "awk", "stat", "chown",
+    "install", "readlink",
 ];
 
 struct Device {
@@ -116,7 +127,19 @@ impl Device {
             &root.join("etc/group"),
             "root:x:0:\nsudo:x:27:pi\npi:x:1000:\n",
         );
-        write(&root.join("proc/modules"), "");
+        // The user who runs sudo: this test's own uid and gid, so that the script's real
+        // chown works without root.
+        let me = fs::metadata(&dir).unwrap();
+        write(
+            &root.join("etc/passwd"),
+            &format!(
+                "root:x:0:0::/root:/bin/bash\npi:x:{}:{}::/home/pi:/bin/bash\n",
+                me.uid(),
+                me.gid()
+            ),
+        );
+        fs::create_dir_all(root.join("home/pi/qwiic-containers")).unwrap();
+        fs::create_dir_all(root.join("sys/module")).unwrap();
         for (name, body) in STUBS {
             let path = stubs.join(name);
             write(
@@ -403,6 +426,8 @@ fn dry_run_changes_nothing_and_says_what_it_would_do() {
             ]
             .iter()
             .any(|m| c.starts_with(m))
+                // fresh package lists into a temporary directory, not the system's
+                && !(c.starts_with("apt-get -q -o Dir::State::Lists=/") && c.ends_with(" update"))
         }),
         "--dry-run ran:\n{}",
         device.commands()
@@ -456,11 +481,13 @@ fn no_button_says_what_to_check() {
     assert_eq!(output.status.code(), Some(1), "{}", stdout(&output));
     let message = stderr(&output);
     assert!(
-        message.contains("no Qwiic Button at 0x6f on /dev/i2c-1"),
+        message.contains(
+            "no Qwiic Button answers at 0x6f on /dev/i2c-1: i2cget says: Error: Read failed (exit 2)"
+        ),
         "{message}"
     );
     assert!(
-        message.contains("i2cdetect -y 1") && message.contains("SDA to pin 3"),
+        message.contains("sudo i2cdetect -y -r 1") && message.contains("SDA to pin 3"),
         "{message}"
     );
     assert!(!device.env_file.exists());
@@ -493,4 +520,325 @@ fn help_explains_the_options() {
     for option in ["--bus N", "--dry-run", "--help"] {
         assert!(text.contains(option), "{text}");
     }
+}
+
+#[test]
+fn dockers_apt_key_is_installed_only_with_its_known_fingerprint() {
+    let device = Device::new("badkey", JETPACK);
+    device.file("etc/nv_tegra_release", "# R32 (release), REVISION: 7.1\n");
+    device.file("dev/i2c-1", "");
+    device.install("docker");
+    device.state("available", "docker-compose 1.17.1-2\n");
+    device.state(
+        "key-fingerprint",
+        "0123456789ABCDEF0123456789ABCDEF01234567",
+    );
+    let output = device.run(&[]);
+    assert_eq!(output.status.code(), Some(1), "{}", stdout(&output));
+    let message = stderr(&output);
+    assert!(
+        message.contains(
+            "the key downloaded from https://download.docker.com/linux/ubuntu/gpg is not Docker's"
+        ) && message.contains("its fingerprint: 0123456789ABCDEF0123456789ABCDEF01234567")
+            && message.contains("expected: 9DC858229FC7DD38854AE2D88D81803C0EBFCD88"),
+        "{message}"
+    );
+    assert!(device.read("etc/apt/keyrings/docker.asc").is_empty());
+    assert!(device.read("etc/apt/sources.list.d/docker.list").is_empty());
+    assert!(
+        !device
+            .commands()
+            .contains("install -y -q docker-compose-plugin"),
+        "{}",
+        device.commands()
+    );
+}
+
+#[test]
+fn jetson_messages_say_i2cdetect_with_read_probes() {
+    let device = Device::new("jetson-nobutton", JETPACK);
+    device.file("etc/nv_tegra_release", "# R32 (release), REVISION: 7.1\n");
+    device.file("dev/i2c-1", "");
+    device.install("docker");
+    device.state("compose-v2", "");
+    device.state("i2c-id", "none");
+    let message = stderr(&device.run(&[]));
+    assert!(message.contains("sudo i2cdetect -y -r 1"), "{message}");
+    assert!(!message.contains("i2cdetect -y 1"), "{message}");
+}
+
+#[test]
+fn a_built_in_i2c_dev_needs_no_modprobe() {
+    let device = Device::new("builtin", UBUNTU);
+    device.file("dev/i2c-1", "");
+    device.file("sys/module/i2c_dev/parameters/.keep", ""); // built in: not in /proc/modules
+    device.install("docker");
+    device.state("compose-v2", "");
+    let output = assert_ok(&device.run(&[]));
+    assert!(
+        output.contains("ok: the i2c-dev module is loaded"),
+        "{output}"
+    );
+    assert!(
+        !device.commands().contains("modprobe"),
+        "{}",
+        device.commands()
+    );
+}
+
+#[test]
+fn ubuntu_with_compose_v2_says_docker_compose_up() {
+    let device = Device::new("ubuntu-v2", UBUNTU);
+    device.file("dev/i2c-1", "");
+    device.state("available", "docker.io 24.0.7\ndocker-compose-v2 2.24.6\n");
+    let output = assert_ok(&device.run(&[]));
+    assert!(
+        output.contains("Start it with: docker compose up -d"),
+        "{output}"
+    );
+    let again = assert_ok(&device.run(&[]));
+    assert!(
+        again.contains(
+            "Nothing to change: this device is ready. Start it with: docker compose up -d"
+        ),
+        "{again}"
+    );
+}
+
+#[test]
+fn no_bus_at_all_says_there_is_none() {
+    let device = Device::new("nobuses", DEBIAN);
+    device.install("docker");
+    device.state("compose-v2", "");
+    let message = stderr(&device.run(&[]));
+    assert!(
+        message.contains("no I2C bus /dev/i2c-1")
+            && message.contains("(there is no /dev/i2c-* at all)")
+            && !message.contains("found:"),
+        "{message}"
+    );
+}
+
+#[test]
+fn a_root_owned_env_from_an_older_version_becomes_the_users_and_keeps_its_keys() {
+    let device = Device::new("oldenv", DEBIAN);
+    device.file("dev/i2c-1", "");
+    device.install("docker");
+    device.state("compose-v2", "");
+    fs::write(
+        &device.env_file,
+        "# Written by init_os.sh\nCOMPOSE_FILE=docker-compose.yml:docker-compose.device.yml\nI2C_DEVICE=/dev/i2c-1\nI2C_GID=1\nAPI_TOKEN=abc\n",
+    )
+    .unwrap();
+    fs::set_permissions(&device.env_file, fs::Permissions::from_mode(0o644)).unwrap();
+    let output = assert_ok(&device.run(&[]));
+    assert!(
+        output.contains("doing: set COMPOSE_FILE, I2C_DEVICE and I2C_GID in"),
+        "{output}"
+    );
+    let env = fs::read_to_string(&device.env_file).unwrap();
+    assert_eq!(
+        env,
+        "# Written by init_os.sh\nCOMPOSE_FILE=docker-compose.yml:docker-compose.device.yml\nI2C_DEVICE=/dev/i2c-1\nI2C_GID=990\nAPI_TOKEN=abc\n"
+    );
+    let mode = fs::metadata(&device.env_file).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    assert_second_run_changes_nothing(&device);
+}
+
+#[test]
+fn an_env_symlink_is_refused() {
+    let device = Device::new("envlink", DEBIAN);
+    device.file("dev/i2c-1", "");
+    device.install("docker");
+    device.state("compose-v2", "");
+    device.file("etc/target", "precious\n");
+    std::os::unix::fs::symlink(device.root.join("etc/target"), &device.env_file).unwrap();
+    let output = device.run(&[]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output).contains(".env is a symbolic link (to "),
+        "{}",
+        stderr(&output)
+    );
+    assert_eq!(device.read("etc/target"), "precious\n");
+}
+
+fn raspberry_pi(name: &str, config: &str) -> Device {
+    let device = Device::new(name, DEBIAN);
+    device.file("boot/firmware/config.txt", config);
+    device.install("docker");
+    device.state("compose-v2", "");
+    device
+}
+
+#[test]
+fn pi_i2c_gpio_moves_the_button_to_bus_3_and_later_runs_keep_it() {
+    let device = raspberry_pi(
+        "pi-gpio",
+        "dtparam=audio=on\ndtparam=i2c_arm=on\n[cm5]\ndtoverlay=dwc2\n",
+    );
+    device.file("dev/i2c-1", "");
+    let output = assert_ok(&device.run(&["--pi-i2c", "gpio"]));
+    assert!(
+        output.contains(
+            "doing: set dtoverlay=i2c-gpio,bus=3,i2c_gpio_sda=2,i2c_gpio_scl=3 (i2c_arm off) in /boot/firmware/config.txt"
+        ) && output.contains("Reboot to enable I2C"),
+        "{output}"
+    );
+    assert_eq!(
+        device.read("boot/firmware/config.txt"),
+        "dtparam=audio=on\ndtparam=i2c_arm=off\n[cm5]\ndtoverlay=dwc2\n[all]\ndtoverlay=i2c-gpio,bus=3,i2c_gpio_sda=2,i2c_gpio_scl=3\n"
+    );
+    // After the reboot: bus 3, written to .env; runs without options keep it.
+    fs::remove_file(device.root.join("dev/i2c-1")).unwrap();
+    device.file("dev/i2c-3", "");
+    let output = assert_ok(&device.run(&[]));
+    assert!(
+        output.contains("Qwiic Button found at 0x6f on /dev/i2c-3"),
+        "{output}"
+    );
+    assert!(
+        fs::read_to_string(&device.env_file)
+            .unwrap()
+            .contains("I2C_DEVICE=/dev/i2c-3\n")
+    );
+    assert_second_run_changes_nothing(&device);
+
+    // And back to the hardware controller.
+    device.file("dev/i2c-1", "");
+    let output = assert_ok(&device.run(&["--pi-i2c", "arm"]));
+    assert!(output.contains("Reboot to enable I2C"), "{output}");
+    assert_eq!(
+        device.read("boot/firmware/config.txt"),
+        "dtparam=audio=on\ndtparam=i2c_arm=on\n[cm5]\ndtoverlay=dwc2\n[all]\n"
+    );
+}
+
+#[test]
+fn pi_baudrate_sets_the_bus_speed_in_place_and_keeps_bus_1() {
+    let device = raspberry_pi(
+        "pi-baud",
+        "#dtparam=i2c_arm=on\ndtparam=i2c_arm_baudrate=400000\n[pi4]\ndtparam=i2c_arm_baudrate=1000\n",
+    );
+    device.file("dev/i2c-1", "");
+    let output = assert_ok(&device.run(&["--pi-baudrate", "50000"]));
+    assert!(
+        output.contains("doing: set dtparam=i2c_arm=on and dtparam=i2c_arm_baudrate=50000 in /boot/firmware/config.txt"),
+        "{output}"
+    );
+    assert_eq!(
+        device.read("boot/firmware/config.txt"),
+        "dtparam=i2c_arm=on\ndtparam=i2c_arm_baudrate=50000\n[pi4]\ndtparam=i2c_arm_baudrate=1000\n"
+    );
+    device.file("dev/i2c-1", "");
+    let output = assert_ok(&device.run(&["--pi-baudrate", "50000"]));
+    assert!(
+        output.contains("ok: I2C is enabled in /boot/firmware/config.txt (i2c_arm_baudrate=50000)")
+            && output.contains("Qwiic Button found at 0x6f on /dev/i2c-1"),
+        "{output}"
+    );
+    assert!(
+        fs::read_to_string(&device.env_file)
+            .unwrap()
+            .contains("I2C_DEVICE=/dev/i2c-1\n")
+    );
+    assert_second_run_changes_nothing(&device);
+}
+
+#[test]
+fn pi_options_are_checked_with_what_is_accepted() {
+    let device = raspberry_pi("pi-bad", "dtparam=i2c_arm=on\n");
+    for (args, expected) in [
+        (
+            &["--pi-i2c", "fast"][..],
+            "--pi-i2c takes 'arm' or 'gpio' (got 'fast')",
+        ),
+        (
+            &["--pi-baudrate", "5"][..],
+            "--pi-baudrate takes a bus speed in Hz from 10000 to 400000, such as --pi-baudrate 50000 (got '5')",
+        ),
+        (&["--pi-baudrate", "fast"][..], "(got 'fast')"),
+        (
+            &["--pi-i2c", "gpio", "--pi-baudrate", "50000"][..],
+            "--pi-baudrate sets the hardware controller's speed, which --pi-i2c gpio turns off",
+        ),
+    ] {
+        let output = device.run(args);
+        assert_eq!(output.status.code(), Some(1), "{args:?}");
+        assert!(
+            stderr(&output).contains(expected),
+            "{args:?}: {}",
+            stderr(&output)
+        );
+    }
+    let ubuntu = Device::new("pi-on-ubuntu", UBUNTU);
+    let output = ubuntu.run(&["--pi-i2c", "gpio"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output)
+            .contains("--pi-i2c and --pi-baudrate are for a Raspberry Pi; this is ubuntu"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[test]
+fn a_failed_udev_reload_takes_the_rule_back_so_the_next_run_retries() {
+    let device = Device::new("udev", DEBIAN);
+    device.file("dev/i2c-1", "");
+    device.install("docker");
+    device.state("compose-v2", "");
+    device.state("udevd-down", "");
+    let output = device.run(&[]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output).contains("could not apply the udev rule for /dev/i2c-*"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(
+        device
+            .read("etc/udev/rules.d/60-qwiic-i2c.rules")
+            .is_empty()
+    );
+    fs::remove_file(device.state.join("udevd-down")).unwrap();
+    assert_ok(&device.run(&[]));
+    assert!(device.commands().contains("udevadm control --reload-rules"));
+    assert_second_run_changes_nothing(&device);
+}
+
+#[test]
+fn sh_runs_it_with_bash() {
+    let device = Device::new("sh", DEBIAN);
+    let output = Command::new("/bin/sh")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../init_os.sh"))
+        .arg("--help")
+        .env("PATH", &device.stubs)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(stdout(&output).contains("--pi-i2c gpio"));
+}
+
+#[test]
+fn i2c_is_enabled_for_every_model_when_config_txt_ends_in_a_models_section() {
+    // As an older init_os.sh left it: its line went into [cm5], which other models skip.
+    let config = "dtparam=audio=on\n[cm4]\notg_mode=1\n[cm5]\ndtoverlay=dwc2\ndtparam=i2c_arm=on\n";
+    let device = raspberry_pi("pi-cm5", config);
+    let output = assert_ok(&device.run(&[]));
+    assert!(output.contains("Reboot to enable I2C"), "{output}");
+    assert_eq!(
+        device.read("boot/firmware/config.txt"),
+        format!("{config}[all]\ndtparam=i2c_arm=on\n")
+    );
+    // After the reboot it is enabled, and no further reboot is asked for.
+    device.file("dev/i2c-1", "");
+    let output = assert_ok(&device.run(&[]));
+    assert!(
+        output.contains("ok: I2C is enabled in /boot/firmware/config.txt")
+            && !output.contains("Reboot"),
+        "{output}"
+    );
+    assert_second_run_changes_nothing(&device);
 }

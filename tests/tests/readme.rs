@@ -255,3 +255,47 @@ fn the_commands_without_hardware_are_run_by_the_test_suite() {
     // init_os.sh --dry-run: the fake-root tests run it.
     assert!(read("tests/tests/init_os.rs").contains("--dry-run"));
 }
+
+#[test]
+fn the_device_steps_match_what_init_os_prints_and_takes() {
+    let readme = read("README.md");
+    let device = readme
+        .split("## On the device")
+        .nth(1)
+        .unwrap()
+        .split("\n## ")
+        .next()
+        .unwrap();
+    let init = read("init_os.sh");
+    // The start command it prints is one of the two the README shows, for each compose.
+    assert!(init.contains("Start it with: $compose up -d"));
+    for (assignment, command) in [
+        ("compose=docker-compose\n", "docker-compose up -d"),
+        ("compose=\"docker compose\"\n", "docker compose up -d"),
+    ] {
+        assert!(init.contains(assignment), "init_os.sh lost {assignment:?}");
+        assert!(device.contains(command), "README lacks {command}");
+    }
+    // Every option it takes, and the overlay line it writes, are the README's.
+    for option in [
+        "--dry-run",
+        "--bus N",
+        "--pi-i2c gpio",
+        "--pi-i2c arm",
+        "--pi-baudrate",
+    ] {
+        assert!(init.contains(option), "init_os.sh has no {option}");
+        assert!(
+            device.contains(option),
+            "README's device steps lack {option}"
+        );
+    }
+    let overlay = "dtoverlay=i2c-gpio,bus=3,i2c_gpio_sda=2,i2c_gpio_scl=3";
+    assert!(init.contains(overlay) && device.contains(overlay));
+    assert!(init.contains("Nothing to change") && device.contains("Nothing to change"));
+    assert!(init.contains("i2cdetect -y -r") && !init.contains("i2cdetect -y $"));
+    assert!(
+        !readme.contains("i2cdetect -y 1"),
+        "README: i2cdetect needs -r"
+    );
+}
