@@ -1,7 +1,18 @@
-//! The button's one owner in this service: a thread that reads the status register every poll
-//! period through the [`DeviceLink`] and publishes what changed as [`Events`]. A press shorter
-//! than the period is not lost: the firmware's event and click flags turn it into a press and a
-//! release, in order. The thread stops when the shutdown token is cancelled.
+//! The button's one owner in this service: a thread that reads the button every poll period
+//! through the [`DeviceLink`] and publishes what changed as [`Events`]. It stops when the
+//! shutdown token is cancelled.
+//!
+//! What the device may do wrong, and what is done about it (see the README's device notes):
+//! - a read that the bus corrupted without an error (the Raspberry Pi's clock-stretching bug):
+//!   every reading is one burst of ID, firmware and status, rejected unless all three are
+//!   possible ([`QwiicButton::checked_status`](qwiic_button::QwiicButton::checked_status)), and a
+//!   change of level is acted on only when a second reading, at once, agrees;
+//! - a switch that bounces: `is_pressed` is the raw pin and flickers for a few ms after an
+//!   edge, while the event and click flags come from the debounced interrupt. So after an edge
+//!   the level is not read again for [`SETTLE`] (the firmware's own debounce time), and flags
+//!   seen with an unchanged level are resolved once [`SETTLE`] has passed: if the level changed
+//!   meanwhile, they were the bounce around that edge (one event); if not, a press (or release)
+//!   shorter than the poll period happened (both events, in order).
 
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -13,25 +24,71 @@ use service_kit::CancellationToken;
 use crate::events::{EventKind, Events};
 use crate::metrics::Metrics;
 
-/// The events implied by one status reading, given the level of the previous one (`None`:
-/// no reading yet, so no edge can be told).
-pub fn transitions(previous: Option<bool>, status: ButtonStatus) -> Vec<EventKind> {
-    let level = |pressed| {
-        if pressed {
-            EventKind::Pressed
-        } else {
-            EventKind::Released
+/// How long a switch may bounce after an edge: the firmware's default debounce time, during
+/// which its interrupt ignores further edges too.
+pub const SETTLE: Duration = Duration::from_millis(10);
+
+/// What one poll learnt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reading {
+    /// The level, confirmed by a second reading when it changed.
+    pub pressed: bool,
+    /// Edges happened since the flags were last cleared.
+    pub flags: bool,
+}
+
+/// Turns readings into events; pure (time is given), so its rules are tested without a bus.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Edges {
+    /// The level of the last reading; `None` until the first (no edge can be told then).
+    level: Option<bool>,
+    /// When the last edge was told: readings are not trusted for [`SETTLE`] after it.
+    last_edge: Option<Instant>,
+    /// Flags were seen with an unchanged level: at which level, and when first.
+    unresolved: Option<(bool, Instant)>,
+}
+
+impl Edges {
+    /// The level of the last reading.
+    pub fn level(&self) -> Option<bool> {
+        self.level
+    }
+
+    /// The events a reading taken at `now` implies.
+    pub fn next(&mut self, reading: Reading, now: Instant) -> Vec<EventKind> {
+        let edge = |pressed| {
+            if pressed {
+                EventKind::Pressed
+            } else {
+                EventKind::Released
+            }
+        };
+        let Some(before) = self.level else {
+            self.level = Some(reading.pressed);
+            return Vec::new();
+        };
+        let settled = |since: Instant| now.duration_since(since) >= SETTLE;
+        if self.last_edge.is_some_and(|at| !settled(at)) {
+            return Vec::new(); // the switch may still bounce from the last edge
         }
-    };
-    match previous {
-        None => Vec::new(),
-        Some(before) if before != status.is_pressed => vec![level(status.is_pressed)],
-        // Same level as last time, but edges happened in between: a short press (or a short
-        // release) that listeners must still see.
-        Some(before) if status.has_been_clicked || status.event_available => {
-            vec![level(!before), level(before)]
+        if reading.pressed != before {
+            // A real edge; flags and an unresolved reading were its bounce.
+            self.level = Some(reading.pressed);
+            self.last_edge = Some(now);
+            self.unresolved = None;
+            return vec![edge(reading.pressed)];
         }
-        Some(_) => Vec::new(),
+        let mut events = Vec::new();
+        if let Some((level, _)) = self.unresolved.filter(|&(_, since)| settled(since)) {
+            // The level held: what the flags said was a press (or release) shorter than the
+            // poll period, over by now.
+            events.extend([edge(!level), edge(level)]);
+            self.unresolved = None;
+        }
+        if reading.flags && self.unresolved.is_none() {
+            self.unresolved = Some((reading.pressed, now));
+        }
+        events
     }
 }
 
@@ -47,7 +104,7 @@ pub fn spawn(
         link,
         events,
         metrics,
-        previous: None,
+        edges: Edges::default(),
     };
     std::thread::Builder::new()
         .name("button-poller".into())
@@ -69,48 +126,74 @@ struct Poller {
     link: DeviceLink,
     events: Events,
     metrics: Metrics,
-    /// `is_pressed` at the last good reading; kept through an outage, so that a level that
-    /// changed meanwhile is still an edge.
-    previous: Option<bool>,
+    edges: Edges,
 }
+
+/// This poll decided nothing (the device did not answer, or a reading was rejected or not
+/// confirmed); the next one tries again.
+struct Undecided;
 
 impl Poller {
     fn poll(&mut self) {
         self.metrics.polls.inc();
-        if let Err(()) = self.poll_once() {
+        if let Err(Undecided) = self.poll_once() {
             self.metrics.poll_errors.inc();
         }
     }
 
-    fn poll_once(&mut self) -> Result<(), ()> {
-        let identified = self.link.identify().map_err(drop)?;
+    fn poll_once(&mut self) -> Result<(), Undecided> {
+        let identified = self.link.identify().map_err(|_| Undecided)?;
         if identified.fresh {
             if !identified.firmware.pops_reliably() {
                 tracing::warn!(firmware = %identified.firmware, "firmware older than 1.3: its queue pop is unreliable (this service does not pop)");
             }
             // Flags from before we looked describe presses nobody waited for: start clean.
-            self.link
-                .run(|button, _| button.clear_status())
-                .map_err(drop)?;
+            self.clear_flags()?;
         }
-        let status = self.link.run(|button, _| button.status()).map_err(drop)?;
-        if status.event_available || status.has_been_clicked {
-            // One write of 0; if it fails, the flags stay and the next poll sees them again.
-            self.link
-                .run(|button, _| button.clear_status())
-                .map_err(drop)?;
+        let first = self.read()?;
+        if self
+            .edges
+            .level()
+            .is_some_and(|level| level != first.is_pressed)
+        {
+            // A change of level counts only when a second reading agrees.
+            let second = self.read()?;
+            if second.is_pressed != first.is_pressed {
+                return Err(Undecided);
+            }
         }
-        for kind in transitions(self.previous, status) {
+        let flags = first.event_available || first.has_been_clicked;
+        if flags {
+            // If the clear fails, the flags stay, and the next poll sees them again.
+            self.clear_flags()?;
+        }
+        let first_reading = self.edges.level().is_none();
+        let reading = Reading {
+            pressed: first.is_pressed,
+            flags,
+        };
+        for kind in self.edges.next(reading, Instant::now()) {
             if kind == EventKind::Pressed {
                 self.metrics.presses.inc();
             }
             self.events.publish(kind);
         }
-        if self.previous.is_none() {
-            self.events.set_level(status.is_pressed);
+        if first_reading {
+            self.events.set_level(first.is_pressed);
         }
-        self.previous = Some(status.is_pressed);
         Ok(())
+    }
+
+    fn read(&mut self) -> Result<ButtonStatus, Undecided> {
+        self.link
+            .run(|button, firmware| button.checked_status(firmware))
+            .map_err(|_| Undecided)
+    }
+
+    fn clear_flags(&mut self) -> Result<(), Undecided> {
+        self.link
+            .run(|button, _| button.clear_status())
+            .map_err(|_| Undecided)
     }
 }
 
@@ -119,51 +202,146 @@ mod tests {
     use super::*;
     use EventKind::{Pressed, Released};
 
-    fn status(is_pressed: bool, has_been_clicked: bool, event_available: bool) -> ButtonStatus {
-        ButtonStatus {
-            is_pressed,
-            has_been_clicked,
-            event_available,
+    fn reading(pressed: bool, flags: bool) -> Reading {
+        Reading { pressed, flags }
+    }
+
+    /// The events of readings taken 20 ms apart.
+    fn edges_after(levels: &[Reading]) -> (Edges, Vec<EventKind>) {
+        readings_every(Duration::from_millis(20), levels)
+    }
+
+    fn readings_every(period: Duration, levels: &[Reading]) -> (Edges, Vec<EventKind>) {
+        let mut edges = Edges::default();
+        let mut events = Vec::new();
+        let mut now = Instant::now();
+        for level in levels {
+            events.extend(edges.next(*level, now));
+            now += period;
         }
+        (edges, events)
     }
 
     #[test]
     fn the_first_reading_is_a_level_not_an_edge() {
-        assert!(transitions(None, status(true, false, false)).is_empty());
-        assert!(transitions(None, status(false, true, true)).is_empty());
+        for first in [reading(true, false), reading(false, true)] {
+            let (edges, events) = edges_after(&[first]);
+            assert!(events.is_empty());
+            assert_eq!(edges.level(), Some(first.pressed));
+        }
     }
 
     #[test]
     fn a_change_of_level_is_one_event() {
-        assert_eq!(
-            transitions(Some(false), status(true, false, true)),
-            [Pressed]
-        );
-        assert_eq!(
-            transitions(Some(true), status(false, true, true)),
-            [Released]
-        );
+        let (_, events) = edges_after(&[reading(false, false), reading(true, true)]);
+        assert_eq!(events, [Pressed]);
+        let (_, events) = edges_after(&[reading(true, false), reading(false, true)]);
+        assert_eq!(events, [Released]);
     }
 
     #[test]
-    fn a_press_shorter_than_the_period_is_a_press_and_a_release() {
-        assert_eq!(
-            transitions(Some(false), status(false, true, true)),
-            [Pressed, Released]
+    fn a_press_shorter_than_the_period_is_a_press_and_a_release_one_poll_later() {
+        let (_, events) = edges_after(&[reading(false, false), reading(false, true)]);
+        assert!(
+            events.is_empty(),
+            "not yet: it may be the bounce of a press"
         );
+        let (_, events) = edges_after(&[
+            reading(false, false),
+            reading(false, true),
+            reading(false, false),
+        ]);
+        assert_eq!(events, [Pressed, Released]);
     }
 
     #[test]
     fn a_release_shorter_than_the_period_is_a_release_and_a_press() {
-        assert_eq!(
-            transitions(Some(true), status(true, true, true)),
-            [Released, Pressed]
+        let (_, events) = edges_after(&[
+            reading(true, false),
+            reading(true, true),
+            reading(true, false),
+        ]);
+        assert_eq!(events, [Released, Pressed]);
+    }
+
+    #[test]
+    fn a_bouncing_press_read_as_released_is_one_press() {
+        // The flags say an edge happened, the raw pin flickered back: next poll it is held.
+        let (_, events) = edges_after(&[
+            reading(false, false),
+            reading(false, true),
+            reading(true, false),
+            reading(true, false),
+        ]);
+        assert_eq!(events, [Pressed]);
+    }
+
+    #[test]
+    fn a_bouncing_release_read_as_pressed_is_one_release() {
+        let (_, events) = edges_after(&[
+            reading(true, false),
+            reading(true, true),
+            reading(false, false),
+        ]);
+        assert_eq!(events, [Released]);
+    }
+
+    #[test]
+    fn short_presses_in_two_polls_in_a_row_are_two_presses() {
+        let (_, events) = edges_after(&[
+            reading(false, false),
+            reading(false, true),
+            reading(false, true),
+            reading(false, false),
+        ]);
+        assert_eq!(events, [Pressed, Released, Pressed, Released]);
+    }
+
+    #[test]
+    fn while_the_switch_bounces_after_an_edge_its_flicker_is_not_read() {
+        // Polled every 2 ms: pressed, then the raw pin flickers for 6 ms, then holds.
+        let (_, events) = readings_every(
+            Duration::from_millis(2),
+            &[
+                reading(false, false),
+                reading(false, true),  // flicker: the flags say pressed
+                reading(true, false),  // the press
+                reading(false, false), // flicker
+                reading(true, false),
+                reading(false, false), // flicker
+                reading(true, false),
+                reading(true, false),
+                reading(true, false),
+                reading(true, false),
+            ],
         );
+        assert_eq!(events, [Pressed]);
+    }
+
+    #[test]
+    fn flags_are_resolved_only_once_the_switch_settled() {
+        let period = Duration::from_millis(2);
+        let (_, events) = readings_every(
+            period,
+            &[
+                reading(false, false),
+                reading(false, true),
+                reading(false, false),
+                reading(false, false),
+            ],
+        );
+        assert!(events.is_empty(), "6 ms: it may still be a bouncing press");
+        let mut levels = vec![reading(false, false), reading(false, true)];
+        levels.extend([reading(false, false); 5]);
+        let (_, events) = readings_every(period, &levels);
+        assert_eq!(events, [Pressed, Released], "10 ms later: a short press");
     }
 
     #[test]
     fn nothing_new_is_no_event() {
-        assert!(transitions(Some(true), status(true, false, false)).is_empty());
-        assert!(transitions(Some(false), status(false, false, false)).is_empty());
+        let (_, events) = edges_after(&[reading(true, false), reading(true, false)]);
+        assert!(events.is_empty());
+        let (_, events) = edges_after(&[reading(false, false), reading(false, false)]);
+        assert!(events.is_empty());
     }
 }

@@ -122,12 +122,13 @@ async fn click_and_wait(sim: &SimButton, button: &ButtonService) {
     .await;
 }
 
+/// The LED gives full light (the firmware shows a setting once it has saved it to EEPROM).
 fn lit(sim: &SimButton) -> impl FnMut() -> bool + '_ {
-    || sim.led().brightness == 255
+    || sim.led_level() == 255
 }
 
 fn dark(sim: &SimButton) -> impl FnMut() -> bool + '_ {
-    || sim.led().brightness == 0
+    || sim.led_level() == 0
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -152,6 +153,11 @@ async fn press_lights_the_led_within_a_poll_period_and_release_switches_it_off()
         wait_until("LED off", Duration::from_secs(2), dark(&sim)).await;
     }
     assert_eq!(button.metrics.presses.get(), 5);
+    let metrics = button.metrics.clone();
+    wait_until("every edge sent", Duration::from_secs(2), || {
+        metrics.sends.get() >= 10
+    })
+    .await;
     assert_eq!(button.metrics.sends.get(), 10, "one request per edge");
     let (status, body) = button.health().await;
     assert_eq!(
@@ -471,6 +477,58 @@ async fn another_listener_sees_every_press_and_release_in_order() {
         ]
     );
     button.stop().await;
+}
+
+/// Presses and releases `presses` times, each held 60 ms, waiting for the LED to follow; then
+/// checks that the LED saw exactly on, off, on, off, ... and the service counted each press once.
+async fn presses_reach_the_led_exactly(sim: &SimButton, button: &ButtonService, presses: u64) {
+    let before = led_events(sim).len();
+    for _ in 0..presses {
+        sim.press();
+        wait_until("LED on", Duration::from_secs(5), lit(sim)).await;
+        tokio::time::sleep(Duration::from_millis(60)).await; // how long a person holds it
+        sim.release();
+        wait_until("LED off", Duration::from_secs(5), dark(sim)).await;
+        tokio::time::sleep(Duration::from_millis(30)).await; // and before the next press
+    }
+    let seen: Vec<u8> = led_events(sim)[before..].iter().map(|(_, b)| *b).collect();
+    let expected: Vec<u8> = (0..presses).flat_map(|_| [255, 0]).collect();
+    assert_eq!(seen, expected, "the LED followed each press exactly once");
+    assert_eq!(button.metrics.presses.get(), presses, "no phantom press");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_5_and_30_percent_of_reads_corrupted_every_press_arrives_and_no_phantom() {
+    for rate in [0.30, 0.05] {
+        let sim = SimButton::new();
+        let led = LedService::start(&sim, "127.0.0.1:0".parse().unwrap()).await;
+        let button = ButtonService::start(&sim, led.address, &["--poll-interval=10ms"]).await;
+        button.wait_ready().await;
+        sim.set_corrupt_rate(rate).unwrap();
+        presses_reach_the_led_exactly(&sim, &button, 15).await;
+        let rejected = button.metrics.bus.rejected_readings.get();
+        let corrupted = sim.stats().corrupted_reads;
+        eprintln!(
+            "figure: {:.0}% corrupted reads: {corrupted} corrupted, {rejected} rejected by button-service",
+            rate * 100.0
+        );
+        assert!(corrupted > 0, "the fault was active");
+        button.stop().await;
+        led.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bouncing_switch_is_one_press_per_press() {
+    let sim = SimButton::new();
+    sim.set_bounce(Duration::from_millis(6));
+    let led = LedService::start(&sim, "127.0.0.1:0".parse().unwrap()).await;
+    // Polling every 2 ms reads the raw pin inside the bounce window again and again.
+    let button = ButtonService::start(&sim, led.address, &["--poll-interval=2ms"]).await;
+    button.wait_ready().await;
+    presses_reach_the_led_exactly(&sim, &button, 15).await;
+    button.stop().await;
+    led.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

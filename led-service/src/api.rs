@@ -105,6 +105,9 @@ pub struct LedView {
     pub changed_at: Option<String>,
     /// Who changed it: the client's address and User-Agent, or `shutdown`.
     pub changed_by: Option<String>,
+    /// EEPROM bytes this service's writes changed since it started: the button's firmware saves
+    /// every changed LED byte, and each byte lasts about 100,000 writes.
+    pub eeprom_byte_writes: u64,
 }
 
 impl From<LedState> for LedView {
@@ -123,6 +126,7 @@ impl From<LedState> for LedView {
                 .as_ref()
                 .map(|c| humantime::format_rfc3339_millis(c.at).to_string()),
             changed_by: state.change.map(|c| c.by),
+            eeprom_byte_writes: state.eeprom_byte_writes,
         }
     }
 }

@@ -16,6 +16,8 @@ use crate::metrics::Metrics;
 
 /// How many commands may wait for the bus before callers are told it is busy.
 const QUEUE_DEPTH: usize = 64;
+/// Readings of the LED registers tried before giving up on a bus that corrupts them.
+const READ_ATTEMPTS: u32 = 3;
 
 /// The LED as the device holds it, and who last changed it through this service.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,6 +26,24 @@ pub struct LedState {
     pub led: LedConfig,
     /// The last change made through this service, if any.
     pub change: Option<Change>,
+    /// EEPROM bytes this service's writes have changed since it started (each costs one of
+    /// the ATtiny84's ~100,000 write cycles of that byte).
+    pub eeprom_byte_writes: u64,
+}
+
+/// How many of the six EEPROM bytes behind the LED registers differ between two settings:
+/// what a write of `to` over `from` costs the firmware's EEPROM.
+pub fn eeprom_bytes_changed(from: LedConfig, to: LedConfig) -> u64 {
+    let bytes = |led: LedConfig| {
+        let [c0, c1] = led.cycle_time_ms.to_le_bytes();
+        let [o0, o1] = led.off_time_ms.to_le_bytes();
+        [led.brightness, led.granularity, c0, c1, o0, o1]
+    };
+    bytes(from)
+        .iter()
+        .zip(bytes(to))
+        .map(|(a, b)| u64::from(*a != b))
+        .sum()
 }
 
 /// A change made through this service.
@@ -50,6 +70,16 @@ pub enum DeviceFault {
     /// The owner thread has stopped (the service is shutting down).
     #[error("the service is shutting down")]
     Stopped,
+    /// The LED registers did not read back what was written, twice.
+    #[error(
+        "the LED registers read back {found:?} after writing {wanted:?} twice: the bus corrupts transfers (on a Raspberry Pi, its clock-stretching bug: see the README)"
+    )]
+    NotVerified {
+        /// What was written.
+        wanted: LedConfig,
+        /// What was read back the second time.
+        found: LedConfig,
+    },
 }
 
 impl From<DeviceError> for DeviceFault {
@@ -94,6 +124,7 @@ impl LedDevice {
             link,
             cached: None,
             last_change: None,
+            eeprom_byte_writes: 0,
             updates: updates_tx,
             metrics: metrics.clone(),
         };
@@ -153,6 +184,7 @@ struct Owner {
     /// replaced meanwhile.
     cached: Option<LedConfig>,
     last_change: Option<Change>,
+    eeprom_byte_writes: u64,
     updates: watch::Sender<Option<LedState>>,
     metrics: Metrics,
 }
@@ -179,21 +211,47 @@ impl Owner {
         let current = self.current()?;
         if current == wanted {
             self.metrics.led_writes_skipped.inc();
-        } else {
-            let written = self.link.run(|button, _| button.set_led(wanted));
-            if written.is_err() {
-                self.cached = None;
-            }
-            written?;
-            self.cached = Some(wanted);
-            tracing::info!(brightness = wanted.brightness, pulse_ms = wanted.cycle_time_ms, %by, "LED changed");
-            self.last_change = Some(Change {
-                at: SystemTime::now(),
-                by,
-            });
-            self.metrics.led_changes.inc();
+            return Ok(self.publish(wanted));
         }
+        self.cached = None;
+        self.write(current, wanted)?;
+        // Read back what the device holds; on a mismatch write once more, then give up.
+        let found = self.read_led()?;
+        if found != wanted {
+            self.metrics.led_write_mismatches.inc();
+            tracing::warn!(
+                ?wanted,
+                ?found,
+                "the LED read back something else; writing again"
+            );
+            self.write(found, wanted)?;
+            let again = self.read_led()?;
+            if again != wanted {
+                self.metrics.led_write_mismatches.inc();
+                return Err(DeviceFault::NotVerified {
+                    wanted,
+                    found: again,
+                });
+            }
+        }
+        self.cached = Some(wanted);
+        tracing::info!(brightness = wanted.brightness, pulse_ms = wanted.cycle_time_ms, %by, "LED changed");
+        self.last_change = Some(Change {
+            at: SystemTime::now(),
+            by,
+        });
+        self.metrics.led_changes.inc();
         Ok(self.publish(wanted))
+    }
+
+    /// One write of the whole setting over `from` (what the device held), counting the EEPROM
+    /// bytes it changes.
+    fn write(&mut self, from: LedConfig, to: LedConfig) -> Result<(), DeviceFault> {
+        self.link.run(|button, _| button.set_led(to))?;
+        let changed = eeprom_bytes_changed(from, to);
+        self.eeprom_byte_writes += changed;
+        self.metrics.eeprom_byte_writes.inc_by(changed);
+        Ok(())
     }
 
     fn get(&mut self) -> Result<LedState, DeviceFault> {
@@ -215,9 +273,20 @@ impl Owner {
         if let Some(led) = self.cached {
             return Ok(led);
         }
-        let led = self.link.run(|button, _| button.led())?;
+        let led = self.read_led()?;
         self.cached = Some(led);
         Ok(led)
+    }
+
+    /// The LED registers, read until a reading is not rejected as corrupted (a few tries).
+    fn read_led(&mut self) -> Result<LedConfig, DeviceFault> {
+        let mut attempt = 1;
+        loop {
+            match self.link.run(|button, _| button.led()) {
+                Err(error) if error.is_corrupted() && attempt < READ_ATTEMPTS => attempt += 1,
+                result => return Ok(result?),
+            }
+        }
     }
 
     fn identify(&mut self) -> Result<FirmwareVersion, DeviceFault> {
@@ -232,6 +301,7 @@ impl Owner {
         let state = LedState {
             led,
             change: self.last_change.clone(),
+            eeprom_byte_writes: self.eeprom_byte_writes,
         };
         self.updates.send_if_modified(|current| {
             let changed = current.as_ref() != Some(&state);

@@ -43,6 +43,10 @@ pub struct Metrics {
     pub led_changes: Counter,
     /// Requests for the setting the LED already had: no write, no EEPROM wear.
     pub led_writes_skipped: Counter,
+    /// LED writes that read back something else (each is written once more).
+    pub led_write_mismatches: Counter,
+    /// EEPROM bytes the LED writes changed (the wear budget: ~100,000 per byte).
+    pub eeprom_byte_writes: Counter,
 }
 
 fn latency_histogram() -> Histogram {
@@ -58,6 +62,8 @@ impl Default for Metrics {
         let bus = BusCounters::default();
         let led_changes = Counter::default();
         let led_writes_skipped = Counter::default();
+        let led_write_mismatches = Counter::default();
+        let eeprom_byte_writes = Counter::default();
         registry.register(
             "http_requests",
             "HTTP requests by route, method and status",
@@ -79,6 +85,16 @@ impl Default for Metrics {
             "requests for the setting the LED already had (no EEPROM write)",
             led_writes_skipped.clone(),
         );
+        registry.register(
+            "led_write_mismatches",
+            "LED writes that read back something else and were written again",
+            led_write_mismatches.clone(),
+        );
+        registry.register(
+            "eeprom_byte_writes",
+            "EEPROM bytes changed by LED writes (about 100,000 writes per byte in the ATtiny84's datasheet)",
+            eeprom_byte_writes.clone(),
+        );
         Metrics {
             registry: Arc::new(registry),
             requests,
@@ -86,6 +102,8 @@ impl Default for Metrics {
             bus,
             led_changes,
             led_writes_skipped,
+            led_write_mismatches,
+            eeprom_byte_writes,
         }
     }
 }

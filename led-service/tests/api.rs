@@ -50,6 +50,10 @@ async fn send(app: &Router, request: Request<Body>) -> (StatusCode, Value) {
     (status, body)
 }
 
+fn get(path: &str) -> Request<Body> {
+    Request::get(path).body(Body::empty()).unwrap()
+}
+
 fn post(path: &str) -> Request<Body> {
     Request::post(path).body(Body::empty()).unwrap()
 }
@@ -134,13 +138,101 @@ async fn re_sending_the_same_state_writes_nothing_to_the_device() {
 }
 
 #[tokio::test]
+async fn eeprom_bytes_are_counted_as_the_firmware_writes_them() {
+    let f = fixture();
+    for request in [
+        post("/true"),
+        post("/true"),
+        put_json(r#"{"on": true, "brightness": 200, "pulse": {"cycle_ms": 1000, "off_ms": 500}}"#),
+        put_json(r#"{"on": true, "brightness": 201, "pulse": {"cycle_ms": 1000, "off_ms": 500}}"#),
+        post("/false"),
+    ] {
+        assert_eq!(send(&f.app, request).await.0, StatusCode::OK);
+    }
+    // on: 1 byte; again: none; pulse: 4 (0xE8 0x03 0xF4 0x01); 201: 1; off: 5.
+    let written = f.sim.stats().eeprom_byte_writes;
+    assert_eq!(written, 11);
+    assert_eq!(f.metrics.eeprom_byte_writes.get(), written);
+    let (_, body) = send(&f.app, get("/led")).await;
+    assert_eq!(body["eeprom_byte_writes"], written, "{body}");
+}
+
+#[tokio::test]
+async fn a_write_that_reads_back_wrong_is_written_once_more_then_reported() {
+    let f = fixture();
+    f.sim.lose_next_writes(1);
+    assert_eq!(send(&f.app, post("/true")).await.0, StatusCode::OK);
+    assert_eq!(f.sim.led().brightness, 200, "the second write landed");
+    assert_eq!(f.metrics.led_write_mismatches.get(), 1);
+
+    f.sim.lose_next_writes(2);
+    let (status, body) = send(&f.app, post("/false")).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    let message = body["error"].as_str().unwrap();
+    assert!(
+        message.contains("read back") && message.contains("clock-stretching"),
+        "{message}"
+    );
+    assert_eq!(f.metrics.led_write_mismatches.get(), 3);
+    assert_eq!(
+        send(&f.app, post("/false")).await.0,
+        StatusCode::OK,
+        "then it works again"
+    );
+}
+
+#[tokio::test]
+async fn corrupted_led_readings_are_read_again_never_used() {
+    let f = fixture();
+    // Found before the bus goes bad.
+    assert_eq!(send(&f.app, get("/healthz")).await.0, 200);
+    f.sim.set_corrupt_rate(1.0).unwrap();
+    let (status, body) = send(&f.app, get("/led")).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("corrupted"),
+        "{body}"
+    );
+    assert!(f.metrics.bus.rejected_readings.get() >= 3);
+    f.sim.set_corrupt_rate(0.3).unwrap();
+    for _ in 0..20 {
+        let (status, body) = send(&f.app, post("/true")).await;
+        assert!(
+            status == StatusCode::OK || status == StatusCode::SERVICE_UNAVAILABLE,
+            "{body}"
+        );
+        let (_, body) = send(&f.app, post("/false")).await;
+        assert_ne!(
+            body["brightness"], 201,
+            "never a value the device did not hold"
+        );
+    }
+    f.sim.set_corrupt_rate(0.0).unwrap();
+    assert_eq!(send(&f.app, post("/false")).await.0, StatusCode::OK);
+    assert_eq!(f.sim.led().brightness, 0);
+}
+
+#[tokio::test]
+async fn a_button_whose_every_read_is_shifted_is_named_for_what_it_is() {
+    let f = fixture();
+    f.sim.set_corrupt_rate(1.0).unwrap();
+    let (status, body) = send(&f.app, get("/healthz")).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    let message = body["error"].as_str().unwrap();
+    assert!(
+        message.contains("0x2e, which is 0x5d shifted by one bit") && message.contains("i2c-gpio"),
+        "{message}"
+    );
+}
+
+#[tokio::test]
 async fn get_and_put_the_whole_led() {
     let f = fixture();
-    let (status, body) = send(&f.app, Request::get("/led").body(Body::empty()).unwrap()).await;
+    let (status, body) = send(&f.app, get("/led")).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(
         body,
-        json!({"on": false, "brightness": 0, "pulse": null, "changed_at": null, "changed_by": null})
+        json!({"on": false, "brightness": 0, "pulse": null, "changed_at": null, "changed_by": null, "eeprom_byte_writes": 0})
     );
 
     let (status, body) = send(
@@ -164,7 +256,7 @@ async fn get_and_put_the_whole_led() {
         (128, 2, 1000, 500)
     );
 
-    let (_, body) = send(&f.app, Request::get("/led").body(Body::empty()).unwrap()).await;
+    let (_, body) = send(&f.app, get("/led")).await;
     assert_eq!(body["brightness"], 128);
     assert!(body["changed_at"].as_str().unwrap().ends_with('Z'));
     assert_eq!(body["changed_by"], "unknown");
@@ -388,15 +480,7 @@ async fn the_token_guards_mutating_routes_only() {
 #[tokio::test]
 async fn an_unplugged_button_is_a_503_with_the_reason_then_recovers() {
     let f = fixture();
-    assert_eq!(
-        send(
-            &f.app,
-            Request::get("/healthz").body(Body::empty()).unwrap()
-        )
-        .await
-        .0,
-        StatusCode::OK
-    );
+    assert_eq!(send(&f.app, get("/healthz")).await.0, StatusCode::OK);
     send(&f.app, post("/true")).await;
     f.sim.unplug();
     let (status, body) = send(&f.app, post("/false")).await;
@@ -405,20 +489,12 @@ async fn an_unplugged_button_is_a_503_with_the_reason_then_recovers() {
         body["error"],
         "no Qwiic Button answers at 0x6f on sim (no acknowledge); the in-process simulator is unplugged or at another address"
     );
-    let (status, body) = send(
-        &f.app,
-        Request::get("/healthz").body(Body::empty()).unwrap(),
-    )
-    .await;
+    let (status, body) = send(&f.app, get("/healthz")).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
     assert!(body["error"].as_str().unwrap().contains("no Qwiic Button"));
 
     f.sim.replug();
-    let (status, body) = send(
-        &f.app,
-        Request::get("/healthz").body(Body::empty()).unwrap(),
-    )
-    .await;
+    let (status, body) = send(&f.app, get("/healthz")).await;
     assert_eq!(
         (status, body["status"].clone()),
         (StatusCode::OK, json!("ok"))
@@ -459,11 +535,7 @@ async fn a_nack_that_persists_is_a_503_and_the_next_request_works() {
 #[tokio::test]
 async fn a_hung_bus_is_a_504_within_the_bus_timeout() {
     let f = fixture_with(&["--bus-timeout=100ms"]);
-    send(
-        &f.app,
-        Request::get("/healthz").body(Body::empty()).unwrap(),
-    )
-    .await;
+    send(&f.app, get("/healthz")).await;
     f.sim.set_delay(Duration::from_millis(400));
     let started = std::time::Instant::now();
     let (status, body) = send(&f.app, post("/true")).await;
@@ -487,11 +559,7 @@ async fn metrics_count_requests_i2c_and_led_changes() {
     send(&f.app, post("/true")).await;
     send(&f.app, post("/true")).await;
     send(&f.app, post("/nope")).await;
-    let (status, text) = send(
-        &f.app,
-        Request::get("/metrics").body(Body::empty()).unwrap(),
-    )
-    .await;
+    let (status, text) = send(&f.app, get("/metrics")).await;
     assert_eq!(status, StatusCode::OK);
     let text = text.as_str().unwrap();
     for line in [
@@ -510,11 +578,7 @@ async fn metrics_count_requests_i2c_and_led_changes() {
 #[tokio::test]
 async fn the_openapi_document_describes_every_route() {
     let f = fixture();
-    let (status, doc) = send(
-        &f.app,
-        Request::get("/openapi.json").body(Body::empty()).unwrap(),
-    )
-    .await;
+    let (status, doc) = send(&f.app, get("/openapi.json")).await;
     assert_eq!(status, StatusCode::OK);
     for path in ["/{state}", "/led", "/healthz", "/metrics"] {
         assert!(doc["paths"][path].is_object(), "{path} missing");
@@ -526,12 +590,7 @@ async fn the_openapi_document_describes_every_route() {
 #[tokio::test]
 async fn the_status_page_is_served() {
     let f = fixture();
-    let response = f
-        .app
-        .clone()
-        .oneshot(Request::get("/").body(Body::empty()).unwrap())
-        .await
-        .unwrap();
+    let response = f.app.clone().oneshot(get("/")).await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     assert!(
         response.headers()[header::CONTENT_TYPE]

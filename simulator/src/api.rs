@@ -153,6 +153,7 @@ fn snapshot(button: &SimButton) -> serde_json::Value {
             "failed_transactions": stats.failed_transactions,
             "led_writes": stats.led_writes,
             "eeprom_byte_writes": stats.eeprom_byte_writes,
+            "corrupted_reads": stats.corrupted_reads,
         },
     })
 }
@@ -212,16 +213,54 @@ async fn replug(State(state): State<AppState>) -> Json<serde_json::Value> {
     Json(snapshot(&state.button))
 }
 
+/// Longest switch bounce the API accepts (the firmware debounces 10 ms by default).
+pub const MAX_BOUNCE_MS: u64 = 50;
+
 /// Body of `PUT /api/faults`; omitted fields are left as they are.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FaultRequest {
-    /// Share of transactions to NACK, 0.0-1.0.
-    pub nack_rate: Option<f64>,
+    /// Share of transactions that fail with `error`, 0.0-1.0.
+    pub error_rate: Option<f64>,
+    /// How `error_rate` and `fail_next` fail: `nack` (the default), `bus`, `arbitration` or
+    /// `other`, as a Linux adapter reports them.
+    #[serde(default)]
+    pub error: FaultKind,
+    /// Fail exactly the next N transactions with `error`.
+    pub fail_next: Option<u32>,
     /// Added to every transaction, 0-10000 ms.
     pub delay_ms: Option<u64>,
-    /// NACK exactly the next N transactions.
-    pub fail_next: Option<u32>,
+    /// Share of reads returned shifted by one bit with no error (a Raspberry Pi's
+    /// clock-stretching bug), 0.0-1.0.
+    pub corrupt_rate: Option<f64>,
+    /// How long the switch chatters after each edge (reads of `isPressed` flicker), 0-50 ms.
+    pub bounce_ms: Option<u64>,
+}
+
+/// A failure kind, by name.
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FaultKind {
+    /// No acknowledge.
+    #[default]
+    Nack,
+    /// Bus error.
+    Bus,
+    /// Arbitration lost.
+    Arbitration,
+    /// Any other error.
+    Other,
+}
+
+impl From<FaultKind> for Fault {
+    fn from(kind: FaultKind) -> Self {
+        match kind {
+            FaultKind::Nack => Fault::Nack,
+            FaultKind::Bus => Fault::Bus,
+            FaultKind::Arbitration => Fault::ArbitrationLoss,
+            FaultKind::Other => Fault::Other,
+        }
+    }
 }
 
 async fn set_faults(
@@ -229,29 +268,56 @@ async fn set_faults(
     body: Result<Json<FaultRequest>, JsonRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let Json(request) = body?;
+    let invalid = |message: String| ApiError::Invalid(message);
     if let Some(delay) = request.delay_ms.filter(|delay| *delay > MAX_DELAY_MS) {
-        return Err(ApiError::Invalid(format!(
+        return Err(invalid(format!(
             "delay_ms must be 0 to {MAX_DELAY_MS}, got {delay}"
         )));
     }
-    if let Some(rate) = request.nack_rate {
-        state
-            .button
-            .set_fault_rate(rate, Fault::Nack)
-            .map_err(|error| ApiError::Invalid(format!("nack_rate: {error}")))?;
+    if let Some(bounce) = request.bounce_ms.filter(|bounce| *bounce > MAX_BOUNCE_MS) {
+        return Err(invalid(format!(
+            "bounce_ms must be 0 to {MAX_BOUNCE_MS}, got {bounce}"
+        )));
+    }
+    let in_range = |name: &str, rate: Option<f64>| match rate {
+        Some(rate) if !(0.0..=1.0).contains(&rate) => Err(invalid(format!(
+            "{name}: fault rate {rate} is out of range: give a fraction from 0.0 (never) to 1.0 (always)"
+        ))),
+        _ => Ok(()),
+    };
+    in_range("error_rate", request.error_rate)?;
+    in_range("corrupt_rate", request.corrupt_rate)?;
+    let button = &state.button;
+    let fault = Fault::from(request.error);
+    if let Some(rate) = request.error_rate {
+        button
+            .set_fault_rate(rate, fault)
+            .map_err(|error| invalid(format!("error_rate: {error}")))?;
+    }
+    if let Some(rate) = request.corrupt_rate {
+        button
+            .set_corrupt_rate(rate)
+            .map_err(|error| invalid(format!("corrupt_rate: {error}")))?;
     }
     if let Some(delay) = request.delay_ms {
-        state.button.set_delay(Duration::from_millis(delay));
+        button.set_delay(Duration::from_millis(delay));
+    }
+    if let Some(bounce) = request.bounce_ms {
+        button.set_bounce(Duration::from_millis(bounce));
     }
     if let Some(count) = request.fail_next {
-        state.button.fail_next(count, Fault::Nack);
+        button.fail_next(count, fault);
     }
-    tracing::info!(nack_rate = ?request.nack_rate, delay_ms = ?request.delay_ms, fail_next = ?request.fail_next, "faults set");
-    Ok(Json(json!({
-        "nack_rate": request.nack_rate,
-        "delay_ms": request.delay_ms,
+    let answer = json!({
+        "error_rate": request.error_rate,
+        "error": request.error,
         "fail_next": request.fail_next,
-    })))
+        "delay_ms": request.delay_ms,
+        "corrupt_rate": request.corrupt_rate,
+        "bounce_ms": request.bounce_ms,
+    });
+    tracing::info!(faults = %answer, "faults set");
+    Ok(Json(answer))
 }
 
 /// Server-sent events: one `event: device` per press, release, LED change, unplug or replug.

@@ -10,10 +10,13 @@
 pub mod api;
 pub mod config;
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use qwiic_sim::SimButton;
 use service_kit::CancellationToken;
 use tokio::net::TcpListener;
-use tokio::sync::broadcast;
+use tokio::sync::{Notify, broadcast};
 
 pub use api::{AppState, EventView, app};
 
@@ -38,6 +41,32 @@ impl AppState {
     }
 }
 
+/// Applies the simulated button's scheduled changes (a click's release, an LED setting once
+/// the firmware has saved it) when they are due, so that the page and the event streams hear of
+/// them on time even when no client is looking at the device.
+async fn apply_changes_on_time(button: SimButton, shutdown: CancellationToken) {
+    let scheduled = Arc::new(Notify::new());
+    let wake = Arc::clone(&scheduled);
+    button.on_schedule(move || wake.notify_one());
+    loop {
+        let due = button
+            .next_change_at_ms()
+            .map(|at_ms| Duration::from_millis(at_ms.saturating_sub(button.now_ms())));
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = scheduled.notified() => {}
+            () = sleep_or_wait(due) => button.catch_up(),
+        }
+    }
+}
+
+async fn sleep_or_wait(due: Option<Duration>) {
+    match due {
+        Some(due) => tokio::time::sleep(due).await,
+        None => std::future::pending().await,
+    }
+}
+
 /// Serves the device on `tcp` and the page and control API on `http` until `shutdown` is
 /// cancelled; then closes every connection and returns.
 pub async fn run(
@@ -46,6 +75,10 @@ pub async fn run(
     state: AppState,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
+    tokio::spawn(apply_changes_on_time(
+        state.button.clone(),
+        shutdown.clone(),
+    ));
     let device = qwiic_bus::server::serve(tcp, state.button.clone(), shutdown.clone());
     let web = axum::serve(http, app(state))
         .with_graceful_shutdown(shutdown.clone().cancelled_owned())

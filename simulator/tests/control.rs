@@ -170,21 +170,81 @@ async fn unplug_and_faults_reach_tcp_clients() {
         .call(
             reqwest::Method::PUT,
             "/api/faults",
-            Some(json!({"nack_rate": 1.0})),
+            Some(json!({"error_rate": 1.0})),
         )
         .await;
     assert_eq!(status, 200);
     let (failed, back) = blocking(move || ((0..10).all(|_| id(&mut bus).is_err()), bus)).await;
     assert!(failed);
     let mut bus = back;
+    let (status, _) = sim
+        .call(
+            reqwest::Method::PUT,
+            "/api/faults",
+            Some(json!({"error_rate": 0.0, "fail_next": 2})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let results = blocking(move || (0..3).map(|_| id(&mut bus).is_ok()).collect::<Vec<_>>()).await;
+    assert_eq!(results, [false, false, true]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_fault_kind_and_corrupted_reads_reach_tcp_clients() {
+    use embedded_hal::i2c::{Error as _, ErrorKind};
+    let sim = Simulator::start().await;
+    let mut bus = sim.bus();
+    for (name, kind) in [
+        ("bus", ErrorKind::Bus),
+        ("arbitration", ErrorKind::ArbitrationLoss),
+        ("other", ErrorKind::Other),
+    ] {
+        let (status, _) = sim
+            .call(
+                reqwest::Method::PUT,
+                "/api/faults",
+                Some(json!({"error": name, "fail_next": 1})),
+            )
+            .await;
+        assert_eq!(status, 200);
+        let (error, back) = blocking(move || {
+            let error = bus.write_read(0x6F, &[0], &mut [0]).unwrap_err().kind();
+            (error, bus)
+        })
+        .await;
+        bus = back;
+        assert_eq!(error, kind, "{name}");
+    }
+    let (status, _) = sim
+        .call(
+            reqwest::Method::PUT,
+            "/api/faults",
+            Some(json!({"corrupt_rate": 1.0})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (id, mut bus) = blocking(move || {
+        let mut id = [0; 3];
+        bus.write_read(0x6F, &[0], &mut id).unwrap();
+        (id, bus)
+    })
+    .await;
+    assert_eq!(id, [0x2E, 0x81, 0x80], "shifted by one bit, and no error");
+    let (_, state) = sim.call(reqwest::Method::GET, "/api/state", None).await;
+    assert_eq!(state["stats"]["corrupted_reads"], 1, "{state}");
     sim.call(
         reqwest::Method::PUT,
         "/api/faults",
-        Some(json!({"nack_rate": 0.0, "fail_next": 2})),
+        Some(json!({"corrupt_rate": 0.0})),
     )
     .await;
-    let results = blocking(move || (0..3).map(|_| id(&mut bus).is_ok()).collect::<Vec<_>>()).await;
-    assert_eq!(results, [false, false, true]);
+    let id = blocking(move || {
+        let mut id = [0; 1];
+        bus.write_read(0x6F, &[0], &mut id).unwrap();
+        id
+    })
+    .await;
+    assert_eq!(id, [0x5D]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -194,8 +254,26 @@ async fn bad_control_requests_get_clear_errors() {
         (
             reqwest::Method::PUT,
             "/api/faults",
-            json!({"nack_rate": 1.5}),
+            json!({"error_rate": 1.5}),
             "0.0 (never) to 1.0",
+        ),
+        (
+            reqwest::Method::PUT,
+            "/api/faults",
+            json!({"corrupt_rate": -0.1}),
+            "corrupt_rate",
+        ),
+        (
+            reqwest::Method::PUT,
+            "/api/faults",
+            json!({"bounce_ms": 51}),
+            "bounce_ms must be 0 to 50",
+        ),
+        (
+            reqwest::Method::PUT,
+            "/api/faults",
+            json!({"error": "gremlins"}),
+            "unknown variant `gremlins`",
         ),
         (
             reqwest::Method::PUT,

@@ -1,6 +1,6 @@
 //! The fault suite, in real containers and bounded in time: the LED container killed 50 times
-//! during a stream of presses, the simulated bus NACKing 1%, 10% and 50% of transactions, and a
-//! slow LED service. Each time: no service exits (but the one we kill), the LED converges to the
+//! during a stream of presses, the simulated bus NACKing 1%, 10% and 50% of transactions, reads
+//! corrupted like a Raspberry Pi's at 5% and 30%, and a slow LED service. Each time: no service exits (but the one we kill), the LED converges to the
 //! button's final state within 2 s, no log shows a panic, and the errors show in /metrics.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a failed unwrap is a failed test
@@ -98,11 +98,11 @@ async fn fifty_led_container_kills_during_a_stream_of_presses() {
 async fn bus_nacks_at_1_10_and_50_percent() {
     let (stack, _) = Stack::up("nacks");
     for (rate, end_held) in [(0.01, true), (0.10, false), (0.50, true)] {
-        stack.faults(json!({"nack_rate": rate})).await;
+        stack.faults(json!({"error_rate": rate})).await;
         let last = press_stream(&stack, 10, end_held).await;
         let wanted = if end_held { 255 } else { 0 };
         assert_converges(&stack, wanted, last, &format!("{:.0}% NACK", rate * 100.0)).await;
-        stack.faults(json!({"nack_rate": 0.0})).await;
+        stack.faults(json!({"error_rate": 0.0})).await;
     }
     assert_never_exited(&stack, &["led", "button", "simulator"]);
     assert!(
@@ -118,6 +118,34 @@ async fn bus_nacks_at_1_10_and_50_percent() {
             .await
             >= 1.0
     );
+    stack.assert_no_panic();
+}
+
+#[tokio::test]
+async fn reads_corrupted_like_a_raspberry_pis_at_5_and_30_percent() {
+    let (stack, _) = Stack::up("corrupt");
+    let mut presses = 0;
+    for rate in [0.05, 0.30] {
+        stack.faults(json!({"corrupt_rate": rate})).await;
+        for _ in 0..8 {
+            stack.simulator("/api/press").await;
+            stack.wait_brightness(255, Duration::from_secs(5)).await;
+            stack.simulator("/api/release").await;
+            stack.wait_brightness(0, Duration::from_secs(5)).await;
+            presses += 1;
+        }
+        stack.faults(json!({"corrupt_rate": 0.0})).await;
+    }
+    assert_never_exited(&stack, &["led", "button", "simulator"]);
+    let counted = stack.metric("button", "button_service_presses_total").await;
+    assert_eq!(counted, f64::from(presses), "no phantom press, none lost");
+    let rejected = stack
+        .metric("button", "button_service_i2c_rejected_readings_total")
+        .await;
+    eprintln!(
+        "figure: {presses} presses through 5% and 30% corrupted reads: {rejected} readings rejected by button-service"
+    );
+    assert!(rejected >= 1.0);
     stack.assert_no_panic();
 }
 

@@ -21,10 +21,12 @@ pub struct BusCounters {
     pub transactions: Counter,
     /// I2C transactions that failed.
     pub errors: Counter,
+    /// Readings rejected as corrupted (see [`qwiic_button::Corruption`]).
+    pub rejected_readings: Counter,
 }
 
 impl BusCounters {
-    /// Registers both as `i2c_transactions` and `i2c_errors`.
+    /// Registers them as `i2c_transactions`, `i2c_errors` and `i2c_rejected_readings`.
     pub fn register(&self, registry: &mut Registry) {
         registry.register(
             "i2c_transactions",
@@ -35,6 +37,11 @@ impl BusCounters {
             "i2c_errors",
             "I2C transactions that failed",
             self.errors.clone(),
+        );
+        registry.register(
+            "i2c_rejected_readings",
+            "readings rejected as corrupted (a bit-shifted transfer, no bus error)",
+            self.rejected_readings.clone(),
         );
     }
 }

@@ -1,7 +1,8 @@
 //! One Qwiic Button as a service owns it: a bus and an address, the button identified before
 //! use and again after any failure, transient errors retried, every transaction counted, an
 //! outage logged once when it starts and once when it ends, and the health published for
-//! `/healthz`. Both services drive their button through a [`DeviceLink`]; what is theirs (the
+//! `/healthz`. A reading rejected as corrupted is not an outage (the device answered): it is
+//! counted, and a burst of them is logged once when it starts and once when it ends. Both services drive their button through a [`DeviceLink`]; what is theirs (the
 //! LED settings, the status polling) stays in their own crates.
 
 use std::fmt;
@@ -50,6 +51,9 @@ pub struct DeviceLink {
     /// How the service goes on during an outage, for its log line ("retrying every poll").
     retrying: &'static str,
     health: watch::Sender<LinkHealth>,
+    counters: BusCounters,
+    /// Readings rejected since the last clean one (a burst is logged once at each end).
+    rejected_in_a_row: u64,
 }
 
 impl fmt::Debug for DeviceLink {
@@ -72,12 +76,14 @@ impl DeviceLink {
         retrying: &'static str,
     ) -> Self {
         DeviceLink {
-            button: QwiicButton::new(service_bus(bus, ATTEMPTS, counters), address),
+            button: QwiicButton::new(service_bus(bus, ATTEMPTS, counters.clone()), address),
             spec,
             firmware: None,
             outage_since: None,
             retrying,
             health: watch::channel(LinkHealth::Starting).0,
+            counters,
+            rejected_in_a_row: 0,
         }
     }
 
@@ -104,7 +110,7 @@ impl DeviceLink {
                 fresh: false,
             });
         }
-        let firmware = match self.button.check_identity() {
+        let firmware = match self.read_identity() {
             Ok(firmware) => firmware,
             Err(error) => return Err(self.fail(error)),
         };
@@ -125,8 +131,26 @@ impl DeviceLink {
         })
     }
 
+    /// The ID and firmware, looked at twice when the ID is wrong: on a Raspberry Pi a corrupted
+    /// read shifts the ID (0x5D reads 0x2E), so one wrong ID is a rejected reading, and two in a
+    /// row are another device.
+    fn read_identity(&mut self) -> Result<FirmwareVersion, qwiic_button::Error<BusError>> {
+        match self.button.check_identity() {
+            Err(error @ qwiic_button::Error::WrongId { .. }) => {
+                self.rejected(error);
+                let second = self.button.check_identity();
+                if second.is_ok() {
+                    self.clean_reading();
+                }
+                second
+            }
+            result => result,
+        }
+    }
+
     /// Runs `operation` on the identified button (identifying it first if needed). A failure
-    /// ends the identification: the next call identifies the button again.
+    /// ends the identification (the next call identifies the button again), except a reading
+    /// rejected as corrupted.
     pub fn run<T>(
         &mut self,
         operation: impl FnOnce(
@@ -135,7 +159,36 @@ impl DeviceLink {
         ) -> Result<T, qwiic_button::Error<BusError>>,
     ) -> Result<T, DeviceError> {
         let Identified { firmware, .. } = self.identify()?;
-        operation(&mut self.button, firmware).map_err(|error| self.fail(error))
+        match operation(&mut self.button, firmware) {
+            Ok(value) => {
+                self.clean_reading();
+                Ok(value)
+            }
+            Err(error) if error.is_corrupted() => Err(self.rejected(error)),
+            Err(error) => Err(self.fail(error)),
+        }
+    }
+
+    /// Counts a rejected reading; the first of a burst is logged.
+    fn rejected(&mut self, error: qwiic_button::Error<BusError>) -> DeviceError {
+        self.counters.rejected_readings.inc();
+        let error = DeviceError::new(&self.spec, self.address(), error);
+        if self.rejected_in_a_row == 0 {
+            tracing::warn!(%error, "rejecting corrupted readings until they come back clean");
+        }
+        self.rejected_in_a_row += 1;
+        error
+    }
+
+    /// Ends a burst of rejected readings, logging how many there were.
+    fn clean_reading(&mut self) {
+        if self.rejected_in_a_row > 0 {
+            tracing::info!(
+                rejected = self.rejected_in_a_row,
+                "readings are clean again"
+            );
+            self.rejected_in_a_row = 0;
+        }
     }
 
     /// Forgets the identification, publishes the reason, and logs the start of an outage once.
@@ -173,6 +226,11 @@ impl DeviceError {
         }
     }
 
+    /// True when a reading was rejected as corrupted (the device answered).
+    pub fn is_corrupted(&self) -> bool {
+        self.error.is_corrupted()
+    }
+
     /// True when the device did not answer at all (absent, unplugged, simulator down).
     pub fn is_absent(&self) -> bool {
         match &self.error {
@@ -188,6 +246,14 @@ impl fmt::Display for DeviceError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let (bus, address, hint) = (&self.bus, self.address, self.bus.hint());
         match &self.error {
+            qwiic_button::Error::WrongId { found, .. }
+                if *found == qwiic_button::DEVICE_ID >> 1 =>
+            {
+                write!(
+                    f,
+                    "the Qwiic Button at {address} on {bus} read its ID as {found:#04x}, which is 0x5d shifted by one bit: the bus corrupts reads (a Raspberry Pi's clock-stretching bug: use the i2c-gpio overlay or a lower bus speed, see the README)"
+                )
+            }
             qwiic_button::Error::WrongId { found, .. } => write!(
                 f,
                 "no Qwiic Button at {address} on {bus}: ID register read {found:#04x}, expected {:#04x}; {hint}",
@@ -200,6 +266,9 @@ impl fmt::Display for DeviceError {
                 f,
                 "no Qwiic Button answers at {address} on {bus} (no acknowledge); {hint}"
             ),
+            qwiic_button::Error::I2C(error) => {
+                write!(f, "Qwiic Button at {address} on {bus}: I2C error: {error}")
+            }
             error => write!(f, "Qwiic Button at {address} on {bus}: {error}"),
         }
     }

@@ -30,6 +30,14 @@ pub struct LinuxError {
 }
 
 impl LinuxError {
+    /// The error an adapter reports with `errno`.
+    pub fn from_errno(errno: i32) -> Self {
+        LinuxError {
+            errno: Some(errno),
+            source: io::Error::from_raw_os_error(errno),
+        }
+    }
+
     /// The kernel's error number, when there is one.
     pub fn errno(&self) -> Option<i32> {
         self.errno

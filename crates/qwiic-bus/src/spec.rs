@@ -103,7 +103,9 @@ impl BusSpec {
                     .to_str()
                     .and_then(|p| p.strip_prefix("/dev/i2c-"))
                     .unwrap_or("N");
-                format!("check the cable and `i2cdetect -y {number}`")
+                // -r: read probes; the Jetson's Tegra adapter has no SMBus Quick command, so
+                // the default probe skips 0x6F there.
+                format!("check the cable and `i2cdetect -y -r {number}`")
             }
             BusSpec::Sim => {
                 "the in-process simulator is unplugged or at another address".to_owned()
@@ -184,7 +186,7 @@ mod tests {
         assert!(
             BusSpec::Linux("/dev/i2c-7".into())
                 .hint()
-                .contains("i2cdetect -y 7")
+                .contains("i2cdetect -y -r 7")
         );
     }
 }

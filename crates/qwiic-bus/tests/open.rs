@@ -79,6 +79,66 @@ fn a_wrong_id_message_is_the_one_the_issue_asks_for() {
     );
     assert_eq!(
         error.to_string(),
-        "no Qwiic Button at 0x6f on /dev/i2c-1: ID register read 0x00, expected 0x5d; check the cable and `i2cdetect -y 1`"
+        "no Qwiic Button at 0x6f on /dev/i2c-1: ID register read 0x00, expected 0x5d; check the cable and `i2cdetect -y -r 1`"
     );
+}
+
+/// What the services decide from a Linux adapter's errno: the message, whether the button is
+/// absent, and whether a transaction is tried again.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_pi_or_jetson_nack_reads_as_no_button_and_is_retried_an_unsupported_operation_is_not() {
+    use embedded_hal::i2c::{ErrorType, I2c, Operation};
+    use qwiic_bus::linux::LinuxError;
+    use qwiic_bus::{BusCounters, service_bus};
+
+    let spec: BusSpec = "/dev/i2c-1".parse().unwrap();
+    let device_error = |errno| {
+        DeviceError::new(
+            &spec,
+            Address::DEFAULT,
+            qwiic_button::Error::I2C(BusError::Linux(LinuxError::from_errno(errno))),
+        )
+    };
+    let nack = device_error(121); // EREMOTEIO: i2c-bcm2835 and i2c-tegra on a NACK
+    assert!(nack.is_absent());
+    assert_eq!(
+        nack.to_string(),
+        "no Qwiic Button answers at 0x6f on /dev/i2c-1 (no acknowledge); check the cable and `i2cdetect -y -r 1`"
+    );
+    let unsupported = device_error(95); // EOPNOTSUPP
+    assert!(!unsupported.is_absent());
+    assert!(
+        unsupported
+            .to_string()
+            .contains("EOPNOTSUPP (errno 95): Operation not supported"),
+        "{unsupported}"
+    );
+
+    /// Fails every transaction with one errno, counting the attempts.
+    struct Failing(i32, u32);
+    impl ErrorType for Failing {
+        type Error = LinuxError;
+    }
+    impl I2c for Failing {
+        fn transaction(&mut self, _: u8, _: &mut [Operation<'_>]) -> Result<(), LinuxError> {
+            self.1 += 1;
+            Err(LinuxError::from_errno(self.0))
+        }
+    }
+    for (errno, attempts) in [
+        (121, 3),
+        (6, 3),
+        (110, 3),
+        (5, 3),
+        (16, 3),
+        (11, 3),
+        (95, 1),
+        (22, 1),
+    ] {
+        let counters = BusCounters::default();
+        let mut bus = service_bus(Failing(errno, 0), 3, counters.clone());
+        assert!(bus.write(0x6F, &[0]).is_err());
+        assert_eq!(counters.transactions.get(), attempts, "errno {errno}");
+    }
 }

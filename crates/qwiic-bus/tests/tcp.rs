@@ -95,15 +95,26 @@ fn device_errors_travel_as_i2c_error_kinds() {
         error.kind(),
         ErrorKind::NoAcknowledge(NoAcknowledgeSource::Address)
     );
-    sim.fail_next(1, Fault::Bus);
+    for (fault, kind) in [
+        (Fault::Bus, ErrorKind::Bus),
+        (
+            Fault::Nack,
+            ErrorKind::NoAcknowledge(NoAcknowledgeSource::Unknown),
+        ),
+        (Fault::ArbitrationLoss, ErrorKind::ArbitrationLoss),
+        (Fault::Other, ErrorKind::Other),
+    ] {
+        sim.fail_next(1, fault);
+        assert_eq!(
+            bus.write_read(0x6F, &[0], &mut [0]).unwrap_err().kind(),
+            kind,
+            "{fault}"
+        );
+    }
+    // A write past the device's 15-byte receive buffer: the data byte is not acknowledged.
     assert_eq!(
-        bus.write_read(0x6F, &[0], &mut [0]).unwrap_err().kind(),
-        ErrorKind::Bus
-    );
-    sim.fail_next(1, Fault::Nack);
-    assert_eq!(
-        bus.write_read(0x6F, &[0], &mut [0]).unwrap_err().kind(),
-        ErrorKind::NoAcknowledge(NoAcknowledgeSource::Unknown)
+        bus.write(0x6F, &[0x0C; 16]).unwrap_err().kind(),
+        ErrorKind::NoAcknowledge(NoAcknowledgeSource::Data)
     );
     // The connection survives device errors.
     let mut id = [0];

@@ -26,7 +26,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let mut lit = button.led()?;
     loop {
-        let wanted = if button.status()?.is_pressed {
+        std::thread::sleep(Duration::from_millis(20));
+        let status = match button.checked_status(firmware) {
+            // A reading the bus mangled (a Raspberry Pi's clock-stretching bug): skip it.
+            Err(error) if error.is_corrupted() => continue,
+            status => status?,
+        };
+        let wanted = if status.is_pressed {
             LedConfig::steady(255)
         } else {
             LedConfig::OFF
@@ -35,7 +41,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             button.set_led(wanted)?; // only on a change: every write costs an EEPROM cycle
             lit = wanted;
         }
-        std::thread::sleep(Duration::from_millis(20));
     }
 }
 

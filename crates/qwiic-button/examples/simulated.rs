@@ -14,12 +14,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let sim = SimButton::with_clock(clock.clone());
     let mut button = QwiicButton::new(sim.clone(), Address::DEFAULT);
 
-    println!("firmware {}", button.check_identity()?);
+    let firmware = button.check_identity()?;
+    println!("firmware {firmware}");
     clock.advance(Duration::from_secs(1));
     sim.click(Duration::from_millis(120));
     clock.advance(Duration::from_millis(500));
 
-    println!("status: {:?}", button.status()?);
+    println!("status: {:?}", button.checked_status(firmware)?);
     println!("clicked queue: {:?}", button.queue(Queue::Clicked)?);
     button.set_led(LedConfig::pulse(255, 1000, 500, 1)?)?;
     println!("LED: {:?}", button.led()?);

@@ -4,7 +4,7 @@ use core::fmt;
 
 use embedded_hal::i2c;
 
-use crate::{Address, DEVICE_ID};
+use crate::{Address, Corruption, DEVICE_ID};
 
 /// Everything that can go wrong talking to a Qwiic Button.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,13 +19,28 @@ pub enum Error<E> {
         /// What the ID register held.
         found: u8,
     },
+    /// A reading came back impossible (see [`Corruption`]): it was not acted on.
+    Corrupted(Corruption),
     /// An I2C address outside 0x08-0x77, which the firmware refuses.
     InvalidAddress(u8),
+    /// The button did not move to the requested address and still answers on its old one: a
+    /// closed address jumper overrides the software address.
+    AddressNotTaken {
+        /// The address asked for.
+        requested: Address,
+        /// The address it still answers on, which the driver keeps using.
+        kept: Address,
+    },
     /// A pulsing LED setting with granularity 0 (the firmware divides by it).
     ZeroGranularity,
 }
 
 impl<E> Error<E> {
+    /// True when a reading was rejected as corrupted (the device answered).
+    pub fn is_corrupted(&self) -> bool {
+        matches!(self, Error::Corrupted(_))
+    }
+
     /// The bus error, if this is one.
     pub fn bus_error(&self) -> Option<&E> {
         match self {
@@ -49,6 +64,14 @@ impl<E: i2c::Error> fmt::Display for Error<E> {
             Error::WrongId { address, found } => write!(
                 f,
                 "no Qwiic Button at {address}: ID register read {found:#04x}, expected {DEVICE_ID:#04x}"
+            ),
+            Error::Corrupted(corruption) => write!(
+                f,
+                "a reading came back corrupted ({corruption}) and was not used: the bus mangles transfers (on a Raspberry Pi 4 or older, its I2C clock-stretching bug: use the i2c-gpio overlay or a lower bus speed)"
+            ),
+            Error::AddressNotTaken { requested, kept } => write!(
+                f,
+                "the button did not move to {requested} and still answers on {kept}: a closed address jumper overrides the software address (open the jumpers, or use the address they set)"
             ),
             Error::InvalidAddress(address) => write!(
                 f,

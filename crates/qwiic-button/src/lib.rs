@@ -9,6 +9,11 @@
 //! - every read is ONE `write_read` (register pointer, then a repeated START) of at most 15 bytes,
 //!   so another master sharing the bus cannot move the pointer in between, and the device's 16-byte
 //!   TX buffer is never exceeded;
+//! - the readings that decide something carry a byte whose value is known, and are rejected
+//!   ([`Error::Corrupted`]) when it is wrong: [`QwiicButton::checked_status`] reads ID, firmware
+//!   and status in one burst, [`QwiicButton::led`] reads the LED registers with the address
+//!   register after them. The Raspberry Pi's I2C controller returns bit-shifted data without an
+//!   error when the device stretches the clock, which this device does;
 //! - every write is ONE `write` of `[register, bytes...]`; a whole LED setting is a single 7-byte
 //!   write starting at `LED_BRIGHTNESS` (0x19), so the LED never shows half a setting;
 //! - invalid arguments are rejected before any bus traffic;
@@ -32,7 +37,7 @@
 //! let firmware = button.check_identity()?;
 //! println!("Qwiic Button firmware {firmware}");
 //!
-//! let status = button.status()?;
+//! let status = button.checked_status(firmware)?; // rejected if the bus corrupted it
 //! let led = if status.is_pressed { LedConfig::steady(255) } else { LedConfig::OFF };
 //! if button.led()? != led {
 //!     button.set_led(led)?; // one 7-byte write; skipped when nothing changes
@@ -52,12 +57,13 @@
 mod error;
 mod types;
 
+use embedded_hal::delay::DelayNs;
 use embedded_hal::i2c::I2c;
 
 pub use error::Error;
 pub use types::{
-    Address, ButtonStatus, FirmwareVersion, InterruptConfig, InvalidAddress, LedConfig, Queue,
-    QueueSnapshot, ZeroGranularity,
+    Address, ButtonStatus, Corruption, FirmwareVersion, InterruptConfig, InvalidAddress, LedConfig,
+    Queue, QueueSnapshot, ZeroGranularity,
 };
 
 /// The value of the ID register on every Qwiic Button.
@@ -91,6 +97,10 @@ const QUEUE_IS_FULL: u8 = 1 << 2;
 
 /// The device answers with at most this many bytes per read (16-byte TX buffer, minus one).
 const MAX_READ: usize = 15;
+/// Status bits the firmware never sets.
+const STATUS_UNUSED: u8 = !(STATUS_EVENT_AVAILABLE | STATUS_HAS_BEEN_CLICKED | STATUS_IS_PRESSED);
+/// How long the firmware may take to save a new address to EEPROM and restart I2C on it.
+const ADDRESS_SETTLE_MS: u32 = 20;
 
 /// A SparkFun Qwiic Button on an I2C bus.
 #[derive(Debug)]
@@ -132,17 +142,41 @@ impl<I2C: I2c> QwiicButton<I2C> {
     }
 
     /// Reads the button status: pressed now, clicked since last cleared, event available.
+    ///
+    /// One unchecked byte: a corrupted read cannot be told from a real one. Decide on
+    /// [`checked_status`](Self::checked_status) instead.
     pub fn status(&mut self) -> Result<ButtonStatus, Error<I2C::Error>> {
         let [bits] = self.read::<1>(Register::BUTTON_STATUS)?;
-        Ok(ButtonStatus {
-            event_available: bits & STATUS_EVENT_AVAILABLE != 0,
-            has_been_clicked: bits & STATUS_HAS_BEEN_CLICKED != 0,
-            is_pressed: bits & STATUS_IS_PRESSED != 0,
-        })
+        Ok(decode_status(bits))
     }
 
-    /// Clears `event_available` and `has_been_clicked` with one write of 0 (`is_pressed` is
-    /// read-only: the firmware recomputes it from the switch on every read).
+    /// Reads ID, firmware and status in ONE 4-byte burst from 0x00, and rejects the reading
+    /// ([`Error::Corrupted`]) unless the ID is 0x5D, the firmware is `firmware` (what
+    /// [`check_identity`](Self::check_identity) found) and the status bits the firmware never sets
+    /// (3-7) are 0.
+    pub fn checked_status(
+        &mut self,
+        firmware: FirmwareVersion,
+    ) -> Result<ButtonStatus, Error<I2C::Error>> {
+        let [id, minor, major, bits] = self.read::<4>(Register::ID)?;
+        let found = FirmwareVersion { major, minor };
+        let corruption = if id != DEVICE_ID {
+            Some(Corruption::Id(id))
+        } else if found != firmware {
+            Some(Corruption::Firmware(found))
+        } else if bits & STATUS_UNUSED != 0 {
+            Some(Corruption::StatusBits(bits))
+        } else {
+            None
+        };
+        match corruption {
+            Some(corruption) => Err(Error::Corrupted(corruption)),
+            None => Ok(decode_status(bits)),
+        }
+    }
+
+    /// Clears `event_available` and `has_been_clicked` with one write of 0. It clears
+    /// `is_pressed` too, but the firmware samples the switch again on every read.
     ///
     /// An edge that lands between your last [`status`](Self::status) and this call is cleared
     /// too; its timestamp stays on the queues, so read those if no edge may be missed.
@@ -212,10 +246,22 @@ impl<I2C: I2c> QwiicButton<I2C> {
         self.write(queue_status_register(queue), [QUEUE_POP_REQUEST])
     }
 
-    /// Reads the whole LED setting in one transaction.
+    /// Reads the whole LED setting in one transaction, with the I2C_ADDRESS register after it
+    /// as a check: the reading is rejected ([`Error::Corrupted`]) unless that register holds the
+    /// address the device answered on (the firmware keeps it there, jumpers or not).
     pub fn led(&mut self) -> Result<LedConfig, Error<I2C::Error>> {
-        let [brightness, granularity, cycle_lo, cycle_hi, off_lo, off_hi] =
-            self.read::<6>(Register::LED_BRIGHTNESS)?;
+        let [
+            brightness,
+            granularity,
+            cycle_lo,
+            cycle_hi,
+            off_lo,
+            off_hi,
+            address,
+        ] = self.read::<7>(Register::LED_BRIGHTNESS)?;
+        if address != self.address.get() {
+            return Err(Error::Corrupted(Corruption::Address(address)));
+        }
         Ok(LedConfig {
             brightness,
             granularity,
@@ -246,14 +292,38 @@ impl<I2C: I2c> QwiicButton<I2C> {
         )
     }
 
-    /// Moves the button to a new I2C address (saved in its EEPROM) and follows it there.
+    /// Moves the button to a new I2C address and follows it there.
     ///
-    /// The address must be 0x08-0x77 ([`Address::new`] checks that). Solder jumpers, when closed,
-    /// override the software address at the next power-up.
-    pub fn set_address(&mut self, address: Address) -> Result<(), Error<I2C::Error>> {
+    /// The address must be 0x08-0x77 ([`Address::new`] checks that). The firmware takes it only
+    /// after its main loop has saved it to EEPROM and restarted I2C, so this waits 20 ms, then
+    /// checks the ID at the new address. A closed address jumper overrides the software address
+    /// at once: then the button still answers on the old address, which the driver keeps, and
+    /// the error says so ([`Error::AddressNotTaken`]).
+    pub fn set_address(
+        &mut self,
+        address: Address,
+        delay: &mut impl DelayNs,
+    ) -> Result<(), Error<I2C::Error>> {
+        let old = self.address;
         self.write(Register::I2C_ADDRESS, [address.get()])?;
+        delay.delay_ms(ADDRESS_SETTLE_MS);
         self.address = address;
-        Ok(())
+        let moved = self.check_identity();
+        if moved.is_ok() {
+            return Ok(());
+        }
+        self.address = old;
+        match self.check_identity() {
+            Ok(_) => Err(Error::AddressNotTaken {
+                requested: address,
+                kept: old,
+            }),
+            // Neither answers: report what the new address said, and stay there.
+            Err(_) => {
+                self.address = address;
+                moved.map(drop)
+            }
+        }
     }
 
     /// One `write_read` of `N` bytes from `register`.
@@ -286,6 +356,14 @@ impl<I2C: I2c> QwiicButton<I2C> {
         self.i2c
             .write(self.address.get(), &frame[..=N])
             .map_err(Error::I2C)
+    }
+}
+
+fn decode_status(bits: u8) -> ButtonStatus {
+    ButtonStatus {
+        event_available: bits & STATUS_EVENT_AVAILABLE != 0,
+        has_been_clicked: bits & STATUS_HAS_BEEN_CLICKED != 0,
+        is_pressed: bits & STATUS_IS_PRESSED != 0,
     }
 }
 

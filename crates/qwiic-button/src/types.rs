@@ -88,6 +88,38 @@ impl fmt::Display for FirmwareVersion {
     }
 }
 
+/// Why a reading was rejected: what came back cannot be what the device holds. The Raspberry Pi
+/// (4 and older) mishandles the clock stretching this device uses, and then returns data shifted
+/// by one bit with no error (the ID 0x5D reads as 0x2E), so every reading that decides something
+/// carries a byte whose value is known.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Corruption {
+    /// The ID register did not read 0x5D.
+    Id(u8),
+    /// The firmware registers did not read the version identified.
+    Firmware(FirmwareVersion),
+    /// The status register had bits set that the firmware never sets (3-7).
+    StatusBits(u8),
+    /// The I2C_ADDRESS register, read after the LED registers, did not hold the address the
+    /// device answered on.
+    Address(u8),
+}
+
+impl fmt::Display for Corruption {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Corruption::Id(found) => write!(f, "ID {found:#04x}, expected 0x5d"),
+            Corruption::Firmware(found) => write!(f, "firmware {found}, not the one identified"),
+            Corruption::StatusBits(found) => {
+                write!(f, "status {found:#04x}, with bits the firmware never sets")
+            }
+            Corruption::Address(found) => {
+                write!(f, "I2C_ADDRESS {found:#04x}, not the address that answered")
+            }
+        }
+    }
+}
+
 /// The BUTTON_STATUS register.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct ButtonStatus {
@@ -95,7 +127,8 @@ pub struct ButtonStatus {
     pub event_available: bool,
     /// A release (a completed click) happened since the host last cleared the status.
     pub has_been_clicked: bool,
-    /// The button is held down right now.
+    /// The button is held down: the raw switch pin, sampled by the firmware on every read (so
+    /// it flickers while the switch bounces). Writable: writing 0 clears it until the next read.
     pub is_pressed: bool,
 }
 

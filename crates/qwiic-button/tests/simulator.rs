@@ -97,16 +97,25 @@ fn a_full_queue_is_reported() {
 }
 
 #[test]
-fn led_settings_round_trip_and_drive_the_light() {
+fn led_settings_round_trip_and_drive_the_light_once_saved() {
     let (mut button, sim, clock) = setup();
     assert_eq!(button.led().unwrap(), LedConfig::OFF);
     button.set_led(LedConfig::steady(128)).unwrap();
-    assert_eq!(button.led().unwrap(), LedConfig::steady(128));
+    assert_eq!(
+        button.led().unwrap(),
+        LedConfig::steady(128),
+        "registers at once"
+    );
+    assert_eq!(sim.led_level(), 0, "the light only after the EEPROM save");
+    clock.advance(Duration::from_millis(4)); // one changed byte: about 3.4 ms
     assert_eq!(sim.led_level(), 128);
     let pulse = LedConfig::pulse(255, 1000, 200, 5).unwrap();
     button.set_led(pulse).unwrap();
     assert_eq!(button.led().unwrap(), pulse);
-    clock.advance(Duration::from_millis(500));
+    // Five changed bytes take about 17 ms to save; the pulse starts then, peaking half a
+    // cycle later.
+    assert_eq!(sim.settled_at_ms() - sim.now_ms(), 17);
+    clock.advance(Duration::from_millis(17 + 500));
     assert_eq!(sim.led_level(), 255);
     assert_eq!(sim.stats().led_writes, 2, "each setting is one write");
 }
@@ -154,16 +163,64 @@ fn a_longer_debounce_drops_quick_edges() {
 }
 
 #[test]
-fn the_address_change_is_followed_and_persists() {
-    let (mut button, sim, _) = setup();
+fn the_address_change_waits_for_the_firmware_then_is_followed_and_persists() {
+    let (mut button, sim, mut clock) = setup();
     let new = Address::new(0x42).unwrap();
-    button.set_address(new).unwrap();
+    button.set_address(new, &mut clock).unwrap();
     assert_eq!(sim.address(), 0x42);
     button.check_identity().unwrap();
     sim.power_cycle();
     button.check_identity().unwrap();
     let mut old = QwiicButton::new(sim.clone(), Address::DEFAULT);
     assert!(old.check_identity().unwrap_err().is_no_acknowledge());
+}
+
+#[test]
+fn a_closed_jumper_keeps_the_old_address_and_the_driver_says_so() {
+    let clock = ManualClock::new();
+    let config = SimConfig {
+        jumpers: 0b0001,
+        ..SimConfig::default()
+    };
+    let sim = SimButton::with_config(config, clock.clone());
+    let jumpered = Address::new(0x6E).unwrap();
+    let mut button = QwiicButton::new(sim.clone(), jumpered);
+    button.check_identity().unwrap();
+    let error = button
+        .set_address(Address::new(0x42).unwrap(), &mut clock.clone())
+        .unwrap_err();
+    assert_eq!(
+        error,
+        qwiic_button::Error::AddressNotTaken {
+            requested: Address::new(0x42).unwrap(),
+            kept: jumpered
+        }
+    );
+    assert_eq!(button.address(), jumpered);
+    assert_eq!(
+        button.led().unwrap(),
+        LedConfig::OFF,
+        "the address check byte holds"
+    );
+}
+
+#[test]
+fn corrupted_reads_are_rejected_not_believed() {
+    let (mut button, sim, _) = setup();
+    let firmware = button.check_identity().unwrap();
+    sim.press();
+    sim.set_corrupt_rate(1.0).unwrap();
+    let error = button.checked_status(firmware).unwrap_err();
+    assert_eq!(
+        error,
+        qwiic_button::Error::Corrupted(qwiic_button::Corruption::Id(0x2E))
+    );
+    assert!(button.led().unwrap_err().is_corrupted());
+    // The unchecked one-byte status read believes the shifted 0x05 (pressed, event): 0x02,
+    // a click that never happened.
+    assert!(button.status().unwrap().has_been_clicked);
+    sim.set_corrupt_rate(0.0).unwrap();
+    assert!(button.checked_status(firmware).unwrap().is_pressed);
 }
 
 #[test]

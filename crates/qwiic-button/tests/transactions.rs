@@ -4,9 +4,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a failed unwrap is a failed test
 
+use embedded_hal_mock::eh1::delay::{CheckedDelay, NoopDelay, Transaction as Delay};
 use embedded_hal_mock::eh1::i2c::{Mock, Transaction};
 use qwiic_button::{
-    Address, ButtonStatus, Error, FirmwareVersion, InterruptConfig, LedConfig, Queue,
+    Address, ButtonStatus, Corruption, Error, FirmwareVersion, InterruptConfig, LedConfig, Queue,
     QueueSnapshot, QwiicButton, ZeroGranularity,
 };
 
@@ -276,13 +277,59 @@ fn pop_sets_the_pop_request_bit() {
     );
 }
 
+const V1_3: FirmwareVersion = FirmwareVersion { major: 1, minor: 3 };
+
 #[test]
-fn the_led_is_one_six_byte_read_and_one_seven_byte_write_from_0x19() {
+fn the_checked_status_is_one_four_byte_burst_from_0x00() {
+    let status = with_mock(
+        &[Transaction::write_read(
+            ADDR,
+            vec![ID],
+            vec![0x5D, 0x03, 0x01, 0b101],
+        )],
+        |b| b.checked_status(V1_3).unwrap(),
+    );
+    assert_eq!(
+        status,
+        ButtonStatus {
+            event_available: true,
+            has_been_clicked: false,
+            is_pressed: true
+        }
+    );
+}
+
+#[test]
+fn an_impossible_status_reading_is_rejected_as_corrupted() {
+    for (bytes, corruption) in [
+        // The Raspberry Pi's clock-stretching bug: the whole burst shifted right by one bit.
+        (vec![0x2E, 0x01, 0x80, 0x02], Corruption::Id(0x2E)),
+        (
+            vec![0x5D, 0x02, 0x01, 0x00],
+            Corruption::Firmware(FirmwareVersion { major: 1, minor: 2 }),
+        ),
+        (vec![0x5D, 0x03, 0x01, 0x08], Corruption::StatusBits(0x08)),
+        (vec![0x5D, 0x03, 0x01, 0xFF], Corruption::StatusBits(0xFF)),
+    ] {
+        let error = with_mock(&[Transaction::write_read(ADDR, vec![ID], bytes)], |b| {
+            b.checked_status(V1_3).unwrap_err()
+        });
+        assert_eq!(error, Error::Corrupted(corruption));
+        assert!(error.is_corrupted());
+        assert!(
+            error.to_string().contains("corrupted") && error.to_string().contains("i2c-gpio"),
+            "{error}"
+        );
+    }
+}
+
+#[test]
+fn the_led_is_one_seven_byte_read_checked_by_the_address_and_one_seven_byte_write_from_0x19() {
     let led = with_mock(
         &[Transaction::write_read(
             ADDR,
             vec![LED_BRIGHTNESS],
-            vec![200, 5, 0xE8, 0x03, 0xF4, 0x01],
+            vec![200, 5, 0xE8, 0x03, 0xF4, 0x01, ADDR],
         )],
         |b| b.led().unwrap(),
     );
@@ -322,6 +369,19 @@ fn the_led_is_one_six_byte_read_and_one_seven_byte_write_from_0x19() {
 }
 
 #[test]
+fn a_led_reading_without_the_address_after_it_is_rejected() {
+    let error = with_mock(
+        &[Transaction::write_read(
+            ADDR,
+            vec![LED_BRIGHTNESS],
+            vec![100, 0, 0, 0, 0, 0, 0x37],
+        )],
+        |b| b.led().unwrap_err(),
+    );
+    assert_eq!(error, Error::Corrupted(Corruption::Address(0x37)));
+}
+
+#[test]
 fn zero_granularity_while_pulsing_is_refused_before_any_bus_traffic() {
     assert_eq!(LedConfig::pulse(255, 1000, 0, 0), Err(ZeroGranularity));
     let bad = LedConfig {
@@ -348,19 +408,49 @@ fn zero_granularity_while_pulsing_is_refused_before_any_bus_traffic() {
 }
 
 #[test]
-fn the_address_changes_with_one_write_to_0x1f_and_the_driver_follows() {
+fn the_address_changes_with_one_write_to_0x1f_then_20_ms_then_the_id_at_the_new_address() {
     let new = Address::new(0x5B).unwrap();
+    let mut delay = CheckedDelay::new(&[Delay::delay_ms(20)]);
     with_mock(
         &[
             Transaction::write(ADDR, vec![I2C_ADDRESS, 0x5B]),
+            Transaction::write_read(0x5B, vec![ID], vec![0x5D, 0x03, 0x01]),
             Transaction::write_read(0x5B, vec![BUTTON_STATUS], vec![0]),
         ],
         |b| {
-            b.set_address(new).unwrap();
+            b.set_address(new, &mut delay).unwrap();
             assert_eq!(b.address(), new);
             b.status().unwrap();
         },
     );
+    delay.done();
+}
+
+#[test]
+fn a_jumper_that_keeps_the_old_address_is_reported_and_the_driver_stays() {
+    use embedded_hal::i2c::{ErrorKind, NoAcknowledgeSource};
+    let nack = ErrorKind::NoAcknowledge(NoAcknowledgeSource::Address);
+    let new = Address::new(0x5B).unwrap();
+    let error = with_mock(
+        &[
+            Transaction::write(ADDR, vec![I2C_ADDRESS, 0x5B]),
+            Transaction::write_read(0x5B, vec![ID], vec![0; 3]).with_error(nack),
+            Transaction::write_read(ADDR, vec![ID], vec![0x5D, 0x03, 0x01]),
+        ],
+        |b| {
+            let error = b.set_address(new, &mut NoopDelay::new()).unwrap_err();
+            assert_eq!(b.address(), Address::DEFAULT);
+            error
+        },
+    );
+    assert_eq!(
+        error,
+        Error::AddressNotTaken {
+            requested: new,
+            kept: Address::DEFAULT
+        }
+    );
+    assert!(error.to_string().contains("jumper"), "{error}");
 }
 
 #[test]

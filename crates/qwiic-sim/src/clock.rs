@@ -58,6 +58,15 @@ impl ManualClock {
     }
 }
 
+/// Waiting on a manual clock moves it: a driver that sleeps (say after an address change) runs
+/// against the simulator without real time passing.
+impl embedded_hal::delay::DelayNs for ManualClock {
+    fn delay_ns(&mut self, ns: u32) {
+        self.now_ms
+            .fetch_add(u64::from(ns).div_ceil(1_000_000), Ordering::SeqCst);
+    }
+}
+
 impl Clock for ManualClock {
     fn now_ms(&self) -> u64 {
         self.now_ms.load(Ordering::SeqCst)

@@ -10,6 +10,23 @@ use crate::{Fault, LedRegisters, Settings, SimConfig, SimEvent, SimEventKind, Si
 /// The firmware's TX buffer holds 16 bytes; we serve 15 of them, as SparkFun advises, so a
 /// driver that reads more fails its tests here instead of flaking on hardware.
 pub const TX_LIMIT: usize = 15;
+/// The firmware's receive buffer holds 15 bytes, the register byte included; the 16th byte of a
+/// write is not acknowledged.
+pub const RX_LIMIT: usize = 15;
+
+/// EEPROM.put writes a changed byte in about 3.4 ms, in the main loop, before the LED and a new
+/// address take effect.
+fn eeprom_ms(bytes: u32) -> u64 {
+    (u64::from(bytes) * 34).div_ceil(10)
+}
+
+/// What the main loop makes happen after it has saved the settings: the LED output, or the
+/// I2C peripheral on a new address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Effect {
+    Led(LedRegisters),
+    Address(u8),
+}
 
 /// How many past events [`Device::history`] keeps.
 const HISTORY: usize = 64;
@@ -36,12 +53,24 @@ pub struct Device {
     last_edge_millis: u32,
     pressed: TimestampQueue,
     clicked: TimestampQueue,
-    /// When the LED registers last changed, for the pulse phase.
+    /// What the LED shows (the registers take effect after the EEPROM save).
+    led_output: LedRegisters,
+    /// When the LED output last changed, for the pulse phase.
     led_since_ms: u64,
+    /// Effects of past writes that the main loop has not reached yet, in order.
+    pending: VecDeque<(u64, Effect)>,
+    /// When the main loop is done with the writes it has.
+    loop_free_at_ms: u64,
+    /// Closed address jumpers (bits 0-3): any closed one overrides the software address.
+    jumpers: u8,
+    /// The last physical switch edge, for the bounce window.
+    last_physical_edge_ms: Option<u64>,
     faults: FaultState,
     stats: SimStats,
     /// Events for the observers, drained after every locked operation.
     pub outbox: Vec<SimEvent>,
+    /// Something was scheduled for later since this was last taken (for the wake-up hooks).
+    pub scheduled: bool,
     history: VecDeque<SimEvent>,
 }
 
@@ -52,7 +81,22 @@ struct FaultState {
     rate: f64,
     rate_kind: Option<Fault>,
     delay_ms: u64,
+    corrupt_rate: f64,
+    bounce_ms: u64,
+    lose_writes: u32,
     rng: u64,
+}
+
+impl FaultState {
+    /// xorshift64: deterministic for a given seed, good enough to spread faults.
+    fn draw(&mut self) -> f64 {
+        let mut x = self.rng;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.rng = x;
+        (x >> 11) as f64 / (1u64 << 53) as f64
+    }
 }
 
 impl Device {
@@ -69,13 +113,19 @@ impl Device {
             last_edge_millis: 0,
             pressed: TimestampQueue::default(),
             clicked: TimestampQueue::default(),
+            led_output: config.settings.led,
             led_since_ms: now_ms,
+            pending: VecDeque::new(),
+            loop_free_at_ms: now_ms,
+            jumpers: config.jumpers & 0x0F,
+            last_physical_edge_ms: None,
             faults: FaultState {
                 rng: config.seed | 1,
                 ..FaultState::default()
             },
             stats: SimStats::default(),
             outbox: Vec::new(),
+            scheduled: false,
             history: VecDeque::new(),
             config,
         };
@@ -83,14 +133,22 @@ impl Device {
         device
     }
 
+    /// `startI2C`: any closed jumper sets the address (0x60-0x6F); otherwise the software
+    /// address, if legal.
+    fn start_address(&self, software: u8) -> u8 {
+        if self.jumpers != 0 {
+            0x6F & !self.jumpers
+        } else if (0x08..=0x77).contains(&software) {
+            software
+        } else {
+            0x6F
+        }
+    }
+
     /// Boot: the register map's initializer, then `readSystemSettings()` from EEPROM.
     fn power_up(&mut self, now_ms: u64) {
         let settings = self.eeprom;
-        let address = if (0x08..=0x77).contains(&settings.address) {
-            settings.address
-        } else {
-            0x6F
-        };
+        let address = self.start_address(settings.address);
         self.regs = [0; MAP_SIZE];
         self.regs[ID] = DEVICE_ID;
         self.regs[FIRMWARE_MINOR] = self.config.firmware.1;
@@ -104,7 +162,10 @@ impl Device {
         self.listening_on = address;
         self.pointer = 0;
         self.powered_at_ms = now_ms;
+        self.led_output = settings.led;
         self.led_since_ms = now_ms;
+        self.pending.clear();
+        self.loop_free_at_ms = now_ms;
         self.last_edge_millis = 0;
         self.pressed = TimestampQueue::default();
         self.clicked = TimestampQueue::default();
@@ -145,8 +206,9 @@ impl Device {
 
     /// The LED's output level at `now_ms`: steady, or a triangle ramp 0 -> brightness -> 0 over
     /// the cycle time followed by the off time (the firmware steps it; this is its envelope).
+    /// It follows the registers once the main loop has saved them to EEPROM.
     pub fn led_level(&self, now_ms: u64) -> u8 {
-        let led = self.led();
+        let led = self.led_output;
         if !self.plugged {
             return 0;
         }
@@ -199,7 +261,7 @@ impl Device {
         self.outbox.push(event);
     }
 
-    /// Applies the scheduled switch edges that the clock has reached.
+    /// Applies the scheduled switch edges and main-loop effects that the clock has reached.
     pub fn sync(&mut self, now_ms: u64) {
         while let Some(&(at_ms, down)) = self.pending_edges.front() {
             if at_ms > now_ms {
@@ -207,6 +269,27 @@ impl Device {
             }
             self.pending_edges.pop_front();
             self.switch_edge(at_ms, down);
+        }
+        while let Some(&(at_ms, effect)) = self.pending.front() {
+            if at_ms > now_ms {
+                break;
+            }
+            self.pending.pop_front();
+            match effect {
+                Effect::Led(led) => {
+                    if led != self.led_output {
+                        self.led_output = led;
+                        self.led_since_ms = at_ms;
+                        self.emit(at_ms, SimEventKind::Led(led));
+                    }
+                }
+                Effect::Address(address) => {
+                    if address != self.listening_on {
+                        self.listening_on = address;
+                        self.emit(at_ms, SimEventKind::AddressChanged(address));
+                    }
+                }
+            }
         }
     }
 
@@ -218,6 +301,7 @@ impl Device {
             .back()
             .map_or(at_ms, |&(last, _)| at_ms.max(last));
         self.pending_edges.push_back((at_ms, down));
+        self.scheduled = true;
     }
 
     /// The pin-change ISR (`buttonInterrupt`).
@@ -226,6 +310,7 @@ impl Device {
             return; // no change on the pin
         }
         self.switch_down = down;
+        self.last_physical_edge_ms = Some(at_ms);
         self.emit(
             at_ms,
             if down {
@@ -255,7 +340,11 @@ impl Device {
     }
 
     fn set_is_pressed(&mut self) {
-        if self.switch_down {
+        self.put_is_pressed(self.switch_down);
+    }
+
+    fn put_is_pressed(&mut self, pressed: bool) {
+        if pressed {
             self.regs[BUTTON_STATUS] |= IS_PRESSED;
         } else {
             self.regs[BUTTON_STATUS] &= !IS_PRESSED;
@@ -304,14 +393,33 @@ impl Device {
             return self.faults.fail_next_kind;
         }
         let kind = self.faults.rate_kind?;
-        // xorshift64: deterministic for a given seed, good enough to spread faults.
-        let mut x = self.faults.rng;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.faults.rng = x;
-        let draw = (x >> 11) as f64 / (1u64 << 53) as f64;
-        (draw < self.faults.rate).then_some(kind)
+        (self.faults.draw() < self.faults.rate).then_some(kind)
+    }
+
+    /// Whether this read comes back bit-shifted (the Raspberry Pi's clock-stretching bug).
+    pub fn corrupts_this_read(&mut self) -> bool {
+        let corrupt =
+            self.faults.corrupt_rate > 0.0 && self.faults.draw() < self.faults.corrupt_rate;
+        if corrupt {
+            self.stats.corrupted_reads += 1;
+        }
+        corrupt
+    }
+
+    pub fn lose_next_writes(&mut self, count: u32) {
+        self.faults.lose_writes = count;
+    }
+
+    pub fn set_corrupt_rate(&mut self, rate: f64) {
+        self.faults.corrupt_rate = rate;
+    }
+
+    pub fn set_bounce_ms(&mut self, bounce_ms: u64) {
+        self.faults.bounce_ms = bounce_ms;
+    }
+
+    pub fn set_jumpers(&mut self, jumpers: u8) {
+        self.jumpers = jumpers & 0x0F;
     }
 
     pub fn fail_next(&mut self, count: u32, fault: Fault) {
@@ -344,10 +452,19 @@ impl Device {
         self.plugged && address == self.listening_on
     }
 
-    /// What `requestEvent` recomputes before every read: `isPressed` and the queue ages.
+    /// What `requestEvent` recomputes before every read: `isPressed` from the raw pin (which
+    /// chatters for the bounce time after each physical edge) and the queue ages.
     fn refresh(&mut self, now_ms: u64) {
         let millis = self.millis(now_ms);
-        self.set_is_pressed();
+        let bouncing = self
+            .last_physical_edge_ms
+            .is_some_and(|edge| now_ms.saturating_sub(edge) < self.faults.bounce_ms);
+        let pin = if bouncing && self.faults.draw() < 0.5 {
+            !self.switch_down
+        } else {
+            self.switch_down
+        };
+        self.put_is_pressed(pin);
         let ages = [
             (PRESSED_QUEUE_FRONT, self.pressed.front()),
             (PRESSED_QUEUE_BACK, self.pressed.back()),
@@ -359,18 +476,34 @@ impl Device {
         }
     }
 
-    /// `requestEvent`: serve a read from the pointer.
+    /// `requestEvent`: serve a read from the pointer. From a pointer inside the map the firmware
+    /// sends the rest of the map, then the master reads 0xFF (released SDA); from a pointer
+    /// above the map it computes a wrapped length and sends whatever RAM follows the map (here:
+    /// the protection map that the firmware declares next, then zeros), never 0xFF.
     pub fn read(&mut self, now_ms: u64, buffer: &mut [u8]) {
         self.refresh(now_ms);
+        let protection = self.protection();
         for (i, byte) in buffer.iter_mut().enumerate() {
             let at = self.pointer + i;
-            *byte = if i < TX_LIMIT && at < MAP_SIZE {
+            *byte = if i >= TX_LIMIT {
+                0xFF
+            } else if self.pointer > MAP_SIZE {
+                protection.get(at - MAP_SIZE).copied().unwrap_or(0)
+            } else if at < MAP_SIZE {
                 self.regs[at]
             } else {
                 0xFF // released SDA, as the master sees past the end
             };
         }
         self.stats.bytes_read += buffer.len() as u64;
+    }
+
+    fn protection(&self) -> &'static [u8; MAP_SIZE] {
+        if self.config.firmware >= (1, 3) {
+            &PROTECTION_V1_3
+        } else {
+            &PROTECTION_V1_2
+        }
     }
 
     /// `receiveEvent` then one pass of the main loop: store through the protection map, pop on
@@ -383,12 +516,11 @@ impl Device {
         if data.is_empty() {
             return;
         }
-        let led_before = self.led();
-        let protection = if self.config.firmware >= (1, 3) {
-            &PROTECTION_V1_3
-        } else {
-            &PROTECTION_V1_2
-        };
+        if self.faults.lose_writes > 0 {
+            self.faults.lose_writes -= 1;
+            return; // acknowledged, never applied
+        }
+        let protection = self.protection();
         let mut touched_led = false;
         for (x, &value) in data.iter().enumerate() {
             let at = self.pointer + x;
@@ -405,48 +537,74 @@ impl Device {
             self.stats.led_writes += 1;
         }
         self.handle_pop_requests();
-        self.main_loop_after_write(now_ms, led_before);
+        self.main_loop_after_write(now_ms);
     }
 
+    /// Pops on request. The queue status bits are recomputed only when a pop happens, as the
+    /// firmware does: on firmware 1.2 a pop write clears `isFull` (writable there) and pops
+    /// nothing, so `isFull` reads 0 until the next push.
     fn handle_pop_requests(&mut self) {
+        let mut popped = false;
         if self.regs[PRESSED_QUEUE_STATUS] & POP_REQUEST != 0 {
             self.pressed.pop();
             self.regs[PRESSED_QUEUE_STATUS] &= !POP_REQUEST;
+            popped = true;
         }
         if self.regs[CLICKED_QUEUE_STATUS] & POP_REQUEST != 0 {
             self.clicked.pop();
             self.regs[CLICKED_QUEUE_STATUS] &= !POP_REQUEST;
+            popped = true;
         }
-        self.update_queue_bits();
+        if popped {
+            self.update_queue_bits();
+        }
     }
 
-    fn main_loop_after_write(&mut self, now_ms: u64, led_before: LedRegisters) {
+    /// One pass of the main loop for this write (`recordSystemSettings`, then the LED update):
+    /// EEPROM.put writes only the bytes that differ, about 3.4 ms each; a new address is saved
+    /// first and the I2C peripheral restarts on it; the LED shows the new setting after all the
+    /// bytes are saved. Writes queue up behind each other.
+    fn main_loop_after_write(&mut self, now_ms: u64) {
+        let start = now_ms.max(self.loop_free_at_ms);
         let led = self.led();
-        if led != led_before {
-            self.led_since_ms = now_ms;
-            self.emit(now_ms, SimEventKind::Led(led));
-        }
-        // recordSystemSettings(): EEPROM.put writes only the bytes that differ.
-        let new = Settings {
+        let requested = self.regs[I2C_ADDRESS];
+        let mut new = Settings {
             address: self.eeprom.address,
             interrupt_config: self.regs[INTERRUPT_CONFIG],
             debounce_ms: self.get_u16(BUTTON_DEBOUNCE_TIME),
             led,
         };
-        let requested = self.regs[I2C_ADDRESS];
-        let new = if (0x08..=0x77).contains(&requested) && requested != self.eeprom.address {
-            self.listening_on = requested;
-            self.emit(now_ms, SimEventKind::AddressChanged(requested));
-            Settings {
-                address: requested,
-                ..new
-            }
-        } else {
-            // An invalid address stays in the register; the device keeps its old one.
-            new
-        };
-        self.stats.eeprom_byte_writes += u64::from(new.differing_bytes(&self.eeprom));
+        let mut saved = 0;
+        if (0x08..=0x77).contains(&requested) && requested != self.eeprom.address {
+            new.address = requested;
+            saved += 1;
+            // startI2C: a closed jumper wins, and the register shows the address in use.
+            let address = self.start_address(requested);
+            self.regs[I2C_ADDRESS] = address;
+            self.pending
+                .push_back((start + eeprom_ms(saved), Effect::Address(address)));
+        }
+        // An address outside 0x08-0x77 stays in the register; the device keeps its old one.
+        let changed = new.differing_bytes(&self.eeprom);
+        self.stats.eeprom_byte_writes += u64::from(changed);
         self.eeprom = new;
+        let done = start + eeprom_ms(changed);
+        self.pending.push_back((done, Effect::Led(led)));
+        self.scheduled = true;
+        self.loop_free_at_ms = done;
+        self.sync(now_ms);
+    }
+
+    /// When the next scheduled edge or effect is due, if any.
+    pub fn next_change_at_ms(&self) -> Option<u64> {
+        let edge = self.pending_edges.front().map(|&(at_ms, _)| at_ms);
+        let effect = self.pending.front().map(|&(at_ms, _)| at_ms);
+        edge.into_iter().chain(effect).min()
+    }
+
+    /// When the main loop will have done everything written so far.
+    pub fn settled_at_ms(&self) -> u64 {
+        self.pending.back().map_or(0, |&(at_ms, _)| at_ms)
     }
 
     /// The register map as a read would see it now (for inspection; not a bus transaction).

@@ -131,7 +131,10 @@ pub struct SimConfig {
     pub firmware: (u8, u8),
     /// The EEPROM content at first power-up.
     pub settings: Settings,
-    /// Seed of the fault-rate generator, so a faulty run can be repeated.
+    /// Closed address jumpers, bits 0-3: any closed one sets the address to 0x60-0x6F and
+    /// overrides the software address.
+    pub jumpers: u8,
+    /// Seed of the fault and bounce generator, so a faulty run can be repeated.
     pub seed: u64,
 }
 
@@ -140,18 +143,54 @@ impl Default for SimConfig {
         SimConfig {
             firmware: (1, 3),
             settings: Settings::default(),
+            jumpers: 0,
             seed: 0x5EED_5EED,
         }
     }
 }
 
-/// A fault to inject into transactions.
+/// A failure to inject into transactions, as each kind arrives from a Linux adapter (see
+/// `qwiic_bus::linux`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Fault {
-    /// The device does not acknowledge (as with a loose cable).
+    /// Not acknowledged (EREMOTEIO on a Raspberry Pi or a Jetson): a loose cable.
     Nack,
-    /// A bus error (as with noise or a mishandled clock stretch).
+    /// A bus error (ETIMEDOUT, EIO, EBUSY): noise, a clock-stretch timeout.
     Bus,
+    /// Arbitration lost (EAGAIN): another master on the bus.
+    ArbitrationLoss,
+    /// Anything else (EOPNOTSUPP, EPROTO, ...).
+    Other,
+}
+
+impl Fault {
+    /// Every kind, in order.
+    pub const ALL: [Fault; 4] = [
+        Fault::Nack,
+        Fault::Bus,
+        Fault::ArbitrationLoss,
+        Fault::Other,
+    ];
+
+    fn kind(self) -> ErrorKind {
+        match self {
+            Fault::Nack => ErrorKind::NoAcknowledge(NoAcknowledgeSource::Unknown),
+            Fault::Bus => ErrorKind::Bus,
+            Fault::ArbitrationLoss => ErrorKind::ArbitrationLoss,
+            Fault::Other => ErrorKind::Other,
+        }
+    }
+}
+
+impl fmt::Display for Fault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Fault::Nack => "no acknowledge",
+            Fault::Bus => "bus error",
+            Fault::ArbitrationLoss => "arbitration lost",
+            Fault::Other => "other error",
+        })
+    }
 }
 
 /// What happened to the simulated device, stamped with the simulator's clock.
@@ -197,6 +236,8 @@ pub struct SimStats {
     pub register_writes: [u64; MAP_SIZE],
     /// EEPROM bytes rewritten because a setting changed.
     pub eeprom_byte_writes: u64,
+    /// Reads returned bit-shifted by the injected clock-stretching fault.
+    pub corrupted_reads: u64,
 }
 
 impl Default for SimStats {
@@ -209,6 +250,7 @@ impl Default for SimStats {
             led_writes: 0,
             register_writes: [0; MAP_SIZE],
             eeprom_byte_writes: 0,
+            corrupted_reads: 0,
         }
     }
 }
@@ -221,6 +263,12 @@ pub enum SimError {
         /// The address that was tried.
         address: u8,
     },
+    /// A data byte of a write was not acknowledged: the firmware's receive buffer holds 15
+    /// bytes, the register byte included (the first 15 were kept).
+    DataNotAcknowledged {
+        /// How many bytes the write had.
+        length: usize,
+    },
     /// An injected fault.
     Injected(Fault),
 }
@@ -232,12 +280,11 @@ impl fmt::Display for SimError {
                 f,
                 "simulated bus: no device acknowledged address {address:#04x} (unplugged or another address)"
             ),
-            SimError::Injected(Fault::Nack) => {
-                f.write_str("simulated bus: injected fault: no acknowledge")
-            }
-            SimError::Injected(Fault::Bus) => {
-                f.write_str("simulated bus: injected fault: bus error")
-            }
+            SimError::DataNotAcknowledged { length } => write!(
+                f,
+                "simulated bus: byte 16 of a {length}-byte write was not acknowledged (the device takes 15)"
+            ),
+            SimError::Injected(fault) => write!(f, "simulated bus: injected fault: {fault}"),
         }
     }
 }
@@ -250,10 +297,10 @@ impl i2c::Error for SimError {
             SimError::NoAcknowledge { .. } => {
                 ErrorKind::NoAcknowledge(NoAcknowledgeSource::Address)
             }
-            SimError::Injected(Fault::Nack) => {
-                ErrorKind::NoAcknowledge(NoAcknowledgeSource::Unknown)
+            SimError::DataNotAcknowledged { .. } => {
+                ErrorKind::NoAcknowledge(NoAcknowledgeSource::Data)
             }
-            SimError::Injected(Fault::Bus) => ErrorKind::Bus,
+            SimError::Injected(fault) => fault.kind(),
         }
     }
 }
@@ -275,6 +322,7 @@ impl fmt::Display for InvalidRate {
 impl std::error::Error for InvalidRate {}
 
 type Observer = Arc<dyn Fn(&SimEvent) + Send + Sync>;
+type Waker = Arc<dyn Fn() + Send + Sync>;
 
 struct Shared {
     device: Mutex<Device>,
@@ -283,6 +331,7 @@ struct Shared {
     delayed: std::sync::atomic::AtomicUsize,
     clock: Arc<dyn Clock>,
     observers: Mutex<Vec<Observer>>,
+    wakers: Mutex<Vec<Waker>>,
 }
 
 /// A handle to one simulated Qwiic Button. Clones share the device.
@@ -326,6 +375,7 @@ impl SimButton {
                 delayed: std::sync::atomic::AtomicUsize::new(0),
                 clock,
                 observers: Mutex::new(Vec::new()),
+                wakers: Mutex::new(Vec::new()),
             }),
         }
     }
@@ -337,13 +387,25 @@ impl SimButton {
 
     /// Runs `f` on the device with pending edges applied, then tells observers what happened.
     fn with_device<T>(&self, f: impl FnOnce(&mut Device, u64) -> T) -> T {
-        let (result, events) = {
+        let (result, events, scheduled) = {
             let mut device = self.lock();
             let now = self.now_ms();
             device.sync(now);
             let result = f(&mut device, now);
-            (result, std::mem::take(&mut device.outbox))
+            let scheduled = std::mem::take(&mut device.scheduled);
+            (result, std::mem::take(&mut device.outbox), scheduled)
         };
+        if scheduled {
+            let wakers = self
+                .shared
+                .wakers
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone();
+            for waker in &wakers {
+                waker();
+            }
+        }
         if !events.is_empty() {
             let observers = self
                 .shared
@@ -435,13 +497,51 @@ impl SimButton {
         Ok(())
     }
 
+    /// Makes the next `count` writes with data be acknowledged but lost: the registers keep
+    /// their values, as after a transfer the device did not take. A writer that reads back what
+    /// it wrote sees it.
+    pub fn lose_next_writes(&self, count: u32) {
+        self.with_device(|device, _| device.lose_next_writes(count));
+    }
+
+    /// Makes each read come back, with probability `rate` (0.0-1.0), shifted right by one bit
+    /// with no error: what a Raspberry Pi's I2C controller does when it mishandles this
+    /// device's clock stretching (the ID 0x5D reads 0x2E).
+    pub fn set_corrupt_rate(&self, rate: f64) -> Result<(), InvalidRate> {
+        if !(0.0..=1.0).contains(&rate) {
+            return Err(InvalidRate(rate));
+        }
+        self.with_device(|device, _| device.set_corrupt_rate(rate));
+        Ok(())
+    }
+
+    /// Makes the switch chatter for `bounce` after each physical edge: reads of `isPressed` (the
+    /// raw pin) then flicker. The interrupt's debounce lockout keeps the events clean.
+    pub fn set_bounce(&self, bounce: Duration) {
+        let bounce_ms = u64::try_from(bounce.as_millis()).unwrap_or(u64::MAX);
+        self.with_device(|device, _| device.set_bounce_ms(bounce_ms));
+    }
+
+    /// Closes address jumpers (bits 0-3; 0 opens them all). The firmware reads them when it
+    /// (re)starts I2C: at power-up and after an address write.
+    pub fn set_jumpers(&self, jumpers: u8) {
+        self.with_device(|device, _| device.set_jumpers(jumpers));
+    }
+
+    /// When the firmware's main loop will have saved and applied every write so far, on the
+    /// simulator's clock (the LED and a new address take effect then).
+    pub fn settled_at_ms(&self) -> u64 {
+        self.with_device(|device, _| device.settled_at_ms())
+    }
+
     /// Adds `delay` to every transaction (a slow, clock-stretching device).
     pub fn set_delay(&self, delay: Duration) {
         let delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
         self.with_device(|device, _| device.set_delay_ms(delay_ms));
     }
 
-    /// The LED registers.
+    /// The LED registers (what a read returns; the light follows after the EEPROM save, see
+    /// [`led_level`](Self::led_level)).
     pub fn led(&self) -> LedRegisters {
         self.with_device(|device, _| device.led())
     }
@@ -474,6 +574,29 @@ impl SimButton {
     /// The last 64 events, oldest first.
     pub fn recent_events(&self) -> Vec<SimEvent> {
         self.with_device(|device, _| device.history())
+    }
+
+    /// When the next scheduled change is due on the simulator's clock: a click's release, or
+    /// an LED setting or address the firmware applies after its EEPROM save. Changes happen
+    /// when something looks at the device after they are due; a live simulator calls
+    /// [`catch_up`](Self::catch_up) then, so that observers hear of them on time.
+    pub fn next_change_at_ms(&self) -> Option<u64> {
+        self.with_device(|device, _| device.next_change_at_ms())
+    }
+
+    /// Applies every scheduled change the clock has reached (any look at the device does).
+    pub fn catch_up(&self) {
+        self.with_device(|_, _| ());
+    }
+
+    /// Calls `waker`, outside the device lock, whenever a change is scheduled for later (see
+    /// [`next_change_at_ms`](Self::next_change_at_ms)).
+    pub fn on_schedule(&self, waker: impl Fn() + Send + Sync + 'static) {
+        self.shared
+            .wakers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(Arc::new(waker));
     }
 
     /// Calls `observer` for every future event, outside the device lock.
@@ -542,14 +665,13 @@ impl SimButton {
                 return Err(SimError::Injected(fault));
             }
             device.count_transaction(false);
-            apply(device, now, operations);
-            Ok(())
+            apply(device, now, operations)
         })
     }
 }
 
 /// Splits the operations into bus phases and runs each through the firmware's handlers.
-fn apply(device: &mut Device, now: u64, operations: &mut [Operation<'_>]) {
+fn apply(device: &mut Device, now: u64, operations: &mut [Operation<'_>]) -> Result<(), SimError> {
     let mut index = 0;
     while index < operations.len() {
         match &operations[index] {
@@ -558,6 +680,13 @@ fn apply(device: &mut Device, now: u64, operations: &mut [Operation<'_>]) {
                 while let Some(Operation::Write(chunk)) = operations.get(index) {
                     bytes.extend_from_slice(chunk);
                     index += 1;
+                }
+                if bytes.len() > device::RX_LIMIT {
+                    // The 16th byte is not acknowledged: the master stops, the first 15 land.
+                    device.write(now, &bytes[..device::RX_LIMIT]);
+                    return Err(SimError::DataNotAcknowledged {
+                        length: bytes.len(),
+                    });
                 }
                 device.write(now, &bytes);
             }
@@ -569,6 +698,9 @@ fn apply(device: &mut Device, now: u64, operations: &mut [Operation<'_>]) {
                     end += 1;
                 }
                 device.read(now, &mut phase);
+                if device.corrupts_this_read() {
+                    shift_right_one_bit(&mut phase);
+                }
                 let mut from = 0;
                 for operation in &mut operations[index..end] {
                     if let Operation::Read(chunk) = operation {
@@ -579,5 +711,17 @@ fn apply(device: &mut Device, now: u64, operations: &mut [Operation<'_>]) {
                 index = end;
             }
         }
+    }
+    Ok(())
+}
+
+/// The whole phase, read one bit late: every byte takes the low bit of the one before it as its
+/// high bit, and the first gets a 0 (0x5D, 0x03 reads 0x2E, 0x81).
+fn shift_right_one_bit(bytes: &mut [u8]) {
+    let mut carry = 0;
+    for byte in bytes {
+        let next = *byte << 7;
+        *byte = (*byte >> 1) | carry;
+        carry = next;
     }
 }

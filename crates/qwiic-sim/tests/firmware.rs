@@ -75,7 +75,11 @@ fn other_addresses_are_not_acknowledged() {
 fn reads_past_0x1f_return_0xff_and_bursts_stop_at_15_bytes() {
     let (mut bus, _) = sim();
     assert_eq!(read::<4>(&mut bus, 0x1E), [0x00, 0x6F, 0xFF, 0xFF]);
-    assert_eq!(read::<2>(&mut bus, 0x40), [0xFF, 0xFF]);
+    assert_eq!(
+        read::<2>(&mut bus, 0x20),
+        [0xFF, 0xFF],
+        "nothing left to send"
+    );
     let burst = read::<17>(&mut bus, 0x00);
     assert_eq!(burst[0], 0x5D);
     assert_eq!(
@@ -83,6 +87,35 @@ fn reads_past_0x1f_return_0xff_and_bursts_stop_at_15_bytes() {
         &[0xFF, 0xFF],
         "the 16-byte TX buffer is not to be trusted past 15"
     );
+}
+
+#[test]
+fn reads_from_above_0x20_return_leftover_memory_not_0xff() {
+    let (mut bus, _) = sim();
+    // The firmware computes a wrapped length and sends the RAM after the map: here the
+    // protection map (status bits 0-2 writable, interrupt bits 0-1, the debounce time).
+    assert_eq!(read::<4>(&mut bus, 0x23), [0x07, 0x03, 0xFF, 0xFF]);
+    assert_eq!(read::<2>(&mut bus, 0x60), [0x00, 0x00]);
+}
+
+#[test]
+fn the_16th_byte_of_a_write_is_not_acknowledged_and_the_first_15_are_kept() {
+    let (mut bus, _) = sim();
+    // Register 0x0C, then 15 data bytes: the 14th lands on 0x19 (LED brightness), the 15th
+    // would land on 0x1A (granularity) but is the 16th byte of the write.
+    let mut write = vec![0x0C];
+    write.extend(1..=15u8);
+    let error = bus.write(ADDR, &write).unwrap_err();
+    assert_eq!(
+        error.kind(),
+        ErrorKind::NoAcknowledge(NoAcknowledgeSource::Data)
+    );
+    assert_eq!(
+        read::<2>(&mut bus, 0x19),
+        [14, 1],
+        "brightness kept, granularity not"
+    );
+    bus.write(ADDR, &write[..15]).unwrap();
 }
 
 #[test]
@@ -272,6 +305,145 @@ fn firmware_1_2_ignores_the_pop_request() {
 }
 
 #[test]
+fn on_firmware_1_2_a_pop_write_clears_is_full_until_the_next_push() {
+    let clock = ManualClock::new();
+    let config = SimConfig {
+        firmware: (1, 2),
+        ..SimConfig::default()
+    };
+    let mut bus = SimButton::with_config(config, clock.clone());
+    for _ in 0..8 {
+        clock.advance(Duration::from_millis(100));
+        bus.press();
+        clock.advance(Duration::from_millis(100));
+        bus.release();
+    }
+    assert_eq!(
+        read::<1>(&mut bus, 0x07)[0] & 0b100,
+        0b100,
+        "16 edges: full"
+    );
+    bus.write(ADDR, &[0x07, 0x01]).unwrap(); // the pop request is masked, isFull is not
+    assert_eq!(
+        read::<1>(&mut bus, 0x07)[0] & 0b110,
+        0,
+        "isFull cleared, not empty"
+    );
+    clock.advance(Duration::from_millis(100));
+    bus.press();
+    assert_eq!(
+        read::<1>(&mut bus, 0x07)[0] & 0b100,
+        0b100,
+        "the next push sets it"
+    );
+}
+
+#[test]
+fn a_closed_jumper_overrides_the_software_address_at_power_up_and_on_a_write() {
+    let clock = ManualClock::new();
+    let config = SimConfig {
+        jumpers: 0b0011,
+        ..SimConfig::default()
+    };
+    let mut bus = SimButton::with_config(config, clock.clone());
+    assert_eq!(bus.address(), 0x6C);
+    let mut address = [0];
+    bus.write_read(0x6C, &[0x1F], &mut address).unwrap();
+    assert_eq!(address, [0x6C], "the register shows the address in use");
+    bus.write(0x6C, &[0x1F, 0x42]).unwrap();
+    clock.advance(Duration::from_millis(10));
+    assert_eq!(bus.address(), 0x6C, "the jumpers win at once");
+    bus.write_read(0x6C, &[0x1F], &mut address).unwrap();
+    assert_eq!(address, [0x6C]);
+    assert_eq!(
+        bus.settings().address,
+        0x42,
+        "saved for when the jumpers open"
+    );
+    bus.set_jumpers(0);
+    bus.power_cycle();
+    assert_eq!(bus.address(), 0x42);
+}
+
+#[test]
+fn the_led_shows_a_setting_once_the_main_loop_saved_it_and_writes_queue_up() {
+    let (mut bus, clock) = sim();
+    bus.write(ADDR, &[0x19, 255]).unwrap(); // one changed byte
+    bus.write(ADDR, &[0x19, 0, 1, 0x10, 0x27]).unwrap(); // three: 255 -> 0, 0x10, 0x27
+    let written = bus.now_ms();
+    assert_eq!(bus.led().brightness, 0, "the registers at once");
+    assert_eq!(
+        bus.settled_at_ms() - written,
+        4 + 11,
+        "3.4 ms a byte, one write after another"
+    );
+    clock.advance(Duration::from_millis(4));
+    assert_eq!(bus.led_level(), 255, "the first setting shows");
+    clock.advance(Duration::from_millis(11));
+    assert_eq!(
+        bus.led_level(),
+        0,
+        "then the second, a 10 s pulse starting dark"
+    );
+}
+
+#[test]
+fn corrupted_reads_come_back_shifted_by_one_bit_without_an_error() {
+    let (mut bus, _) = sim();
+    bus.set_corrupt_rate(1.0).unwrap();
+    assert_eq!(read::<4>(&mut bus, 0x00), [0x2E, 0x81, 0x80, 0x80]);
+    bus.press();
+    assert_eq!(
+        read::<1>(&mut bus, 0x03),
+        [0x02],
+        "0x05, pressed: reads as clicked"
+    );
+    assert_eq!(bus.stats().corrupted_reads, 2);
+    bus.set_corrupt_rate(0.0).unwrap();
+    assert_eq!(read::<3>(&mut bus, 0x00), [0x5D, 0x03, 0x01]);
+    assert!(bus.set_corrupt_rate(1.5).is_err());
+}
+
+#[test]
+fn a_bouncing_switch_flickers_is_pressed_but_not_the_events() {
+    let (mut bus, clock) = sim();
+    bus.set_bounce(Duration::from_millis(5));
+    bus.press();
+    let mut levels = Vec::new();
+    for _ in 0..20 {
+        levels.push(read::<1>(&mut bus, 0x03)[0] & 0b100 != 0);
+    }
+    assert!(
+        levels.contains(&false) && levels.contains(&true),
+        "the raw pin flickers right after the edge: {levels:?}"
+    );
+    assert_eq!(read::<1>(&mut bus, 0x07)[0] & 0b010, 0, "one event queued");
+    clock.advance(Duration::from_millis(5));
+    for _ in 0..20 {
+        assert_eq!(read::<1>(&mut bus, 0x03)[0] & 0b100, 0b100, "settled");
+    }
+}
+
+#[test]
+fn every_fault_kind_arrives_as_its_error_kind() {
+    let (mut bus, _) = sim();
+    for (fault, kind) in [
+        (
+            Fault::Nack,
+            ErrorKind::NoAcknowledge(NoAcknowledgeSource::Unknown),
+        ),
+        (Fault::Bus, ErrorKind::Bus),
+        (Fault::ArbitrationLoss, ErrorKind::ArbitrationLoss),
+        (Fault::Other, ErrorKind::Other),
+    ] {
+        bus.fail_next(1, fault);
+        let error = bus.write_read(ADDR, &[0x00], &mut [0]).unwrap_err();
+        assert_eq!(error.kind(), kind, "{fault}");
+        assert!(error.to_string().contains(&fault.to_string()), "{error}");
+    }
+}
+
+#[test]
 fn led_settings_persist_across_a_power_cycle_but_status_does_not() {
     let (mut bus, _) = sim();
     bus.write(ADDR, &[0x19, 200, 4, 0xE8, 0x03, 0xF4, 0x01])
@@ -312,8 +484,8 @@ fn eeprom_bytes_are_rewritten_only_when_they_change() {
 }
 
 #[test]
-fn a_valid_address_write_moves_the_device_an_invalid_one_does_not() {
-    let (mut bus, _) = sim();
+fn a_valid_address_write_moves_the_device_once_saved_an_invalid_one_does_not() {
+    let (mut bus, clock) = sim();
     bus.write(ADDR, &[0x1F, 0x78]).unwrap(); // out of range
     assert_eq!(
         read::<1>(&mut bus, 0x1F),
@@ -322,6 +494,12 @@ fn a_valid_address_write_moves_the_device_an_invalid_one_does_not() {
     );
     assert_eq!(bus.address(), ADDR);
     bus.write(ADDR, &[0x1F, 0x5B]).unwrap();
+    assert_eq!(
+        bus.address(),
+        ADDR,
+        "not before the main loop has saved it to EEPROM"
+    );
+    clock.advance(Duration::from_millis(4));
     assert_eq!(bus.address(), 0x5B);
     assert!(bus.write_read(ADDR, &[0x00], &mut [0]).is_err());
     let mut id = [0];
@@ -395,6 +573,9 @@ fn the_led_level_follows_the_pulse_envelope() {
     bus.write(ADDR, &[0x19, 200, 1, 0xE8, 0x03, 0xF4, 0x01])
         .unwrap(); // 1000 ms ramp, 500 ms off
     assert_eq!(bus.led_level(), 0);
+    // Five changed EEPROM bytes (200, 0xE8, 0x03, 0xF4, 0x01) at 3.4 ms each, then it pulses.
+    clock.advance(Duration::from_millis(17));
+    assert_eq!(bus.led_level(), 0, "the ramp starts at 0");
     clock.advance(Duration::from_millis(500));
     assert_eq!(bus.led_level(), 200, "peak mid-cycle");
     clock.advance(Duration::from_millis(250));
@@ -413,6 +594,8 @@ fn observers_get_every_event_on_the_simulator_clock() {
     clock.advance(Duration::from_millis(40));
     bus.write(ADDR, &[0x19, 9, 1, 0, 0, 0, 0]).unwrap();
     bus.write(ADDR, &[0x19, 9, 1, 0, 0, 0, 0]).unwrap(); // no change, no event
+    clock.advance(Duration::from_millis(4));
+    assert!(bus.is_plugged()); // any look at the device applies what the clock reached
     let led = LedRegisters {
         brightness: 9,
         ..LedRegisters::default()
@@ -422,7 +605,7 @@ fn observers_get_every_event_on_the_simulator_clock() {
         [
             (1000, SimEventKind::Pressed),
             (1040, SimEventKind::Released),
-            (1040, SimEventKind::Led(led))
+            (1044, SimEventKind::Led(led))
         ]
     );
     assert_eq!(bus.recent_events().len(), 3);
