@@ -60,12 +60,12 @@ impl From<linux_embedded_hal::I2CError> for LinuxError {
 
 impl fmt::Display for LinuxError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let text = self.source.to_string();
-        // "Remote I/O error (os error 121)" -> "Remote I/O error"
-        let text = text.split(" (os error").next().unwrap_or_default();
-        match self.errno {
-            Some(errno) => write!(f, "{} (errno {errno}): {text}", errno_name(errno)),
-            None => f.write_str(text),
+        match self
+            .errno
+            .and_then(|errno| Some((errno, errno_name(errno)?)))
+        {
+            Some((errno, (name, meaning))) => write!(f, "{name} (errno {errno}): {meaning}"),
+            None => write!(f, "{}", self.source),
         }
     }
 }
@@ -115,26 +115,27 @@ pub fn kind_of_errno(errno: i32) -> ErrorKind {
     }
 }
 
-/// The symbolic name of an errno, as `errno(3)` lists it.
-pub fn errno_name(errno: i32) -> &'static str {
+/// The symbolic name of an errno, as `errno(3)` lists it, and what it means on an I2C bus (the
+/// same words whatever the C library, which words its own messages differently).
+pub fn errno_name(errno: i32) -> Option<(&'static str, &'static str)> {
     use errno::*;
-    match errno {
-        EIO => "EIO",
-        ENXIO => "ENXIO",
-        EAGAIN => "EAGAIN",
-        ENOMEM => "ENOMEM",
-        EBUSY => "EBUSY",
-        ENODEV => "ENODEV",
-        EINVAL => "EINVAL",
-        EPROTO => "EPROTO",
-        EBADMSG => "EBADMSG",
-        EOVERFLOW => "EOVERFLOW",
-        EOPNOTSUPP => "EOPNOTSUPP",
-        ESHUTDOWN => "ESHUTDOWN",
-        ETIMEDOUT => "ETIMEDOUT",
-        EREMOTEIO => "EREMOTEIO",
-        _ => "errno",
-    }
+    Some(match errno {
+        EIO => ("EIO", "input/output error"),
+        ENXIO => ("ENXIO", "no device acknowledged the address"),
+        EAGAIN => ("EAGAIN", "arbitration lost to another master"),
+        ENOMEM => ("ENOMEM", "out of memory"),
+        EBUSY => ("EBUSY", "the bus stayed busy"),
+        ENODEV => ("ENODEV", "no such device"),
+        EINVAL => ("EINVAL", "invalid argument"),
+        EPROTO => ("EPROTO", "protocol error"),
+        EBADMSG => ("EBADMSG", "bad message checksum"),
+        EOVERFLOW => ("EOVERFLOW", "too much data"),
+        EOPNOTSUPP => ("EOPNOTSUPP", "the adapter does not support this transfer"),
+        ESHUTDOWN => ("ESHUTDOWN", "the adapter is suspended"),
+        ETIMEDOUT => ("ETIMEDOUT", "the transfer timed out"),
+        EREMOTEIO => ("EREMOTEIO", "not acknowledged"),
+        _ => return None,
+    })
 }
 
 impl i2c::ErrorType for LinuxBus {
@@ -181,7 +182,7 @@ mod tests {
         // What the services see from a Raspberry Pi or a Jetson with no button.
         assert_eq!(
             error(121).to_string(),
-            "EREMOTEIO (errno 121): Remote I/O error"
+            "EREMOTEIO (errno 121): not acknowledged"
         );
     }
 

@@ -111,7 +111,7 @@ fn a_pi_or_jetson_nack_reads_as_no_button_and_is_retried_an_unsupported_operatio
     assert!(
         unsupported
             .to_string()
-            .contains("EOPNOTSUPP (errno 95): Operation not supported"),
+            .contains("EOPNOTSUPP (errno 95): the adapter does not support this transfer"),
         "{unsupported}"
     );
 
