@@ -18,7 +18,7 @@ pub mod poller;
 pub mod sender;
 pub mod status;
 
-use qwiic_bus::{Bus, LinkHealth};
+use qwiic_bus::{Bus, HealthView};
 use service_kit::CancellationToken;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -51,7 +51,7 @@ pub struct Service {
     client: LedClient,
     events: Events,
     metrics: Metrics,
-    button: watch::Receiver<LinkHealth>,
+    button: HealthView,
     resend: Option<std::time::Duration>,
 }
 
@@ -110,15 +110,16 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), RunError> {
     let (link, led_service) = watch::channel(LinkState::Starting);
-    let server = axum::serve(
+    let server = service_kit::http::serve(
         listener,
         status::app(status::Status {
             button: service.button,
             led_service,
             metrics: service.metrics.clone(),
         }),
-    )
-    .with_graceful_shutdown(shutdown.clone().cancelled_owned());
+        service_kit::http::Limits::default(),
+        shutdown.clone(),
+    );
     let sender = sender::run(
         service.client,
         service.events.subscribe(),

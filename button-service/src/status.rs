@@ -6,7 +6,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use qwiic_bus::LinkHealth;
+use qwiic_bus::{HealthView, LinkHealth};
 use serde_json::json;
 use tokio::sync::watch;
 
@@ -17,7 +17,7 @@ use crate::sender::LinkState;
 #[derive(Clone)]
 pub struct Status {
     /// The button, as the poller's device link sees it.
-    pub button: watch::Receiver<LinkHealth>,
+    pub button: HealthView,
     /// The LED service, as the sender sees it.
     pub led_service: watch::Receiver<LinkState>,
     /// Metrics for /metrics.
@@ -38,8 +38,7 @@ async fn healthz(State(status): State<Status>) -> Response {
         LinkState::Up => "up",
         LinkState::Down => "down",
     };
-    let button = status.button.borrow().clone();
-    match button {
+    match status.button.current() {
         LinkHealth::Answering(firmware) => Json(json!({
             "status": "ok", "firmware": firmware.to_string(), "led_service": led_service,
         }))

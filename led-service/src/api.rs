@@ -5,24 +5,29 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use axum::error_handling::HandleErrorLayer;
 use axum::extract::rejection::{JsonRejection, PathRejection};
 use axum::extract::{
     ConnectInfo, DefaultBodyLimit, FromRequestParts, MatchedPath, Path, Request, State,
 };
-use axum::http::{HeaderValue, StatusCode, header, request::Parts};
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header, request::Parts};
 use axum::middleware::{self, Next};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use futures_util::StreamExt as _;
+use prometheus_client::metrics::gauge::Gauge;
 use qwiic_bus::Bus;
 use qwiic_button::LedConfig;
 use serde::{Deserialize, Serialize};
 use service_kit::CancellationToken;
+use service_kit::http::Limits;
 use subtle::ConstantTimeEq;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_stream::wrappers::WatchStream;
 use tower::limit::GlobalConcurrencyLimitLayer;
+use tower::{BoxError, ServiceBuilder};
 use tower_http::timeout::TimeoutLayer;
 use utoipa::{OpenApi, ToSchema};
 
@@ -33,10 +38,10 @@ use crate::state::{ACCEPTED, parse_state};
 
 /// Largest request body: a full `PUT /led` is under 100 bytes.
 pub const MAX_BODY_BYTES: usize = 4 * 1024;
-/// Requests served at once; more wait their turn.
-pub const MAX_CONCURRENT_REQUESTS: usize = 512;
 /// Whole-request deadline (the device's own deadline is shorter, so it answers 503 first).
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// Live event streams at once (each holds a connection and a little memory).
+pub const MAX_EVENT_STREAMS: usize = 64;
 
 /// What every handler shares.
 #[derive(Debug, Clone)]
@@ -54,6 +59,10 @@ pub struct AppState {
     /// Random at every start, in /healthz: a client that sees it change knows the service
     /// restarted (and switched the LED off on its way out).
     pub instance: Arc<str>,
+    /// Slots for live event streams.
+    pub streams: Arc<Semaphore>,
+    /// How long a peer may hold a connection, and how many it may open.
+    pub limits: Limits,
 }
 
 /// Why the service could not start.
@@ -87,6 +96,8 @@ impl AppState {
             default_brightness: config.brightness,
             shutdown,
             instance: Arc::from(format!("{:016x}", fastrand::u64(..))),
+            streams: Arc::new(Semaphore::new(MAX_EVENT_STREAMS)),
+            limits: Limits::default(),
         })
     }
 }
@@ -183,53 +194,131 @@ impl utoipa::Modify for BearerAuth {
 }
 
 /// The router with every route, limit and the metrics middleware.
+///
+/// The routes that use the device are limited: at most `state.limits.requests` at once, more
+/// answered 503 at once (never queued), each within [`REQUEST_TIMEOUT`]. `/healthz`,
+/// `/metrics` and the page are outside that limit, so they answer while a flood is shed (the
+/// event streams have their own cap). Every route refuses a body announced over
+/// [`MAX_BODY_BYTES`] before reading it.
 pub fn app(state: AppState) -> Router {
-    Router::new()
-        .route("/", get(page))
-        .route("/led", get(get_led).put(put_led))
-        .route("/healthz", get(healthz))
-        .route("/metrics", get(metrics))
-        .route("/openapi.json", get(openapi))
-        .route("/events", get(events))
-        .route("/{state}", post(post_state))
-        .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
-        .layer(middleware::from_fn_with_state(state.clone(), observe))
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+    let limited = ServiceBuilder::new()
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             REQUEST_TIMEOUT,
         ))
-        .layer(GlobalConcurrencyLimitLayer::new(MAX_CONCURRENT_REQUESTS))
+        .layer(HandleErrorLayer::new(shed))
+        .load_shed()
+        .layer(GlobalConcurrencyLimitLayer::new(state.limits.requests));
+    let device = Router::new()
+        .route("/led", get(get_led).put(put_led))
+        .route("/{state}", post(post_state))
+        .route_layer(limited);
+    Router::new()
+        .route("/", get(page))
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .route("/openapi.json", get(openapi))
+        .route("/events", get(events))
+        .merge(device)
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(middleware::from_fn(refuse_oversized_bodies))
+        .layer(middleware::from_fn_with_state(state.clone(), observe))
         .with_state(state)
 }
 
-/// Records every request in the metrics. (Overlong request lines never get here: hyper refuses
-/// them; a long `{state}` is a 422 that quotes only its start.)
+/// A request the concurrency limit had no room for: 503, try again in a second.
+async fn shed(_: BoxError) -> ApiError {
+    ApiError::Overloaded
+}
+
+/// Answers 413 at once to a body announced as larger than [`MAX_BODY_BYTES`], instead of
+/// waiting for it (a `Content-Length: 10000000000` is never read).
+async fn refuse_oversized_bodies(request: Request, next: Next) -> Response {
+    let announced = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<u64>().ok());
+    if announced.is_some_and(|length| length > MAX_BODY_BYTES as u64) {
+        return ApiError::InvalidBody {
+            status: StatusCode::PAYLOAD_TOO_LARGE,
+            message: format!("the body is larger than {MAX_BODY_BYTES} bytes"),
+        }
+        .into_response();
+    }
+    next.run(request).await
+}
+
+/// Records every request in the metrics, with bounded labels: the route pattern (or
+/// `unmatched`), the method when it is one of HTTP's (else `OTHER`: a peer inventing methods
+/// must not grow /metrics), and the status, or 499 when the client went away before the answer.
 async fn observe(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let started = Instant::now();
     let route = request
         .extensions()
         .get::<MatchedPath>()
         .map_or("unmatched", MatchedPath::as_str)
         .to_owned();
-    let method = request.method().as_str().to_owned();
+    let mut observation = Observation {
+        metrics: state.metrics.clone(),
+        route,
+        method: method_label(request.method()),
+        started: Instant::now(),
+        status: CLIENT_CLOSED_REQUEST,
+    };
     let response = next.run(request).await;
-    state
-        .metrics
-        .requests
-        .get_or_create(&RequestLabels {
-            route: route.clone(),
-            method,
-            status: response.status().as_u16(),
-        })
-        .inc();
-    state
-        .metrics
-        .latency
-        .get_or_create(&RouteLabels { route })
-        .observe(started.elapsed().as_secs_f64());
+    observation.status = response.status().as_u16();
     response
+}
+
+/// What nginx logs for a request whose client closed the connection before the answer.
+const CLIENT_CLOSED_REQUEST: u16 = 499;
+
+/// One request being served; recorded when dropped, whether it was answered or abandoned.
+struct Observation {
+    metrics: Metrics,
+    route: String,
+    method: &'static str,
+    started: Instant,
+    status: u16,
+}
+
+impl Drop for Observation {
+    fn drop(&mut self) {
+        self.metrics
+            .requests
+            .get_or_create(&RequestLabels {
+                route: self.route.clone(),
+                method: self.method.to_owned(),
+                status: self.status,
+            })
+            .inc();
+        self.metrics
+            .latency
+            .get_or_create(&RouteLabels {
+                route: self.route.clone(),
+            })
+            .observe(self.started.elapsed().as_secs_f64());
+    }
+}
+
+/// The method as a metric label: HTTP's own methods by name, anything else as `OTHER`.
+fn method_label(method: &Method) -> &'static str {
+    [
+        Method::GET,
+        Method::POST,
+        Method::PUT,
+        Method::DELETE,
+        Method::HEAD,
+        Method::OPTIONS,
+        Method::PATCH,
+        Method::CONNECT,
+        Method::TRACE,
+    ]
+    .iter()
+    .find(|known| *known == method)
+    .map_or("OTHER", Method::as_str)
 }
 
 /// A JSON error body.
@@ -261,6 +350,17 @@ pub enum ApiError {
     /// Missing or wrong token.
     #[error("this route needs `Authorization: Bearer <token>` with the service's API token")]
     Unauthorized,
+    /// A browser sent a request from a page of another site.
+    #[error(
+        "cross-site requests may not change the LED: this one came from a page of {0}; use the LED service's own page, or a client that is not a browser (curl)"
+    )]
+    CrossSite(String),
+    /// Too many requests at once.
+    #[error("too many requests at once; retry in a second")]
+    Overloaded,
+    /// Too many live event streams.
+    #[error("too many live event streams ({MAX_EVENT_STREAMS}); retry later")]
+    TooManyStreams,
     /// The device could not do it.
     #[error(transparent)]
     Device(#[from] DeviceFault),
@@ -278,6 +378,8 @@ impl IntoResponse for ApiError {
             ApiError::InvalidState(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::InvalidBody { status, .. } => *status,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::CrossSite(_) => StatusCode::FORBIDDEN,
+            ApiError::Overloaded | ApiError::TooManyStreams => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Device(DeviceFault::Timeout(_)) => StatusCode::GATEWAY_TIMEOUT,
             ApiError::Device(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::NotFound => StatusCode::NOT_FOUND,
@@ -294,7 +396,10 @@ impl IntoResponse for ApiError {
                 .headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
-        if matches!(self, ApiError::Device(DeviceFault::Busy)) {
+        if matches!(
+            self,
+            ApiError::Device(DeviceFault::Busy) | ApiError::Overloaded | ApiError::TooManyStreams
+        ) {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
@@ -344,17 +449,55 @@ impl FromRequestParts<AppState> for Authorized {
         let Some(expected) = &state.token else {
             return Ok(Authorized);
         };
+        // The scheme is case-insensitive (RFC 9110): "bearer x" is as good as "Bearer x".
         let given = parts
             .headers
             .get(header::AUTHORIZATION)
             .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.strip_prefix("Bearer "))
-            .unwrap_or_default();
+            .and_then(|value| value.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map_or("", |(_, token)| token.trim_start());
         if bool::from(given.as_bytes().ct_eq(expected.as_bytes())) {
             Ok(Authorized)
         } else {
             Err(ApiError::Unauthorized)
         }
+    }
+}
+
+/// Present in a handler's arguments when the route mutates: refuses a request a browser sent
+/// from a page of another site (a page anyone on the LAN opens could otherwise flip the LED in
+/// a loop and wear out the button's EEPROM). Browsers say where a request comes from
+/// (`Sec-Fetch-Site`, `Origin`); clients that are not browsers (curl, button-service) send
+/// neither and pass.
+pub struct SameOrigin;
+
+impl<S: Sync> FromRequestParts<S> for SameOrigin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        let header = |name| {
+            parts
+                .headers
+                .get(name)
+                .map(|value| value.to_str().unwrap_or("?"))
+        };
+        let origin = header(header::ORIGIN);
+        let cross_site = match (header(HeaderName::from_static("sec-fetch-site")), origin) {
+            // The browser's own verdict: "none" is a person typing the URL.
+            (Some(site), _) => !matches!(site, "same-origin" | "none"),
+            (None, Some(origin)) => {
+                let host = header(header::HOST).unwrap_or_default();
+                !(origin == format!("http://{host}") || origin == format!("https://{host}"))
+            }
+            (None, None) => false,
+        };
+        if cross_site {
+            return Err(ApiError::CrossSite(
+                origin.unwrap_or("another site").chars().take(100).collect(),
+            ));
+        }
+        Ok(SameOrigin)
     }
 }
 
@@ -398,12 +541,15 @@ impl<S: Sync> FromRequestParts<S> for Requester {
     responses(
         (status = 200, description = "The LED after the change", body = LedView),
         (status = 401, description = "Missing or wrong token", body = ErrorBody),
+        (status = 403, description = "Sent by a browser from a page of another site", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
         (status = 422, description = "Not a state; lists the accepted values", body = ErrorBody),
         (status = 503, description = "The button does not answer", body = ErrorBody),
     ),
     security((), ("bearer" = []))
 )]
 async fn post_state(
+    _: SameOrigin,
     _: Authorized,
     State(state): State<AppState>,
     Requester(by): Requester,
@@ -492,6 +638,7 @@ async fn get_led(State(state): State<AppState>) -> Result<Json<LedView>, ApiErro
         (status = 200, description = "The LED after the change", body = LedView),
         (status = 400, description = "Malformed JSON", body = ErrorBody),
         (status = 401, description = "Missing or wrong token", body = ErrorBody),
+        (status = 403, description = "Sent by a browser from a page of another site", body = ErrorBody),
         (status = 413, description = "Body too large", body = ErrorBody),
         (status = 415, description = "Not application/json", body = ErrorBody),
         (status = 422, description = "Out-of-range or unknown fields", body = ErrorBody),
@@ -500,6 +647,7 @@ async fn get_led(State(state): State<AppState>) -> Result<Json<LedView>, ApiErro
     security((), ("bearer" = []))
 )]
 async fn put_led(
+    _: SameOrigin,
     _: Authorized,
     State(state): State<AppState>,
     Requester(by): Requester,
@@ -561,7 +709,12 @@ async fn openapi() -> impl IntoResponse {
 }
 
 /// The LED as server-sent events: one `led` event per change, ending when the service stops.
-async fn events(State(state): State<AppState>) -> impl IntoResponse {
+/// At most [`MAX_EVENT_STREAMS`] at once.
+async fn events(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+    let slot = Arc::clone(&state.streams)
+        .try_acquire_owned()
+        .map_err(|_| ApiError::TooManyStreams)?;
+    let open = StreamGauge::new(state.metrics.event_streams.clone(), slot);
     let stream = WatchStream::new(state.led.updates())
         .filter_map(std::future::ready)
         .map(|led| {
@@ -571,8 +724,32 @@ async fn events(State(state): State<AppState>) -> impl IntoResponse {
                 event.unwrap_or_else(|_| Event::default().comment("encoding failed")),
             )
         })
-        .take_until(state.shutdown.cancelled_owned());
-    Sse::new(stream).keep_alive(KeepAlive::default())
+        .take_until(state.shutdown.cancelled_owned())
+        // The gauge and the slot are released when the stream is dropped.
+        .map(move |event| {
+            let _ = &open;
+            event
+        });
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+}
+
+/// One open event stream: counted in /metrics while it lives, holding its slot.
+struct StreamGauge {
+    gauge: Gauge,
+    _slot: OwnedSemaphorePermit,
+}
+
+impl StreamGauge {
+    fn new(gauge: Gauge, slot: OwnedSemaphorePermit) -> Self {
+        gauge.inc();
+        StreamGauge { gauge, _slot: slot }
+    }
+}
+
+impl Drop for StreamGauge {
+    fn drop(&mut self) {
+        self.gauge.dec();
+    }
 }
 
 async fn page() -> Html<&'static str> {

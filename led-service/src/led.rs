@@ -5,12 +5,18 @@
 //! Handlers talk to it through [`LedDevice`], a cheap handle that sends commands over a bounded
 //! channel and waits for the answer with a deadline. The thread ends when the last handle is
 //! dropped, after the server has switched the LED off on its way out.
+//!
+//! Writes are coalesced: a change comes at once when there was no write in the last
+//! [`COALESCE_WINDOW`]; changes within the window are held and merged (the last one wins) into
+//! one write when it closes, and every request held gets the result. A flood of alternating
+//! requests, from the LAN or a browser, so costs at most ten writes a second.
 
-use std::time::{Duration, SystemTime};
+use std::sync::mpsc::{self, RecvTimeoutError, TrySendError};
+use std::time::{Duration, Instant, SystemTime};
 
-use qwiic_bus::{DeviceError, DeviceLink};
+use qwiic_bus::{DeviceError, DeviceLink, FRESH, HealthView};
 use qwiic_button::{FirmwareVersion, LedConfig};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{oneshot, watch};
 
 use crate::metrics::Metrics;
 
@@ -18,6 +24,8 @@ use crate::metrics::Metrics;
 const QUEUE_DEPTH: usize = 64;
 /// Readings of the LED registers tried before giving up on a bus that corrupts them.
 const READ_ATTEMPTS: u32 = 3;
+/// At most one LED write per window: later changes within it are merged.
+pub const COALESCE_WINDOW: Duration = Duration::from_millis(100);
 
 /// The LED as the device holds it, and who last changed it through this service.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -91,8 +99,9 @@ impl From<DeviceError> for DeviceFault {
 /// A handle to the LED's owner thread. Clones share it.
 #[derive(Debug, Clone)]
 pub struct LedDevice {
-    commands: mpsc::Sender<Command>,
+    commands: mpsc::SyncSender<Command>,
     updates: watch::Receiver<Option<LedState>>,
+    health: HealthView,
     timeout: Duration,
 }
 
@@ -118,10 +127,13 @@ impl LedDevice {
         metrics: &Metrics,
         timeout: Duration,
     ) -> std::io::Result<LedDevice> {
-        let (commands, receiver) = mpsc::channel(QUEUE_DEPTH);
+        let (commands, receiver) = mpsc::sync_channel(QUEUE_DEPTH);
         let (updates_tx, updates) = watch::channel(None);
+        let health = link.health();
         let owner = Owner {
             link,
+            last_write: None,
+            held: None,
             cached: None,
             last_change: None,
             eeprom_byte_writes: 0,
@@ -134,6 +146,7 @@ impl LedDevice {
         Ok(LedDevice {
             commands,
             updates,
+            health,
             timeout,
         })
     }
@@ -148,8 +161,13 @@ impl LedDevice {
         self.ask(|reply| Command::Get { reply }).await
     }
 
-    /// Identifies the button: Ok while a Qwiic Button answers.
+    /// Ok while a Qwiic Button answers: at once when a transaction succeeded within the last
+    /// second (so a busy service never queues its health check behind requests), else after a
+    /// read of its ID.
     pub async fn health(&self) -> Result<FirmwareVersion, DeviceFault> {
+        if let Some(firmware) = self.health.answered_within(FRESH) {
+            return Ok(firmware);
+        }
         self.ask(|reply| Command::Health { reply }).await
     }
 
@@ -166,8 +184,8 @@ impl LedDevice {
         self.commands
             .try_send(command(reply))
             .map_err(|error| match error {
-                mpsc::error::TrySendError::Full(_) => DeviceFault::Busy,
-                mpsc::error::TrySendError::Closed(_) => DeviceFault::Stopped,
+                TrySendError::Full(_) => DeviceFault::Busy,
+                TrySendError::Disconnected(_) => DeviceFault::Stopped,
             })?;
         match tokio::time::timeout(self.timeout, answer).await {
             Ok(Ok(result)) => result,
@@ -177,8 +195,21 @@ impl LedDevice {
     }
 }
 
+/// Replies to requests waiting for the LED.
+type Reply = oneshot::Sender<Result<LedState, DeviceFault>>;
+
+/// Changes held until the window closes: the last one wins; everyone waiting gets its result.
+struct Held {
+    led: LedConfig,
+    by: String,
+    replies: Vec<Reply>,
+}
+
 struct Owner {
     link: DeviceLink,
+    /// When the LED was last written, for the coalescing window.
+    last_write: Option<Instant>,
+    held: Option<Held>,
     /// What the LED registers hold, while we are sure of it; `None` after any error and
     /// after every re-identification, because the device may have been power-cycled or
     /// replaced meanwhile.
@@ -190,19 +221,72 @@ struct Owner {
 }
 
 impl Owner {
-    fn run(mut self, mut commands: mpsc::Receiver<Command>) {
-        while let Some(command) = commands.blocking_recv() {
+    fn run(mut self, commands: mpsc::Receiver<Command>) {
+        loop {
+            let command = match self.window_end() {
+                Some(end) => {
+                    match commands.recv_timeout(end.saturating_duration_since(Instant::now())) {
+                        Ok(command) => command,
+                        Err(RecvTimeoutError::Timeout) => {
+                            self.flush();
+                            continue;
+                        }
+                        Err(RecvTimeoutError::Disconnected) => return self.flush(),
+                    }
+                }
+                None => match commands.recv() {
+                    Ok(command) => command,
+                    Err(_) => return,
+                },
+            };
             // A send error means the caller gave up waiting (timeout): nothing to do.
             match command {
-                Command::Set { led, by, reply } => {
-                    let _ = reply.send(self.set(led, by));
-                }
+                Command::Set { led, by, reply } => self.request(led, by, reply),
                 Command::Get { reply } => {
                     let _ = reply.send(self.get());
                 }
                 Command::Health { reply } => {
-                    let _ = reply.send(self.identify());
+                    let _ = reply.send(self.check());
                 }
+            }
+        }
+    }
+
+    /// When the held changes are due: the end of the window after the last write.
+    fn window_end(&self) -> Option<Instant> {
+        self.held.as_ref()?;
+        self.last_write.map(|at| at + COALESCE_WINDOW)
+    }
+
+    /// A change: at once outside the window, held and merged inside it.
+    fn request(&mut self, led: LedConfig, by: String, reply: Reply) {
+        let in_window = self
+            .last_write
+            .is_some_and(|at| at.elapsed() < COALESCE_WINDOW);
+        if !in_window && self.held.is_none() {
+            let _ = reply.send(self.set(led, by));
+            return;
+        }
+        if self.held.is_some() {
+            // The change held so far is superseded: it never gets its own write.
+            self.metrics.led_writes_coalesced.inc();
+        }
+        let held = self.held.get_or_insert_with(|| Held {
+            led,
+            by: String::new(),
+            replies: Vec::new(),
+        });
+        held.led = led;
+        held.by = by;
+        held.replies.push(reply);
+    }
+
+    /// Writes what is held, once, and answers everyone who waited for it.
+    fn flush(&mut self) {
+        if let Some(held) = self.held.take() {
+            let result = self.set(held.led, held.by);
+            for reply in held.replies {
+                let _ = reply.send(result.clone());
             }
         }
     }
@@ -247,6 +331,7 @@ impl Owner {
     /// One write of the whole setting over `from` (what the device held), counting the EEPROM
     /// bytes it changes.
     fn write(&mut self, from: LedConfig, to: LedConfig) -> Result<(), DeviceFault> {
+        self.last_write = Some(Instant::now());
         self.link.run(|button, _| button.set_led(to))?;
         let changed = eeprom_bytes_changed(from, to);
         self.eeprom_byte_writes += changed;
@@ -289,12 +374,10 @@ impl Owner {
         }
     }
 
-    fn identify(&mut self) -> Result<FirmwareVersion, DeviceFault> {
-        let identified = self.link.identify().inspect_err(|_| self.cached = None)?;
-        if identified.fresh {
-            self.cached = None;
-        }
-        Ok(identified.firmware)
+    /// Whether the button answers (a read of its ID unless one just succeeded).
+    fn check(&mut self) -> Result<FirmwareVersion, DeviceFault> {
+        let firmware = self.link.check().inspect_err(|_| self.cached = None)?;
+        Ok(firmware)
     }
 
     fn publish(&self, led: LedConfig) -> LedState {

@@ -18,7 +18,6 @@ pub mod led;
 pub mod metrics;
 pub mod state;
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use qwiic_button::LedConfig;
@@ -27,41 +26,21 @@ use tokio::net::TcpListener;
 
 pub use api::{AppState, StartError, app};
 
-/// How long in-flight requests get to finish after the shutdown signal.
-pub const GRACE: Duration = Duration::from_millis(500);
 /// How long switching the LED off at shutdown may take.
 pub const SWITCH_OFF_DEADLINE: Duration = Duration::from_millis(300);
 
 /// Serves `state` on `listener` until `shutdown` is cancelled (the state's own token or a
-/// parent of it); then stops accepting, lets in-flight requests finish (at most [`GRACE`]),
-/// ends live streams, and switches the LED off.
+/// parent of it), within the state's [`Limits`](service_kit::http::Limits); then stops
+/// accepting, lets in-flight requests finish (at most the limits' grace), ends live streams,
+/// and switches the LED off.
 pub async fn run(
     listener: TcpListener,
     state: AppState,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let led = state.led.clone();
-    // Stopping to serve is this function's step, after it has seen the shutdown, so that a
-    // server ending first can never skip switching the LED off.
-    let stop_serving = CancellationToken::new();
-    let server = axum::serve(
-        listener,
-        app(state).into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(stop_serving.clone().cancelled_owned())
-    .into_future();
-    tokio::pin!(server);
-    tokio::select! {
-        result = &mut server => return result,
-        () = shutdown.cancelled() => stop_serving.cancel(),
-    }
-    match tokio::time::timeout(GRACE, &mut server).await {
-        Ok(result) => result?,
-        Err(_) => tracing::warn!(
-            grace_ms = GRACE.as_millis() as u64,
-            "requests still running after the grace period were cut off"
-        ),
-    }
+    let limits = state.limits;
+    service_kit::http::serve(listener, app(state), limits, shutdown).await?;
     match tokio::time::timeout(
         SWITCH_OFF_DEADLINE,
         led.set(LedConfig::OFF, "shutdown".into()),

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use qwiic_bus::BusCounters;
@@ -47,6 +48,10 @@ pub struct Metrics {
     pub led_write_mismatches: Counter,
     /// EEPROM bytes the LED writes changed (the wear budget: ~100,000 per byte).
     pub eeprom_byte_writes: Counter,
+    /// Requests whose change was merged into a later one (at most one write per window).
+    pub led_writes_coalesced: Counter,
+    /// Live event streams now.
+    pub event_streams: Gauge,
 }
 
 fn latency_histogram() -> Histogram {
@@ -64,6 +69,8 @@ impl Default for Metrics {
         let led_writes_skipped = Counter::default();
         let led_write_mismatches = Counter::default();
         let eeprom_byte_writes = Counter::default();
+        let led_writes_coalesced = Counter::default();
+        let event_streams = Gauge::default();
         registry.register(
             "http_requests",
             "HTTP requests by route, method and status",
@@ -91,6 +98,16 @@ impl Default for Metrics {
             led_write_mismatches.clone(),
         );
         registry.register(
+            "led_writes_coalesced",
+            "requests whose LED change was merged into a later one (a flood costs at most 10 writes a second)",
+            led_writes_coalesced.clone(),
+        );
+        registry.register(
+            "event_streams",
+            "live event streams (GET /events) now",
+            event_streams.clone(),
+        );
+        registry.register(
             "eeprom_byte_writes",
             "EEPROM bytes changed by LED writes (about 100,000 writes per byte in the ATtiny84's datasheet)",
             eeprom_byte_writes.clone(),
@@ -104,6 +121,8 @@ impl Default for Metrics {
             led_writes_skipped,
             led_write_mismatches,
             eeprom_byte_writes,
+            led_writes_coalesced,
+            event_streams,
         }
     }
 }

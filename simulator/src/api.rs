@@ -33,6 +33,8 @@ pub struct AppState {
     pub events: broadcast::Sender<EventView>,
     /// Cancelled at shutdown, ending the event streams.
     pub shutdown: CancellationToken,
+    /// How many clients the `tcp://` bus takes, and how long they may idle.
+    pub bus_limits: qwiic_bus::server::Limits,
 }
 
 /// The routes.

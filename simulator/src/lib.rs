@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use qwiic_sim::SimButton;
 use service_kit::CancellationToken;
+use service_kit::http::Limits;
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, broadcast};
 
@@ -37,6 +38,7 @@ impl AppState {
             button,
             events,
             shutdown,
+            bus_limits: qwiic_bus::server::Limits::default(),
         }
     }
 }
@@ -79,10 +81,13 @@ pub async fn run(
         state.button.clone(),
         shutdown.clone(),
     ));
-    let device = qwiic_bus::server::serve(tcp, state.button.clone(), shutdown.clone());
-    let web = axum::serve(http, app(state))
-        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-        .into_future();
+    let device = qwiic_bus::server::serve(
+        tcp,
+        state.button.clone(),
+        state.bus_limits,
+        shutdown.clone(),
+    );
+    let web = service_kit::http::serve(http, app(state), Limits::default(), shutdown.clone());
     // Either failing stops both; at shutdown both finish at once (the TCP server drops its
     // clients, the event streams end).
     tokio::pin!(device, web);

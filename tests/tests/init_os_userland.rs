@@ -185,7 +185,7 @@ impl Device {
         device.sh(&format!(
             "mkdir -p {PROJECT} && cd /src && \
              cp init_os.sh docker-compose.yml docker-compose.device.yml \
-                docker-compose.override.yml Dockerfile.* {PROJECT}/ && \
+                docker-compose.override.yml Dockerfile {PROJECT}/ && \
              chown -R pi:pi /home/pi"
         ));
         device

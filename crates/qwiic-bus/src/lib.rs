@@ -30,7 +30,8 @@ use qwiic_sim::{SimButton, SimError};
 
 pub use layers::{BusCounters, CountingBus, RetryingBus, ServiceBus, service_bus};
 pub use link::{
-    ConnectError, DeviceError, DeviceLink, Identified, LinkHealth, LinkedButton, connect,
+    ConnectError, DeviceError, DeviceLink, FRESH, HealthView, Identified, LinkHealth, LinkedButton,
+    connect,
 };
 pub use open::OpenError;
 pub use spec::{ACCEPTED, BusSpec, BusSpecError};

@@ -6,7 +6,9 @@
 //! LED settings, the status polling) stays in their own crates.
 
 use std::fmt;
-use std::time::Instant;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use qwiic_button::{Address, FirmwareVersion, QwiicButton};
 use tokio::sync::watch;
@@ -20,6 +22,10 @@ pub type LinkedButton = QwiicButton<ServiceBus<Bus>>;
 /// Tries per transaction. Every transaction of both services may be repeated: reads, whole LED
 /// settings, the status clear (neither service pops a queue).
 const ATTEMPTS: u32 = 3;
+
+/// How long an answer from the device counts as proof that it answers: a health check within
+/// this time of the last successful transaction needs no transaction of its own.
+pub const FRESH: Duration = Duration::from_secs(1);
 
 /// Whether the button answers, for `/healthz`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,6 +48,32 @@ pub struct Identified {
     pub fresh: bool,
 }
 
+/// A link's health, readable from any thread without touching the bus.
+#[derive(Debug, Clone)]
+pub struct HealthView {
+    health: watch::Receiver<LinkHealth>,
+    /// Milliseconds after `epoch` of the last answer from the device, plus one (0: never).
+    last_answer: Arc<AtomicU64>,
+    epoch: Instant,
+}
+
+impl HealthView {
+    /// The outcome of the last attempt.
+    pub fn current(&self) -> LinkHealth {
+        self.health.borrow().clone()
+    }
+
+    /// The firmware, if the device is identified and answered within `age`.
+    pub fn answered_within(&self, age: Duration) -> Option<FirmwareVersion> {
+        let LinkHealth::Answering(firmware) = self.current() else {
+            return None;
+        };
+        let at = self.last_answer.load(Ordering::Relaxed).checked_sub(1)?;
+        let elapsed = self.epoch.elapsed().as_millis() as u64;
+        (elapsed.saturating_sub(at) < age.as_millis() as u64).then_some(firmware)
+    }
+}
+
 /// A Qwiic Button on a bus, owned by one thread of a service.
 pub struct DeviceLink {
     button: LinkedButton,
@@ -54,6 +86,8 @@ pub struct DeviceLink {
     counters: BusCounters,
     /// Readings rejected since the last clean one (a burst is logged once at each end).
     rejected_in_a_row: u64,
+    last_answer: Arc<AtomicU64>,
+    epoch: Instant,
 }
 
 impl fmt::Debug for DeviceLink {
@@ -84,12 +118,42 @@ impl DeviceLink {
             health: watch::channel(LinkHealth::Starting).0,
             counters,
             rejected_in_a_row: 0,
+            last_answer: Arc::new(AtomicU64::new(0)),
+            epoch: Instant::now(),
         }
     }
 
-    /// The health, updated on every identification and every failure.
-    pub fn health(&self) -> watch::Receiver<LinkHealth> {
-        self.health.subscribe()
+    /// The health, updated on every identification and every failure, and when the device
+    /// last answered.
+    pub fn health(&self) -> HealthView {
+        HealthView {
+            health: self.health.subscribe(),
+            last_answer: Arc::clone(&self.last_answer),
+            epoch: self.epoch,
+        }
+    }
+
+    fn answered(&self) {
+        let at = self.epoch.elapsed().as_millis() as u64 + 1;
+        self.last_answer.store(at, Ordering::Relaxed);
+    }
+
+    /// Whether the button answers now: the firmware from the last transaction when it was
+    /// within [`FRESH`], else from a read of the ID.
+    pub fn check(&mut self) -> Result<FirmwareVersion, DeviceError> {
+        let Some(firmware) = self.firmware else {
+            return self.identify().map(|identified| identified.firmware);
+        };
+        if self.health().answered_within(FRESH).is_some() {
+            return Ok(firmware);
+        }
+        match self.read_identity() {
+            Ok(firmware) => {
+                self.answered();
+                Ok(firmware)
+            }
+            Err(error) => Err(self.fail(error)),
+        }
     }
 
     /// The button's address.
@@ -115,6 +179,7 @@ impl DeviceLink {
             Err(error) => return Err(self.fail(error)),
         };
         self.firmware = Some(firmware);
+        self.answered();
         match self.outage_since.take() {
             Some(since) => tracing::info!(
                 bus = %self.spec, %firmware, outage_ms = since.elapsed().as_millis() as u64,
@@ -161,6 +226,7 @@ impl DeviceLink {
         let Identified { firmware, .. } = self.identify()?;
         match operation(&mut self.button, firmware) {
             Ok(value) => {
+                self.answered();
                 self.clean_reading();
                 Ok(value)
             }

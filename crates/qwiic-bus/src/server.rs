@@ -2,8 +2,10 @@
 //!
 //! Each request is applied with [`SimButton::apply_transaction`], under the device lock, so
 //! transactions from different connections never interleave. A malformed frame, an unknown
-//! operation or a client that stalls mid-frame closes that connection with one log line; the
-//! server and the other clients carry on.
+//! operation, a client that stalls mid-frame or idles past [`Limits::idle`] closes that
+//! connection with one log line; the server and the other clients carry on. At most
+//! [`Limits::clients`] clients at once (more are closed at once), and a failing `accept` (out of
+//! file descriptors) is retried with backoff, logged once per burst.
 
 use std::io;
 use std::time::Duration;
@@ -20,30 +22,64 @@ use crate::wire::{self, FrameError, Status, WireOperation};
 /// How long a client may take to send the rest of a frame it has started.
 pub const FRAME_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// How much the server gives its clients.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Clients connected at once.
+    pub clients: usize,
+    /// How long a client may send nothing between frames.
+    pub idle: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            clients: 64,
+            idle: wire::SERVER_IDLE_TIMEOUT,
+        }
+    }
+}
+
 /// Accepts clients until `shutdown` is cancelled, then drops every connection.
 pub async fn serve(
     listener: TcpListener,
     button: SimButton,
+    limits: Limits,
     shutdown: CancellationToken,
 ) -> io::Result<()> {
     let mut connections = JoinSet::new();
+    let mut backoff = Backoff::default();
+    let mut refusing = false;
     loop {
         tokio::select! {
             () = shutdown.cancelled() => break,
             accepted = listener.accept() => {
                 let (stream, peer) = match accepted {
                     Ok(accepted) => accepted,
-                    // Out of file descriptors or an aborted handshake: keep serving the others.
+                    // Out of file descriptors, say: the pending client stays queued, so trying
+                    // again at once would spin. Back off, keep serving the others.
                     Err(error) => {
-                        tracing::warn!(%error, "accepting a simulator client failed");
-                        continue;
+                        let delay = backoff.failed(&error);
+                        tokio::select! {
+                            () = shutdown.cancelled() => break,
+                            () = tokio::time::sleep(delay) => continue,
+                        }
                     }
                 };
+                backoff.succeeded();
+                if connections.len() >= limits.clients {
+                    if !refusing {
+                        refusing = true;
+                        tracing::warn!(clients = limits.clients, "too many simulator clients: closing new ones until some leave");
+                    }
+                    continue; // dropping the stream closes it
+                }
+                refusing = false;
                 // set_nodelay only fails on a socket that is already gone.
                 let _ = stream.set_nodelay(true);
                 let button = button.clone();
                 connections.spawn(async move {
-                    if let Err(error) = serve_connection(stream, button).await {
+                    if let Err(error) = serve_connection(stream, button, limits.idle).await {
                         tracing::info!(%peer, %error, "closed a simulator client connection");
                     }
                 });
@@ -55,6 +91,33 @@ pub async fn serve(
     Ok(())
 }
 
+/// Backoff after failed `accept`s: 10 ms doubling to 1 s, logged once per burst.
+#[derive(Debug, Default)]
+struct Backoff {
+    failures: u32,
+}
+
+impl Backoff {
+    fn failed(&mut self, error: &io::Error) -> Duration {
+        if self.failures == 0 {
+            tracing::warn!(%error, "accepting a simulator client failed; retrying with backoff");
+        }
+        self.failures += 1;
+        Duration::from_millis(10 << self.failures.min(7).saturating_sub(1))
+            .min(Duration::from_secs(1))
+    }
+
+    fn succeeded(&mut self) {
+        if self.failures > 0 {
+            tracing::info!(
+                failures = self.failures,
+                "accepting simulator clients again"
+            );
+            self.failures = 0;
+        }
+    }
+}
+
 /// Why a connection was closed early.
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectionError {
@@ -64,14 +127,21 @@ pub enum ConnectionError {
     /// The peer stopped sending in the middle of a frame.
     #[error("client stalled mid-frame for more than {0:?}")]
     Stalled(Duration),
+    /// The peer sent nothing for too long between frames.
+    #[error("client idle for more than {0:?}")]
+    Idle(Duration),
     /// The connection broke.
     #[error("connection error: {0}")]
     Io(#[from] io::Error),
 }
 
-/// Serves one client until it disconnects or misbehaves. A clean disconnect between frames
-/// returns `Ok`.
-pub async fn serve_connection<S>(stream: S, button: SimButton) -> Result<(), ConnectionError>
+/// Serves one client until it disconnects, misbehaves or idles longer than `idle` between
+/// frames. A clean disconnect between frames returns `Ok`.
+pub async fn serve_connection<S>(
+    stream: S,
+    button: SimButton,
+    idle: Duration,
+) -> Result<(), ConnectionError>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -82,9 +152,15 @@ where
     let mut response = Vec::with_capacity(64);
     loop {
         let mut prefix = [0; 2];
-        // Idle between frames is fine: wait for the first byte without a deadline.
-        if stream.fill_buf().await?.is_empty() {
-            return Ok(());
+        // Idle between frames is fine, up to `idle`.
+        let waiting = tokio::time::timeout(idle, stream.fill_buf()).await;
+        match waiting {
+            Ok(buffered) => {
+                if buffered?.is_empty() {
+                    return Ok(());
+                }
+            }
+            Err(_) => return Err(ConnectionError::Idle(idle)),
         }
         let frame = async {
             stream.read_exact(&mut prefix).await?;

@@ -8,7 +8,7 @@
 use std::fmt;
 use std::io::{self, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use embedded_hal::i2c::{self, ErrorKind, I2c, NoAcknowledgeSource, Operation};
 
@@ -21,6 +21,8 @@ pub struct TcpTimeouts {
     pub connect: Duration,
     /// Giving up on a response (includes the device's own delay).
     pub io: Duration,
+    /// Opening a new connection rather than use one idle this long.
+    pub reuse: Duration,
 }
 
 impl Default for TcpTimeouts {
@@ -28,6 +30,7 @@ impl Default for TcpTimeouts {
         TcpTimeouts {
             connect: Duration::from_secs(1),
             io: Duration::from_secs(1),
+            reuse: wire::CLIENT_REUSE_LIMIT,
         }
     }
 }
@@ -38,8 +41,9 @@ pub struct TcpBus {
     host: String,
     port: u16,
     timeouts: TcpTimeouts,
-    /// The connection, read through a buffer so a response costs one system call.
-    stream: Option<BufReader<TcpStream>>,
+    /// The connection, read through a buffer so a response costs one system call, and when it
+    /// was last used.
+    stream: Option<(BufReader<TcpStream>, Instant)>,
     /// Reused frame buffers: no allocation per transaction once warm.
     request: Vec<u8>,
     response: Vec<u8>,
@@ -153,12 +157,16 @@ impl TcpBus {
         Ok(())
     }
 
+    /// The connection: the open one unless it idled past the reuse limit (the server may be
+    /// about to drop it), else a new one.
     fn stream(&mut self) -> Result<&mut BufReader<TcpStream>, TcpBusError> {
+        let reuse = self.timeouts.reuse;
         let stream = match self.stream.take() {
-            Some(stream) => stream,
-            None => BufReader::with_capacity(2 + wire::MAX_BODY, self.open()?),
+            Some((stream, used)) if used.elapsed() < reuse => stream,
+            _ => BufReader::with_capacity(2 + wire::MAX_BODY, self.open()?),
         };
-        Ok(self.stream.insert(stream))
+        let (stream, _) = self.stream.insert((stream, Instant::now()));
+        Ok(stream)
     }
 
     fn open(&self) -> Result<TcpStream, TcpBusError> {

@@ -26,6 +26,11 @@ pub const MAX_BODY: usize = 1024;
 pub const MAX_OPERATIONS: usize = 16;
 /// Most bytes one transaction may read in total (the response must fit in [`MAX_BODY`]).
 pub const MAX_READ_TOTAL: usize = MAX_BODY - 1;
+/// A server drops a client that has sent nothing for this long between frames.
+pub const SERVER_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+/// A client opens a new connection rather than use one that idled this long (half the server's
+/// limit), so it never sends on a connection the server is about to drop.
+pub const CLIENT_REUSE_LIMIT: std::time::Duration = std::time::Duration::from_secs(30);
 
 const KIND_WRITE: u8 = 0;
 const KIND_READ: u8 = 1;

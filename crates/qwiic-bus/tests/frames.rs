@@ -54,7 +54,11 @@ proptest! {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().start_paused(true).build().unwrap();
         runtime.block_on(async {
             let (mut client, server_side) = tokio::io::duplex(4096);
-            let connection = tokio::spawn(server::serve_connection(server_side, SimButton::new()));
+            let connection = tokio::spawn(server::serve_connection(
+                server_side,
+                SimButton::new(),
+                std::time::Duration::from_secs(60),
+            ));
             tokio::io::AsyncWriteExt::write_all(&mut client, &stream).await.ok();
             drop(client);
             // Ok (clean end), or an error: either way the task ends, and without panicking.

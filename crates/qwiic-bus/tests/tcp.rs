@@ -25,6 +25,10 @@ impl Server {
     }
 
     fn start_on(address: SocketAddr, button: SimButton) -> Server {
+        Self::start_with(address, button, server::Limits::default())
+    }
+
+    fn start_with(address: SocketAddr, button: SimButton, limits: server::Limits) -> Server {
         let std_listener = std::net::TcpListener::bind(address).unwrap();
         std_listener.set_nonblocking(true).unwrap();
         let address = std_listener.local_addr().unwrap();
@@ -37,7 +41,9 @@ impl Server {
                 .unwrap();
             runtime.block_on(async move {
                 let listener = tokio::net::TcpListener::from_std(std_listener).unwrap();
-                server::serve(listener, button, stopped).await.unwrap();
+                server::serve(listener, button, limits, stopped)
+                    .await
+                    .unwrap();
             });
         });
         Server {
@@ -168,8 +174,8 @@ fn a_slow_device_times_out_at_the_io_timeout() {
     let server = Server::start(sim.clone());
     sim.set_delay(Duration::from_millis(500));
     let timeouts = TcpTimeouts {
-        connect: Duration::from_secs(1),
         io: Duration::from_millis(100),
+        ..TcpTimeouts::default()
     };
     let mut bus = TcpBus::new("127.0.0.1", server.address.port(), timeouts);
     let started = Instant::now();
@@ -239,7 +245,11 @@ fn malformed_frames_close_only_that_connection() {
 #[tokio::test(start_paused = true)]
 async fn a_client_that_stalls_mid_frame_is_dropped() {
     let (mut client, server_side) = tokio::io::duplex(64);
-    let task = tokio::spawn(server::serve_connection(server_side, SimButton::new()));
+    let task = tokio::spawn(server::serve_connection(
+        server_side,
+        SimButton::new(),
+        Duration::from_secs(60),
+    ));
     tokio::io::AsyncWriteExt::write_all(&mut client, &[6, 0, 1])
         .await
         .unwrap();
@@ -251,16 +261,84 @@ async fn a_client_that_stalls_mid_frame_is_dropped() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn an_idle_client_is_not_dropped() {
+async fn a_client_idle_up_to_the_limit_stays_and_past_it_is_dropped() {
     let (client, server_side) = tokio::io::duplex(64);
-    let task = tokio::spawn(server::serve_connection(server_side, SimButton::new()));
-    tokio::time::sleep(Duration::from_secs(3600)).await;
+    let task = tokio::spawn(server::serve_connection(
+        server_side,
+        SimButton::new(),
+        Duration::from_secs(60),
+    ));
+    tokio::time::sleep(Duration::from_secs(59)).await;
     assert!(!task.is_finished());
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let result = task.await.unwrap();
+    assert!(
+        matches!(result, Err(server::ConnectionError::Idle(_))),
+        "{result:?}"
+    );
+    drop(client);
+
+    let (client, server_side) = tokio::io::duplex(64);
+    let task = tokio::spawn(server::serve_connection(
+        server_side,
+        SimButton::new(),
+        Duration::from_secs(60),
+    ));
     drop(client);
     assert!(
         task.await.unwrap().is_ok(),
         "a clean disconnect between frames is fine"
     );
+}
+
+#[test]
+fn clients_over_the_cap_are_closed_and_the_others_carry_on() {
+    let server = Server::start_with(
+        "127.0.0.1:0".parse().unwrap(),
+        SimButton::new(),
+        server::Limits {
+            clients: 2,
+            ..server::Limits::default()
+        },
+    );
+    let (mut first, mut second) = (server.client(), server.client());
+    let mut id = [0];
+    first.write_read(0x6F, &[0], &mut id).unwrap();
+    second.write_read(0x6F, &[0], &mut id).unwrap();
+    let mut third = TcpStream::connect(server.address).unwrap();
+    third
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut buffer = [0; 8];
+    assert_eq!(third.read(&mut buffer).unwrap_or(0), 0, "closed at once");
+    first.write_read(0x6F, &[0], &mut id).unwrap();
+    assert_eq!(id, [0x5D]);
+}
+
+#[test]
+fn a_client_opens_a_new_connection_rather_than_reuse_one_the_server_may_have_dropped() {
+    let server = Server::start_with(
+        "127.0.0.1:0".parse().unwrap(),
+        SimButton::new(),
+        server::Limits {
+            idle: Duration::from_millis(200),
+            ..server::Limits::default()
+        },
+    );
+    let mut bus = TcpBus::new(
+        "127.0.0.1",
+        server.address.port(),
+        TcpTimeouts {
+            reuse: Duration::from_millis(100),
+            ..TcpTimeouts::default()
+        },
+    );
+    let mut id = [0];
+    bus.write_read(0x6F, &[0], &mut id).unwrap();
+    // Idle past the server's limit: the server has dropped the connection by now.
+    std::thread::sleep(Duration::from_millis(400));
+    bus.write_read(0x6F, &[0], &mut id).unwrap();
+    assert_eq!(id, [0x5D]);
 }
 
 #[test]

@@ -5,6 +5,7 @@
 //! - [`logging`]: text or JSON log lines;
 //! - [`shutdown`]: SIGTERM and SIGINT cancel one [`CancellationToken`], the root of each
 //!   service's shutdown tree;
+//! - [`http`]: serving HTTP with deadlines and caps a LAN peer cannot stretch;
 //! - [`probe`]: the HTTP probe of the `healthcheck` subcommand (the images have no curl);
 //! - [`args`]: the flags every service takes, as one flattened struct, and their parsers;
 //! - `testing` (feature `testing`): running a service, in-process or as a binary, in tests.
@@ -13,6 +14,7 @@
 #![deny(unsafe_code, missing_docs)]
 
 pub mod args;
+pub mod http;
 pub mod logging;
 pub mod probe;
 pub mod process;

@@ -96,12 +96,23 @@ impl RunningBinary {
     /// `env` sets them).
     pub fn start(path: &str, env: &[(&str, &str)]) -> RunningBinary {
         let mut command = binary_command(path);
-        command
-            .env("LISTEN_ADDR", "127.0.0.1:0")
-            .env("LOG_FORMAT", "json")
-            .envs(env.iter().copied())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
+        command.envs(env.iter().copied());
+        Self::spawn(path, command)
+    }
+
+    /// Starts `command`, which runs the binary `path` (through a wrapper such as `prlimit`,
+    /// say), with `LISTEN_ADDR=127.0.0.1:0` and `LOG_FORMAT=json` unless it sets them.
+    pub fn spawn(path: &str, mut command: std::process::Command) -> RunningBinary {
+        let set: Vec<_> = command
+            .get_envs()
+            .map(|(name, _)| name.to_owned())
+            .collect();
+        for (name, value) in [("LISTEN_ADDR", "127.0.0.1:0"), ("LOG_FORMAT", "json")] {
+            if !set.iter().any(|set| set == name) {
+                command.env(name, value);
+            }
+        }
+        command.stdout(Stdio::null()).stderr(Stdio::piped());
         let mut child = command.spawn().unwrap();
         let stderr = child.stderr.take().unwrap();
         let log = Arc::new(Mutex::new(Vec::new()));
@@ -160,6 +171,11 @@ impl RunningBinary {
     /// Everything logged so far.
     pub fn log(&self) -> String {
         self.log.lock().unwrap().join("\n")
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// Sends SIGTERM and waits at most `within` for the exit. Returns the status and how long

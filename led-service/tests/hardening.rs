@@ -1,0 +1,331 @@
+//! What a peer on the LAN, a browser tab or a flood could do to the service, each reproduced
+//! against the real server on a socket: none of it grows memory or wear without bound, and the
+//! health check keeps answering.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a failed unwrap is a failed test
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use clap::Parser as _;
+use led_service::config::Cli;
+use led_service::{AppState, run};
+use qwiic_bus::Bus;
+use qwiic_sim::SimButton;
+use service_kit::http::Limits;
+use service_kit::testing::Background;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpSocket, TcpStream};
+
+struct Service {
+    address: SocketAddr,
+    sim: SimButton,
+    metrics: led_service::metrics::Metrics,
+    _server: Background<std::io::Result<()>>,
+}
+
+async fn start(limits: Limits) -> Service {
+    let sim = SimButton::new();
+    let Cli { config, .. } = Cli::parse_from(["led-service", "--bus=sim"]);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let bus = Bus::Sim(sim.clone());
+    let shutdown = service_kit::CancellationToken::new();
+    let mut state = AppState::start(bus, &config, shutdown.clone()).unwrap();
+    state.limits = limits;
+    let metrics = state.metrics.clone();
+    let server = Background::new(shutdown.clone(), run(listener, state, shutdown));
+    Service {
+        address,
+        sim,
+        metrics,
+        _server: server,
+    }
+}
+
+fn url(service: &Service, path: &str) -> String {
+    format!("http://{}{path}", service.address)
+}
+
+/// A connection from another loopback address than the container's own health check uses.
+async fn connect_from_the_network(address: SocketAddr) -> TcpStream {
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+    socket.connect(address).await.unwrap()
+}
+
+/// Reads until the server closes the connection; the bytes it sent, and how long it took.
+async fn read_until_closed(stream: &mut TcpStream, within: Duration) -> (String, Duration) {
+    let started = Instant::now();
+    let mut answer = Vec::new();
+    tokio::time::timeout(within, stream.read_to_end(&mut answer))
+        .await
+        .unwrap_or_else(|_| panic!("the server kept the connection open for {within:?}"))
+        .unwrap_or_default();
+    (
+        String::from_utf8_lossy(&answer).into_owned(),
+        started.elapsed(),
+    )
+}
+
+#[tokio::test]
+async fn invented_methods_are_counted_as_other_so_metrics_stay_small() {
+    let service = start(Limits::default()).await;
+    let client = reqwest::Client::new();
+    let size = || async {
+        client
+            .get(url(&service, "/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    };
+    client.post(url(&service, "/true")).send().await.unwrap();
+    let before = size().await.len();
+    for n in 0..200 {
+        let method = reqwest::Method::from_bytes(format!("M{n}").as_bytes()).unwrap();
+        client
+            .request(method, url(&service, "/true"))
+            .send()
+            .await
+            .unwrap();
+    }
+    let after = size().await;
+    assert!(after.contains(r#"method="OTHER""#), "{after}");
+    let growth = after.len() - before;
+    assert!(
+        growth < 2000,
+        "/metrics grew by {growth} bytes for 200 invented methods"
+    );
+}
+
+#[tokio::test]
+async fn a_flood_of_alternating_requests_costs_a_handful_of_eeprom_writes() {
+    let service = start(Limits::default()).await;
+    let client = reqwest::Client::new();
+    let requests = (0..100).flat_map(|_| ["/true", "/false"]).map(|path| {
+        let request = client.post(url(&service, path));
+        async move { request.send().await.unwrap().status() }
+    });
+    let started = Instant::now();
+    let statuses = futures_util::future::join_all(requests).await;
+    assert!(statuses.iter().all(|status| *status == 200), "{statuses:?}");
+    let stats = service.sim.stats();
+    eprintln!(
+        "figure: 100 pairs of /true and /false in {:?}: {} LED writes, {} EEPROM bytes",
+        started.elapsed(),
+        stats.led_writes,
+        stats.eeprom_byte_writes
+    );
+    assert!(stats.led_writes <= 5, "{} LED writes", stats.led_writes);
+    assert!(stats.eeprom_byte_writes <= 5);
+    assert!(service.metrics.led_writes_coalesced.get() >= 150);
+}
+
+#[tokio::test]
+async fn cross_site_browser_requests_may_not_change_the_led() {
+    let service = start(Limits::default()).await;
+    let client = reqwest::Client::new();
+    let host = service.address.to_string();
+    for (header, value) in [
+        ("origin", "http://evil.example"),
+        ("origin", "null"),
+        ("sec-fetch-site", "cross-site"),
+        ("sec-fetch-site", "same-site"),
+    ] {
+        for request in [
+            client.post(url(&service, "/true")),
+            client
+                .put(url(&service, "/led"))
+                .header("content-type", "application/json")
+                .body(r#"{"on": true}"#),
+        ] {
+            let response = request.header(header, value).send().await.unwrap();
+            assert_eq!(response.status(), 403, "{header}: {value}");
+            let body: serde_json::Value = response.json().await.unwrap();
+            assert!(
+                body["error"].as_str().unwrap().contains("cross-site"),
+                "{body}"
+            );
+        }
+        assert_eq!(service.sim.led().brightness, 0, "{header}: {value}");
+    }
+    // The page itself, a person typing the URL, and clients that are not browsers.
+    for (header, value) in [
+        ("origin", format!("http://{host}")),
+        ("sec-fetch-site", "same-origin".to_owned()),
+        ("sec-fetch-site", "none".to_owned()),
+        ("user-agent", "curl/8".to_owned()),
+    ] {
+        let response = client
+            .post(url(&service, "/true"))
+            .header(header, value.as_str())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{header}: {value}");
+    }
+}
+
+#[tokio::test]
+async fn a_request_head_that_never_ends_is_cut_off_at_the_deadline() {
+    let service = start(Limits {
+        header_read: Duration::from_millis(300),
+        ..Limits::default()
+    })
+    .await;
+    let mut partial = connect_from_the_network(service.address).await;
+    partial
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        .await
+        .unwrap();
+    let (_, took) = read_until_closed(&mut partial, Duration::from_secs(5)).await;
+    assert!(took >= Duration::from_millis(250), "closed after {took:?}");
+}
+
+#[tokio::test]
+async fn an_idle_kept_alive_connection_is_closed_after_the_idle_limit() {
+    let service = start(Limits {
+        idle: Duration::from_millis(300),
+        ..Limits::default()
+    })
+    .await;
+    let mut idle = connect_from_the_network(service.address).await;
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let (answer, took) = read_until_closed(&mut idle, Duration::from_secs(5)).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(took >= Duration::from_millis(250), "closed after {took:?}");
+    // One that never sends anything at all is closed too.
+    let mut silent = connect_from_the_network(service.address).await;
+    let (answer, _) = read_until_closed(&mut silent, Duration::from_secs(5)).await;
+    assert!(answer.is_empty(), "{answer}");
+}
+
+#[tokio::test]
+async fn connections_over_the_cap_get_a_503_and_the_local_health_check_still_answers() {
+    let service = start(Limits {
+        connections: 4,
+        local_reserve: 2,
+        ..Limits::default()
+    })
+    .await;
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        let mut stream = connect_from_the_network(service.address).await;
+        stream
+            .write_all(b"GET /healthz HTTP/1.1\r\n")
+            .await
+            .unwrap();
+        held.push(stream);
+    }
+    // Wait until the server has taken all four: then the fifth is over the cap.
+    let mut over = connect_from_the_network(service.address).await;
+    let (answer, _) = read_until_closed(&mut over, Duration::from_secs(5)).await;
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(answer.contains("retry-after: 1"), "{answer}");
+    let health = reqwest::get(url(&service, "/healthz")).await.unwrap();
+    assert_eq!(health.status(), 200, "127.0.0.1 has slots of its own");
+    drop(held);
+}
+
+#[tokio::test]
+async fn more_than_64_event_streams_get_a_503_with_retry_after() {
+    let service = start(Limits::default()).await;
+    let client = reqwest::Client::new();
+    let mut streams = Vec::new();
+    for _ in 0..64 {
+        let stream = client.get(url(&service, "/events")).send().await.unwrap();
+        assert_eq!(stream.status(), 200);
+        streams.push(stream);
+    }
+    let refused = client.get(url(&service, "/events")).send().await.unwrap();
+    assert_eq!(refused.status(), 503);
+    assert_eq!(refused.headers()["retry-after"], "1");
+    assert_eq!(service.metrics.event_streams.get(), 64);
+    drop(streams);
+}
+
+#[tokio::test]
+async fn health_answers_at_once_while_stalled_bodies_fill_every_request_slot() {
+    let service = start(Limits {
+        requests: 20,
+        ..Limits::default()
+    })
+    .await;
+    // The button is found before the flood.
+    assert_eq!(
+        reqwest::get(url(&service, "/healthz"))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let mut stalled = Vec::new();
+    for _ in 0..30 {
+        let mut stream = connect_from_the_network(service.address).await;
+        stream
+            .write_all(b"PUT /led HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{")
+            .await
+            .unwrap();
+        stalled.push(stream);
+    }
+    // The slots fill: a further API request is refused at once rather than queued.
+    let client = reqwest::Client::new();
+    let until = Instant::now() + Duration::from_secs(5);
+    loop {
+        let response = client.post(url(&service, "/true")).send().await.unwrap();
+        if response.status() == 503 {
+            assert_eq!(response.headers()["retry-after"], "1");
+            break;
+        }
+        assert!(
+            Instant::now() < until,
+            "the stalled bodies never filled the slots"
+        );
+    }
+    let started = Instant::now();
+    let health = client.get(url(&service, "/healthz")).send().await.unwrap();
+    let took = started.elapsed();
+    assert_eq!(health.status(), 200);
+    assert!(took < Duration::from_secs(1), "/healthz took {took:?}");
+    drop(stalled);
+}
+
+#[tokio::test]
+async fn a_lowercase_bearer_scheme_is_accepted_and_a_huge_announced_body_is_refused_at_once() {
+    let sim = SimButton::new();
+    let Cli { config, .. } = Cli::parse_from(["led-service", "--bus=sim", "--api-token=s3cret"]);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let _server = Background::spawn(|shutdown| {
+        let state = AppState::start(Bus::Sim(sim.clone()), &config, shutdown.clone()).unwrap();
+        run(listener, state, shutdown)
+    });
+    let client = reqwest::Client::new();
+    for scheme in ["Bearer", "bearer", "BEARER"] {
+        let response = client
+            .post(format!("http://{address}/true"))
+            .header("authorization", format!("{scheme} s3cret"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{scheme}");
+    }
+    let mut huge = TcpStream::connect(address).await.unwrap();
+    huge.write_all(b"PUT /led HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 10000000000\r\n\r\n")
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let mut answer = vec![0; 512];
+    let read = tokio::time::timeout(Duration::from_secs(2), huge.read(&mut answer))
+        .await
+        .unwrap()
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer[..read]);
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(started.elapsed() < Duration::from_secs(1));
+}
