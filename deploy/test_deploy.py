@@ -1,13 +1,18 @@
-"""Offline checks of every deployment manifest: Kubernetes schemas (kubernetes-validate), the
-IoT Edge manifest's structure, and no drift from what the services accept and compose uses.
+"""Offline checks of every deployment manifest and of the GitHub workflows: Kubernetes schemas
+(kubernetes-validate), least privilege, the device plugin's configuration, secrets as files, the
+IoT Edge manifest's structure and limits, actionlint, and no drift from what the services
+accept, what compose uses and what the build scripts produce.
 
-    python3 -m pytest deploy/     (scripts/test runs it; needs kubectl, kubernetes-validate, pyyaml)
+    python3 -m pytest deploy/     (scripts/test runs it; needs kubectl, kubernetes-validate,
+                                   pyyaml and actionlint, which .ci/run installs)
 """
 
 import functools
 import json
 import re
+import shutil
 import subprocess
+from fractions import Fraction
 from pathlib import Path
 
 import pytest
@@ -15,14 +20,22 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 KUBE = ROOT / "deploy" / "kubernetes"
+WORKFLOWS = ROOT / ".github" / "workflows"
 OVERLAYS = ["device", "simulator"]
 BINARIES = {"led-service": "led-service", "button-service": "button-service", "simulator": "simulator"}
+# The namespace of the app's Pods (base/kustomization.yaml), held to the restricted standard.
+APP_NAMESPACE = "qwiic"
+DEVICE_PLUGIN_IMAGE = "squat/generic-device-plugin"
+# What the generic device plugin prefixes resource names with unless --domain says otherwise.
+DEVICE_PLUGIN_DEFAULT_DOMAIN = "squat.ai"
 
 
 def render(overlay):
     output = subprocess.run(["kubectl", "kustomize", str(KUBE / "overlays" / overlay)],
                             capture_output=True, text=True, check=True).stdout
-    return [doc for doc in yaml.safe_load_all(output) if doc]
+    docs = [doc for doc in yaml.safe_load_all(output) if doc]
+    assert docs, f"overlay {overlay} rendered nothing"
+    return docs
 
 
 @functools.cache
@@ -50,15 +63,99 @@ def compose_images():
         for service in yaml.safe_load((ROOT / name).read_text())["services"].values():
             if "image" in service:
                 images.add(service["image"].split(":")[0])
+    assert images, "compose names no image"
     return images
+
+
+def is_device_plugin(doc):
+    return any(c["image"].split(":")[0] == DEVICE_PLUGIN_IMAGE
+               for c in doc["spec"]["template"]["spec"]["containers"])
+
+
+def workloads(docs):
+    """The app's DaemonSets and Deployments (everything but the device plugin)."""
+    found = [doc for doc in docs
+             if doc.get("kind") in ("DaemonSet", "Deployment") and not is_device_plugin(doc)]
+    assert found, "the manifests have no workload"
+    return found
 
 
 def containers(docs):
     found = [(doc, doc["spec"]["template"]["spec"], container)
-             for doc in docs if doc.get("kind") in ("DaemonSet", "Deployment")
+             for doc in workloads(docs)
              for container in doc["spec"]["template"]["spec"]["containers"]]
     assert found, "the manifests have no workload with containers"
     return found
+
+
+def the_daemonset(docs):
+    """The app's DaemonSet: one Pod per device with the led and button containers."""
+    found = [doc for doc in workloads(docs) if doc["kind"] == "DaemonSet"]
+    assert len(found) == 1, f"expected the one app DaemonSet, found {[d['metadata']['name'] for d in found]}"
+    spec = found[0]["spec"]["template"]["spec"]
+    by_name = {c["name"]: c for c in spec["containers"]}
+    assert set(by_name) == {"led", "button"}, set(by_name)
+    return spec, by_name
+
+
+def device_plugins(docs):
+    return [doc for doc in docs if doc.get("kind") == "DaemonSet" and is_device_plugin(doc)]
+
+
+def plugin_devices(container):
+    """The device types a generic-device-plugin container advertises: (resource name, spec)."""
+    args = container.get("args", [])
+    assert "--config" not in " ".join(args), "devices come from --device flags only, where the test reads them"
+    domain = DEVICE_PLUGIN_DEFAULT_DOMAIN
+    devices = []
+    for flag, value in zip(args, args[1:]):
+        if flag == "--domain":
+            domain = value
+        if flag == "--device":
+            spec = yaml.safe_load(value)
+            devices.append((f"{domain}/{spec['name']}", spec))
+    for arg in args:
+        if arg.startswith("--device=") or arg.startswith("--domain="):
+            pytest.fail(f"write '{arg.split('=')[0]}' and its value as two arguments, as the test reads them")
+    assert devices, "the device plugin advertises no device"
+    return devices
+
+
+def quantity(value):
+    """A Kubernetes resource quantity as an exact number: '32Mi' → 33554432, '500m' → 1/2."""
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)(Ki|Mi|Gi|k|M|G|m)?", str(value))
+    assert match, f"unsupported quantity {value!r}"
+    number, unit = match.groups()
+    scale = {None: 1, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "k": 10**3, "M": 10**6, "G": 10**9,
+             "m": Fraction(1, 1000)}[unit]
+    return Fraction(number) * scale
+
+
+def iotedge():
+    return json.loads((ROOT / "deploy" / "iotedge" / "deployment.template.json").read_text())
+
+
+def iotedge_modules():
+    modules = iotedge()["modulesContent"]["$edgeAgent"]["properties.desired"]["modules"]
+    assert modules, "the IoT Edge manifest has no module"
+    return modules
+
+
+def workflow_files():
+    files = sorted(WORKFLOWS.glob("*.yml")) + sorted(WORKFLOWS.glob("*.yaml"))
+    assert files, f"no workflow in {WORKFLOWS}"
+    return files
+
+
+def actionlint(*arguments):
+    binary = shutil.which("actionlint")
+    if binary is None:
+        pytest.fail("actionlint is missing: .ci/run installs it from PyPI")
+    return subprocess.run([binary, *map(str, arguments)], cwd=ROOT, capture_output=True, text=True)
+
+
+def workflow(name):
+    return yaml.safe_load((WORKFLOWS / name).read_text())
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -134,10 +231,6 @@ def test_no_drift_from_the_services_and_compose(overlay):
     assert led_url.endswith(f":{by_name['led']['ports'][0]['containerPort']}")
 
 
-def iotedge():
-    return json.loads((ROOT / "deploy" / "iotedge" / "deployment.template.json").read_text())
-
-
 def test_iotedge_manifest_structure():
     manifest = iotedge()
     agent = manifest["modulesContent"]["$edgeAgent"]["properties.desired"]
@@ -158,18 +251,51 @@ def test_iotedge_manifest_structure():
         assert host["SecurityOpt"] == ["no-new-privileges:true"]
         assert host["Devices"] == [{"PathOnHost": "${I2C_DEVICE}", "PathInContainer": "/dev/i2c-1", "CgroupPermissions": "rw"}]
         assert host["GroupAdd"] == ["${I2C_GID}"]
+        assert "Binds" not in host, "a missing host file under Binds becomes a directory: use Mounts"
     led = json.loads(modules["led"]["settings"]["createOptions"])
     assert led["HostConfig"]["PortBindings"] == {"8080/tcp": [{"HostPort": "${LED_PORT}"}]}
     assert "PortBindings" not in json.loads(modules["button"]["settings"]["createOptions"])["HostConfig"]
 
 
 def test_iotedge_env_matches_the_services_and_its_parameters_are_documented():
-    modules = iotedge()["modulesContent"]["$edgeAgent"]["properties.desired"]["modules"]
+    modules = iotedge_modules()
     for name, binary in (("led", "led-service"), ("button", "button-service")):
         for variable in modules[name]["env"]:
             assert variable in env_vars(binary), f"{binary} does not read {variable}"
     assert modules["button"]["env"]["LED_URL"]["value"] == "http://led:8080"
     template = (ROOT / "deploy" / "iotedge" / "deployment.template.json").read_text()
     example = (ROOT / "deploy" / "iotedge" / ".env.example").read_text()
-    for parameter in set(re.findall(r"\$\{([A-Z_]+)\}", template)):
-        assert f"{parameter}=" in example, f"{parameter} is missing from .env.example"
+    parameters = set(re.findall(r"\$\{([A-Z_]+)\}", template))
+    assert parameters, "the template has no parameter"
+    for parameter in parameters:
+        assert f"\n{parameter}=" in example, f"{parameter} is missing from .env.example"
+
+
+def test_iotedge_keeps_the_token_in_a_read_only_host_file():
+    for name, module in iotedge_modules().items():
+        env = module["env"]
+        assert not [v for v in env if "TOKEN" in v and not v.endswith("_FILE")], f"{name}: a token in the module twin"
+        mounts = json.loads(module["settings"]["createOptions"])["HostConfig"]["Mounts"]
+        [mount] = [m for m in mounts if m["Target"] == env["API_TOKEN_FILE"]["value"]]
+        # Mounts (not Binds): a missing file fails the container's creation instead of
+        # appearing as an empty directory.
+        assert mount == {"Type": "bind", "Source": "${API_TOKEN_HOST_FILE}",
+                         "Target": env["API_TOKEN_FILE"]["value"], "ReadOnly": True}
+
+
+def test_iotedge_limits_match_kubernetes():
+    _, by_name = the_daemonset(render("device"))
+    pids = set()
+    for name, module in iotedge_modules().items():
+        host = json.loads(module["settings"]["createOptions"])["HostConfig"]
+        limits = by_name[name]["resources"]["limits"]
+        assert host["Memory"] == quantity(limits["memory"]), name
+        # Kubernetes gives containers no swap; Docker would give as much again without this.
+        assert host["MemorySwap"] == host["Memory"], name
+        assert host["NanoCpus"] == quantity(limits["cpu"]) * 10**9, name
+        # Kubernetes limits PIDs per Pod in the kubelet's configuration, not in the manifest.
+        assert isinstance(host["PidsLimit"], int) and host["PidsLimit"] > 0, name
+        pids.add(host["PidsLimit"])
+    assert len(pids) == 1, f"the modules have different PID limits: {pids}"
+
+
