@@ -172,36 +172,153 @@ def test_least_privilege(overlay):
     for doc, spec, container in containers(render(overlay)):
         pod = spec["securityContext"]
         assert pod["runAsNonRoot"] is True and pod["runAsUser"] == 65532 and pod["runAsGroup"] == 65532
+        assert pod["seccompProfile"] == {"type": "RuntimeDefault"}
+        assert not any(spec.get(f) for f in ("hostNetwork", "hostPID", "hostIPC"))
+        # No host path at all: the device comes from the device plugin, the token from a Secret.
+        assert not [v for v in spec.get("volumes", []) if "hostPath" in v], doc["metadata"]["name"]
         security = container["securityContext"]
         assert security["readOnlyRootFilesystem"] is True
         assert security["allowPrivilegeEscalation"] is False
         assert security.get("privileged", False) is False
-        assert security["capabilities"]["drop"] == ["ALL"]
+        assert security["capabilities"] == {"drop": ["ALL"]}
         assert "limits" in container["resources"] and "requests" in container["resources"]
 
 
-def test_the_device_overlay_maps_only_the_bus_with_the_i2c_group():
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_the_app_namespace_enforces_the_restricted_pod_security_standard(overlay):
+    docs = render(overlay)
+    namespace = next(d for d in docs if d["kind"] == "Namespace" and d["metadata"]["name"] == APP_NAMESPACE)
+    assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+    # Everything of the app is in it (the device Pods find the simulator by its short name);
+    # only the device plugin, which the standard would refuse, is elsewhere.
+    for doc in docs:
+        if doc["kind"] == "Namespace":
+            continue
+        if doc["kind"] == "DaemonSet" and is_device_plugin(doc):
+            assert doc["metadata"]["namespace"] != APP_NAMESPACE
+        else:
+            assert doc["metadata"].get("namespace") == APP_NAMESPACE, f"{doc['kind']} {doc['metadata']['name']}"
+
+
+def test_the_device_overlay_gets_the_bus_from_the_device_plugin():
     docs = render("device")
-    daemonset = next(d for d in docs if d["kind"] == "DaemonSet")
-    spec = daemonset["spec"]["template"]["spec"]
+    spec, by_name = the_daemonset(docs)
     assert spec["nodeSelector"] == {"qwiic.io/button": "true"}
-    assert spec["volumes"] == [{"name": "i2c", "hostPath": {"path": "/dev/i2c-1", "type": "CharDevice"}}]
+    assert spec["securityContext"]["supplementalGroups"], "the node's i2c group is missing"
     assert all(isinstance(g, int) for g in spec["securityContext"]["supplementalGroups"])
-    for container in spec["containers"]:
-        assert container["volumeMounts"] == [{"name": "i2c", "mountPath": "/dev/i2c-1"}]
+    [(resource, _)] = plugin_devices(device_plugins(docs)[0]["spec"]["template"]["spec"]["containers"][0])
+    for name, container in by_name.items():
+        # Both containers open the bus, so each asks for it (a device plugin adds the device to
+        # the containers that ask, and only to them).
+        assert quantity(container["resources"]["limits"][resource]) == 1, name
         assert {"name": "BUS", "value": "/dev/i2c-1"} in container["env"]
+        assert not [m for m in container.get("volumeMounts", []) if m["mountPath"].startswith("/dev")], name
+    assert "hostPath" not in json.dumps(spec)
+
+
+def test_the_device_plugin_advertises_the_bus_and_nothing_more():
+    docs = render("device")
+    plugins = device_plugins(docs)
+    assert len(plugins) == 1, "expected one device plugin DaemonSet"
+    plugin = plugins[0]
+    pod = plugin["spec"]["template"]["spec"]
+    [container] = pod["containers"]
+    devices = plugin_devices(container)
+    assert len(devices) == 1, f"the plugin advertises more than the bus: {[r for r, _ in devices]}"
+    [(resource, device)] = devices
+    [group] = device["groups"]
+    assert not group.get("usb"), "the plugin advertises USB devices"
+    [path] = group["paths"]
+    # Exactly /dev/i2c-1, at the same path, read and write only (no mknod), as a device.
+    assert path["path"] == "/dev/i2c-1" and not re.search(r"[*?\[]", path["path"])
+    assert path.get("mountPath", path["path"]) == path["path"]
+    assert path.get("type", "Device") == "Device"
+    assert path["permissions"] == "rw"
+    # The bus the plugin hands out is the one the services open.
+    spec, by_name = the_daemonset(docs)
+    for container_ in by_name.values():
+        assert {"name": "BUS", "value": path["path"]} in container_["env"]
+    # One allocation for each container of the one Pod that asks for it, and no more.
+    asking = [c for c in by_name.values() if resource in c.get("resources", {}).get("limits", {})]
+    assert asking, f"no container asks for {resource}"
+    assert group["count"] == sum(quantity(c["resources"]["limits"][resource]) for c in asking)
+    # Only on the device nodes, as the app.
+    assert pod["nodeSelector"] == spec["nodeSelector"]
+    # Its own rights: root for the kubelet's folder, but not privileged, no capabilities, and
+    # only two host paths: the kubelet's device-plugins folder and the bus (read-only).
+    assert plugin["metadata"]["namespace"] != APP_NAMESPACE
+    assert pod.get("automountServiceAccountToken") is False
+    assert not any(pod.get(f) for f in ("hostNetwork", "hostPID", "hostIPC"))
+    security = container["securityContext"]
+    assert security["privileged"] is False and security["allowPrivilegeEscalation"] is False
+    assert security["capabilities"] == {"drop": ["ALL"]} and security["readOnlyRootFilesystem"] is True
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert all("hostPath" in v for v in volumes.values())
+    assert {v["hostPath"]["path"]: v["hostPath"]["type"] for v in volumes.values()} == {
+        "/var/lib/kubelet/device-plugins": "Directory", "/dev/i2c-1": "CharDevice"}
+    mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
+    assert set(mounts) == {"/var/lib/kubelet/device-plugins", "/dev/i2c-1"}
+    assert mounts["/dev/i2c-1"]["readOnly"] is True
+    assert "limits" in container["resources"]
 
 
 def test_the_simulator_overlay_needs_no_hardware():
     docs = render("simulator")
-    daemonset = next(d for d in docs if d["kind"] == "DaemonSet")
-    spec = daemonset["spec"]["template"]["spec"]
+    assert not device_plugins(docs)
+    spec, by_name = the_daemonset(docs)
     assert "qwiic.io/button" not in spec["nodeSelector"]
-    assert "volumes" not in spec
-    for container in spec["containers"]:
+    assert "hostPath" not in json.dumps(docs)
+    for container in by_name.values():
         assert {"name": "BUS", "value": "tcp://qwiic-simulator:7070"} in container["env"]
+        assert set(container["resources"]["limits"]) == {"cpu", "memory"}
     service = next(d for d in docs if d["kind"] == "Service" and d["metadata"]["name"] == "qwiic-simulator")
     assert {p["port"] for p in service["spec"]["ports"]} == {7070, 8081}
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_only_the_led_api_is_published(overlay):
+    services = {d["metadata"]["name"]: d["spec"] for d in render(overlay) if d["kind"] == "Service"}
+    assert "qwiic-led" in services
+    published = {name for name, spec in services.items() if spec.get("type", "ClusterIP") != "ClusterIP"}
+    assert published == {"qwiic-led"}, published
+    for name, spec in services.items():
+        if name != "qwiic-led":
+            assert not [p for p in spec["ports"] if "nodePort" in p], name
+            assert not spec.get("externalIPs"), name
+    if overlay == "simulator":
+        # The page is reached with kubectl port-forward (deploy/README.md): said, not defaulted.
+        assert services["qwiic-simulator"]["type"] == "ClusterIP"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_the_api_token_is_a_read_only_secret_file(overlay):
+    docs = render(overlay)
+    for doc, spec, container in containers(docs):
+        for variable in container.get("env", []):
+            # No token in the environment: neither a value nor a secretKeyRef.
+            if "TOKEN" in variable["name"]:
+                assert variable["name"].endswith("_FILE"), f"{container['name']}: {variable['name']} in env"
+                assert "valueFrom" not in variable
+    spec, by_name = the_daemonset(docs)
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    for name, container in by_name.items():
+        env = {v["name"]: v.get("value") for v in container["env"]}
+        token_file = env["API_TOKEN_FILE"]
+        assert token_file, f"{name} has no API_TOKEN_FILE"
+        # The path the env names is a file of a read-only Secret mount.
+        [(mount, item)] = [
+            (m, i) for m in container["volumeMounts"] if "secret" in volumes[m["name"]]
+            for i in volumes[m["name"]]["secret"]["items"]
+            if f"{m['mountPath'].rstrip('/')}/{i['path']}" == token_file]
+        assert mount["readOnly"] is True
+        secret = volumes[mount["name"]]["secret"]
+        # Root-owned, group fsGroup, 0440: uid 65532 reads it through its group, nobody writes.
+        assert secret["defaultMode"] == 0o440 and item.get("mode", 0o440) == 0o440
+        assert spec["securityContext"]["fsGroup"] == spec["securityContext"]["runAsGroup"] == 65532
+        # The services refuse a missing token file: the Pod must wait for the Secret, not start
+        # without the file (deploy/README.md: an empty token means no token).
+        assert secret.get("optional", False) is False
+        assert item["key"] == "token" and secret["secretName"] == "qwiic-api-token"
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -225,8 +342,7 @@ def test_no_drift_from_the_services_and_compose(overlay):
             assert container[probe]["httpGet"]["path"] == "/healthz"
             assert container[probe]["httpGet"]["port"] in ports
     # The button reaches the LED service where it listens.
-    daemonset = next(d for d in render(overlay) if d["kind"] == "DaemonSet")
-    by_name = {c["name"]: c for c in daemonset["spec"]["template"]["spec"]["containers"]}
+    _, by_name = the_daemonset(render(overlay))
     led_url = next(v["value"] for v in by_name["button"]["env"] if v["name"] == "LED_URL")
     assert led_url.endswith(f":{by_name['led']['ports'][0]['containerPort']}")
 
