@@ -131,33 +131,6 @@ def quantity(value):
     return Fraction(number) * scale
 
 
-def iotedge():
-    return json.loads((ROOT / "deploy" / "iotedge" / "deployment.template.json").read_text())
-
-
-def iotedge_modules():
-    modules = iotedge()["modulesContent"]["$edgeAgent"]["properties.desired"]["modules"]
-    assert modules, "the IoT Edge manifest has no module"
-    return modules
-
-
-def workflow_files():
-    files = sorted(WORKFLOWS.glob("*.yml")) + sorted(WORKFLOWS.glob("*.yaml"))
-    assert files, f"no workflow in {WORKFLOWS}"
-    return files
-
-
-def actionlint(*arguments):
-    binary = shutil.which("actionlint")
-    if binary is None:
-        pytest.fail("actionlint is missing: .ci/run installs it from PyPI")
-    return subprocess.run([binary, *map(str, arguments)], cwd=ROOT, capture_output=True, text=True)
-
-
-def workflow(name):
-    return yaml.safe_load((WORKFLOWS / name).read_text())
-
-
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_kubernetes_schemas(overlay, tmp_path):
     rendered = tmp_path / f"{overlay}.yaml"
@@ -347,6 +320,16 @@ def test_no_drift_from_the_services_and_compose(overlay):
     assert led_url.endswith(f":{by_name['led']['ports'][0]['containerPort']}")
 
 
+def iotedge():
+    return json.loads((ROOT / "deploy" / "iotedge" / "deployment.template.json").read_text())
+
+
+def iotedge_modules():
+    modules = iotedge()["modulesContent"]["$edgeAgent"]["properties.desired"]["modules"]
+    assert modules, "the IoT Edge manifest has no module"
+    return modules
+
+
 def test_iotedge_manifest_structure():
     manifest = iotedge()
     agent = manifest["modulesContent"]["$edgeAgent"]["properties.desired"]
@@ -415,3 +398,70 @@ def test_iotedge_limits_match_kubernetes():
     assert len(pids) == 1, f"the modules have different PID limits: {pids}"
 
 
+def workflow_files():
+    files = sorted(WORKFLOWS.glob("*.yml")) + sorted(WORKFLOWS.glob("*.yaml"))
+    assert files, f"no workflow in {WORKFLOWS}"
+    return files
+
+
+def actionlint(*arguments):
+    binary = shutil.which("actionlint")
+    if binary is None:
+        pytest.fail("actionlint is missing: .ci/run installs it from PyPI")
+    return subprocess.run([binary, *map(str, arguments)], cwd=ROOT, capture_output=True, text=True)
+
+
+def test_workflows_pass_actionlint():
+    # With shellcheck on PATH (.ci/run installs it), actionlint also checks every run: script.
+    assert shutil.which("shellcheck"), "shellcheck is missing: actionlint would skip the scripts"
+    result = actionlint(*workflow_files())
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_actionlint_catches_a_broken_workflow(tmp_path):
+    broken = tmp_path / "broken.yml"
+    broken.write_text("on: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n    needs: [nowhere]\n"
+                      "    steps:\n      - run: echo $UNQUOTED\n")
+    result = actionlint(broken)
+    assert result.returncode != 0, "actionlint passed a workflow that needs a job that does not exist"
+    assert "[job-needs]" in result.stdout and "SC2086" in result.stdout, result.stdout
+
+
+def workflow(name):
+    return yaml.safe_load((WORKFLOWS / name).read_text())
+
+
+def test_the_release_builds_every_architecture_and_image_the_repository_has():
+    release = workflow("release.yml")
+    # PyYAML reads the key "on" as True.
+    assert release[True]["push"]["tags"], "the release runs on tags"
+    binaries = release["jobs"]["binaries"]
+    cross = (ROOT / "scripts" / "lib" / "cross.sh").read_text()
+    all_arches = re.search(r"^ALL_ARCHES=\(([^)]*)\)", cross, re.M).group(1).split()
+    assert all_arches and binaries["strategy"]["matrix"]["arch"] == all_arches
+    # The same Rust image as the Dockerfile's build stage, so both build the same binaries.
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    build_image = re.search(r"^FROM\s+(?:--platform=\S+\s+)?(\S+)\s+AS build$", dockerfile, re.M).group(1)
+    assert binaries["container"] == build_image
+    assert any("scripts/build-static --install-toolchain" in s.get("run", "") for s in binaries["steps"])
+    # The images job replaces the stage "build" with a named context holding /out/<binary>:
+    # every runtime stage must take its binary from there and nothing else from that stage.
+    stages = re.findall(r"^FROM scratch AS (\S+)\n(.*?)(?=^FROM |\Z)", dockerfile, re.M | re.S)
+    assert {name for name, _ in stages} == set(BINARIES)
+    for name, body in stages:
+        copies = re.findall(r"^COPY --from=build (.*)$", body, re.M)
+        assert copies == [f"/out/{name} /{name}"], f"stage {name} copies {copies} from build"
+    images = release["jobs"]["images"]
+    assert images["permissions"]["packages"] == "write"
+    script = "\n".join(s.get("run", "") for s in images["steps"])
+    assert '--build-context "build=' in script and "docker buildx imagetools create" in script
+    for label in ("source", "version", "revision"):
+        assert f'--label "org.opencontainers.image.{label}=' in script, label
+    assert release["jobs"]["release"]["permissions"]["contents"] == "write"
+
+
+def test_pull_requests_run_the_projects_ci():
+    ci = workflow("ci.yml")
+    assert "pull_request" in ci[True]
+    runs = [s.get("run", "").replace("\\\n", " ") for job in ci["jobs"].values() for s in job["steps"]]
+    assert any(re.search(r"^sudo .*\bbash \.ci/run$", run.strip(), re.M) for run in runs), runs
