@@ -1,13 +1,18 @@
-"""Offline checks of every deployment manifest: Kubernetes schemas (kubernetes-validate), the
-IoT Edge manifest's structure, and no drift from what the services accept and compose uses.
+"""Offline checks of every deployment manifest and of the GitHub workflows: Kubernetes schemas
+(kubernetes-validate), least privilege, the device plugin's configuration, secrets as files, the
+IoT Edge manifest's structure and limits, actionlint, and no drift from what the services
+accept, what compose uses and what the build scripts produce.
 
-    python3 -m pytest deploy/     (scripts/test runs it; needs kubectl, kubernetes-validate, pyyaml)
+    python3 -m pytest deploy/     (scripts/test runs it; needs kubectl, kubernetes-validate,
+                                   pyyaml and actionlint, which .ci/run installs)
 """
 
 import functools
 import json
 import re
+import shutil
 import subprocess
+from fractions import Fraction
 from pathlib import Path
 
 import pytest
@@ -15,14 +20,22 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 KUBE = ROOT / "deploy" / "kubernetes"
+WORKFLOWS = ROOT / ".github" / "workflows"
 OVERLAYS = ["device", "simulator"]
 BINARIES = {"led-service": "led-service", "button-service": "button-service", "simulator": "simulator"}
+# The namespace of the app's Pods (base/kustomization.yaml), held to the restricted standard.
+APP_NAMESPACE = "qwiic"
+DEVICE_PLUGIN_IMAGE = "squat/generic-device-plugin"
+# What the generic device plugin prefixes resource names with unless --domain says otherwise.
+DEVICE_PLUGIN_DEFAULT_DOMAIN = "squat.ai"
 
 
 def render(overlay):
     output = subprocess.run(["kubectl", "kustomize", str(KUBE / "overlays" / overlay)],
                             capture_output=True, text=True, check=True).stdout
-    return [doc for doc in yaml.safe_load_all(output) if doc]
+    docs = [doc for doc in yaml.safe_load_all(output) if doc]
+    assert docs, f"overlay {overlay} rendered nothing"
+    return docs
 
 
 @functools.cache
@@ -50,15 +63,72 @@ def compose_images():
         for service in yaml.safe_load((ROOT / name).read_text())["services"].values():
             if "image" in service:
                 images.add(service["image"].split(":")[0])
+    assert images, "compose names no image"
     return images
+
+
+def is_device_plugin(doc):
+    return any(c["image"].split(":")[0] == DEVICE_PLUGIN_IMAGE
+               for c in doc["spec"]["template"]["spec"]["containers"])
+
+
+def workloads(docs):
+    """The app's DaemonSets and Deployments (everything but the device plugin)."""
+    found = [doc for doc in docs
+             if doc.get("kind") in ("DaemonSet", "Deployment") and not is_device_plugin(doc)]
+    assert found, "the manifests have no workload"
+    return found
 
 
 def containers(docs):
     found = [(doc, doc["spec"]["template"]["spec"], container)
-             for doc in docs if doc.get("kind") in ("DaemonSet", "Deployment")
+             for doc in workloads(docs)
              for container in doc["spec"]["template"]["spec"]["containers"]]
     assert found, "the manifests have no workload with containers"
     return found
+
+
+def the_daemonset(docs):
+    """The app's DaemonSet: one Pod per device with the led and button containers."""
+    found = [doc for doc in workloads(docs) if doc["kind"] == "DaemonSet"]
+    assert len(found) == 1, f"expected the one app DaemonSet, found {[d['metadata']['name'] for d in found]}"
+    spec = found[0]["spec"]["template"]["spec"]
+    by_name = {c["name"]: c for c in spec["containers"]}
+    assert set(by_name) == {"led", "button"}, set(by_name)
+    return spec, by_name
+
+
+def device_plugins(docs):
+    return [doc for doc in docs if doc.get("kind") == "DaemonSet" and is_device_plugin(doc)]
+
+
+def plugin_devices(container):
+    """The device types a generic-device-plugin container advertises: (resource name, spec)."""
+    args = container.get("args", [])
+    assert "--config" not in " ".join(args), "devices come from --device flags only, where the test reads them"
+    domain = DEVICE_PLUGIN_DEFAULT_DOMAIN
+    devices = []
+    for flag, value in zip(args, args[1:]):
+        if flag == "--domain":
+            domain = value
+        if flag == "--device":
+            spec = yaml.safe_load(value)
+            devices.append((f"{domain}/{spec['name']}", spec))
+    for arg in args:
+        if arg.startswith("--device=") or arg.startswith("--domain="):
+            pytest.fail(f"write '{arg.split('=')[0]}' and its value as two arguments, as the test reads them")
+    assert devices, "the device plugin advertises no device"
+    return devices
+
+
+def quantity(value):
+    """A Kubernetes resource quantity as an exact number: '32Mi' → 33554432, '500m' → 1/2."""
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)(Ki|Mi|Gi|k|M|G|m)?", str(value))
+    assert match, f"unsupported quantity {value!r}"
+    number, unit = match.groups()
+    scale = {None: 1, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "k": 10**3, "M": 10**6, "G": 10**9,
+             "m": Fraction(1, 1000)}[unit]
+    return Fraction(number) * scale
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -75,36 +145,153 @@ def test_least_privilege(overlay):
     for doc, spec, container in containers(render(overlay)):
         pod = spec["securityContext"]
         assert pod["runAsNonRoot"] is True and pod["runAsUser"] == 65532 and pod["runAsGroup"] == 65532
+        assert pod["seccompProfile"] == {"type": "RuntimeDefault"}
+        assert not any(spec.get(f) for f in ("hostNetwork", "hostPID", "hostIPC"))
+        # No host path at all: the device comes from the device plugin, the token from a Secret.
+        assert not [v for v in spec.get("volumes", []) if "hostPath" in v], doc["metadata"]["name"]
         security = container["securityContext"]
         assert security["readOnlyRootFilesystem"] is True
         assert security["allowPrivilegeEscalation"] is False
         assert security.get("privileged", False) is False
-        assert security["capabilities"]["drop"] == ["ALL"]
+        assert security["capabilities"] == {"drop": ["ALL"]}
         assert "limits" in container["resources"] and "requests" in container["resources"]
 
 
-def test_the_device_overlay_maps_only_the_bus_with_the_i2c_group():
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_the_app_namespace_enforces_the_restricted_pod_security_standard(overlay):
+    docs = render(overlay)
+    namespace = next(d for d in docs if d["kind"] == "Namespace" and d["metadata"]["name"] == APP_NAMESPACE)
+    assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+    # Everything of the app is in it (the device Pods find the simulator by its short name);
+    # only the device plugin, which the standard would refuse, is elsewhere.
+    for doc in docs:
+        if doc["kind"] == "Namespace":
+            continue
+        if doc["kind"] == "DaemonSet" and is_device_plugin(doc):
+            assert doc["metadata"]["namespace"] != APP_NAMESPACE
+        else:
+            assert doc["metadata"].get("namespace") == APP_NAMESPACE, f"{doc['kind']} {doc['metadata']['name']}"
+
+
+def test_the_device_overlay_gets_the_bus_from_the_device_plugin():
     docs = render("device")
-    daemonset = next(d for d in docs if d["kind"] == "DaemonSet")
-    spec = daemonset["spec"]["template"]["spec"]
+    spec, by_name = the_daemonset(docs)
     assert spec["nodeSelector"] == {"qwiic.io/button": "true"}
-    assert spec["volumes"] == [{"name": "i2c", "hostPath": {"path": "/dev/i2c-1", "type": "CharDevice"}}]
+    assert spec["securityContext"]["supplementalGroups"], "the node's i2c group is missing"
     assert all(isinstance(g, int) for g in spec["securityContext"]["supplementalGroups"])
-    for container in spec["containers"]:
-        assert container["volumeMounts"] == [{"name": "i2c", "mountPath": "/dev/i2c-1"}]
+    [(resource, _)] = plugin_devices(device_plugins(docs)[0]["spec"]["template"]["spec"]["containers"][0])
+    for name, container in by_name.items():
+        # Both containers open the bus, so each asks for it (a device plugin adds the device to
+        # the containers that ask, and only to them).
+        assert quantity(container["resources"]["limits"][resource]) == 1, name
         assert {"name": "BUS", "value": "/dev/i2c-1"} in container["env"]
+        assert not [m for m in container.get("volumeMounts", []) if m["mountPath"].startswith("/dev")], name
+    assert "hostPath" not in json.dumps(spec)
+
+
+def test_the_device_plugin_advertises_the_bus_and_nothing_more():
+    docs = render("device")
+    plugins = device_plugins(docs)
+    assert len(plugins) == 1, "expected one device plugin DaemonSet"
+    plugin = plugins[0]
+    pod = plugin["spec"]["template"]["spec"]
+    [container] = pod["containers"]
+    devices = plugin_devices(container)
+    assert len(devices) == 1, f"the plugin advertises more than the bus: {[r for r, _ in devices]}"
+    [(resource, device)] = devices
+    [group] = device["groups"]
+    assert not group.get("usb"), "the plugin advertises USB devices"
+    [path] = group["paths"]
+    # Exactly /dev/i2c-1, at the same path, read and write only (no mknod), as a device.
+    assert path["path"] == "/dev/i2c-1" and not re.search(r"[*?\[]", path["path"])
+    assert path.get("mountPath", path["path"]) == path["path"]
+    assert path.get("type", "Device") == "Device"
+    assert path["permissions"] == "rw"
+    # The bus the plugin hands out is the one the services open.
+    spec, by_name = the_daemonset(docs)
+    for container_ in by_name.values():
+        assert {"name": "BUS", "value": path["path"]} in container_["env"]
+    # One allocation for each container of the one Pod that asks for it, and no more.
+    asking = [c for c in by_name.values() if resource in c.get("resources", {}).get("limits", {})]
+    assert asking, f"no container asks for {resource}"
+    assert group["count"] == sum(quantity(c["resources"]["limits"][resource]) for c in asking)
+    # Only on the device nodes, as the app.
+    assert pod["nodeSelector"] == spec["nodeSelector"]
+    # Its own rights: root for the kubelet's folder, but not privileged, no capabilities, and
+    # only two host paths: the kubelet's device-plugins folder and the bus (read-only).
+    assert plugin["metadata"]["namespace"] != APP_NAMESPACE
+    assert pod.get("automountServiceAccountToken") is False
+    assert not any(pod.get(f) for f in ("hostNetwork", "hostPID", "hostIPC"))
+    security = container["securityContext"]
+    assert security["privileged"] is False and security["allowPrivilegeEscalation"] is False
+    assert security["capabilities"] == {"drop": ["ALL"]} and security["readOnlyRootFilesystem"] is True
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert all("hostPath" in v for v in volumes.values())
+    assert {v["hostPath"]["path"]: v["hostPath"]["type"] for v in volumes.values()} == {
+        "/var/lib/kubelet/device-plugins": "Directory", "/dev/i2c-1": "CharDevice"}
+    mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
+    assert set(mounts) == {"/var/lib/kubelet/device-plugins", "/dev/i2c-1"}
+    assert mounts["/dev/i2c-1"]["readOnly"] is True
+    assert "limits" in container["resources"]
 
 
 def test_the_simulator_overlay_needs_no_hardware():
     docs = render("simulator")
-    daemonset = next(d for d in docs if d["kind"] == "DaemonSet")
-    spec = daemonset["spec"]["template"]["spec"]
+    assert not device_plugins(docs)
+    spec, by_name = the_daemonset(docs)
     assert "qwiic.io/button" not in spec["nodeSelector"]
-    assert "volumes" not in spec
-    for container in spec["containers"]:
+    assert "hostPath" not in json.dumps(docs)
+    for container in by_name.values():
         assert {"name": "BUS", "value": "tcp://qwiic-simulator:7070"} in container["env"]
+        assert set(container["resources"]["limits"]) == {"cpu", "memory"}
     service = next(d for d in docs if d["kind"] == "Service" and d["metadata"]["name"] == "qwiic-simulator")
     assert {p["port"] for p in service["spec"]["ports"]} == {7070, 8081}
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_only_the_led_api_is_published(overlay):
+    services = {d["metadata"]["name"]: d["spec"] for d in render(overlay) if d["kind"] == "Service"}
+    assert "qwiic-led" in services
+    published = {name for name, spec in services.items() if spec.get("type", "ClusterIP") != "ClusterIP"}
+    assert published == {"qwiic-led"}, published
+    for name, spec in services.items():
+        if name != "qwiic-led":
+            assert not [p for p in spec["ports"] if "nodePort" in p], name
+            assert not spec.get("externalIPs"), name
+    if overlay == "simulator":
+        # The page is reached with kubectl port-forward (deploy/README.md): said, not defaulted.
+        assert services["qwiic-simulator"]["type"] == "ClusterIP"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_the_api_token_is_a_read_only_secret_file(overlay):
+    docs = render(overlay)
+    for doc, spec, container in containers(docs):
+        for variable in container.get("env", []):
+            # No token in the environment: neither a value nor a secretKeyRef.
+            if "TOKEN" in variable["name"]:
+                assert variable["name"].endswith("_FILE"), f"{container['name']}: {variable['name']} in env"
+                assert "valueFrom" not in variable
+    spec, by_name = the_daemonset(docs)
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    for name, container in by_name.items():
+        env = {v["name"]: v.get("value") for v in container["env"]}
+        token_file = env["API_TOKEN_FILE"]
+        assert token_file, f"{name} has no API_TOKEN_FILE"
+        # The path the env names is a file of a read-only Secret mount.
+        [(mount, item)] = [
+            (m, i) for m in container["volumeMounts"] if "secret" in volumes[m["name"]]
+            for i in volumes[m["name"]]["secret"]["items"]
+            if f"{m['mountPath'].rstrip('/')}/{i['path']}" == token_file]
+        assert mount["readOnly"] is True
+        secret = volumes[mount["name"]]["secret"]
+        # Root-owned, group fsGroup, 0440: uid 65532 reads it through its group, nobody writes.
+        assert secret["defaultMode"] == 0o440 and item.get("mode", 0o440) == 0o440
+        assert spec["securityContext"]["fsGroup"] == spec["securityContext"]["runAsGroup"] == 65532
+        # The services refuse a missing token file: the Pod must wait for the Secret, not start
+        # without the file (deploy/README.md: an empty token means no token).
+        assert secret.get("optional", False) is False
+        assert item["key"] == "token" and secret["secretName"] == "qwiic-api-token"
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -128,14 +315,19 @@ def test_no_drift_from_the_services_and_compose(overlay):
             assert container[probe]["httpGet"]["path"] == "/healthz"
             assert container[probe]["httpGet"]["port"] in ports
     # The button reaches the LED service where it listens.
-    daemonset = next(d for d in render(overlay) if d["kind"] == "DaemonSet")
-    by_name = {c["name"]: c for c in daemonset["spec"]["template"]["spec"]["containers"]}
+    _, by_name = the_daemonset(render(overlay))
     led_url = next(v["value"] for v in by_name["button"]["env"] if v["name"] == "LED_URL")
     assert led_url.endswith(f":{by_name['led']['ports'][0]['containerPort']}")
 
 
 def iotedge():
     return json.loads((ROOT / "deploy" / "iotedge" / "deployment.template.json").read_text())
+
+
+def iotedge_modules():
+    modules = iotedge()["modulesContent"]["$edgeAgent"]["properties.desired"]["modules"]
+    assert modules, "the IoT Edge manifest has no module"
+    return modules
 
 
 def test_iotedge_manifest_structure():
@@ -158,18 +350,118 @@ def test_iotedge_manifest_structure():
         assert host["SecurityOpt"] == ["no-new-privileges:true"]
         assert host["Devices"] == [{"PathOnHost": "${I2C_DEVICE}", "PathInContainer": "/dev/i2c-1", "CgroupPermissions": "rw"}]
         assert host["GroupAdd"] == ["${I2C_GID}"]
+        assert "Binds" not in host, "a missing host file under Binds becomes a directory: use Mounts"
     led = json.loads(modules["led"]["settings"]["createOptions"])
     assert led["HostConfig"]["PortBindings"] == {"8080/tcp": [{"HostPort": "${LED_PORT}"}]}
     assert "PortBindings" not in json.loads(modules["button"]["settings"]["createOptions"])["HostConfig"]
 
 
 def test_iotedge_env_matches_the_services_and_its_parameters_are_documented():
-    modules = iotedge()["modulesContent"]["$edgeAgent"]["properties.desired"]["modules"]
+    modules = iotedge_modules()
     for name, binary in (("led", "led-service"), ("button", "button-service")):
         for variable in modules[name]["env"]:
             assert variable in env_vars(binary), f"{binary} does not read {variable}"
     assert modules["button"]["env"]["LED_URL"]["value"] == "http://led:8080"
     template = (ROOT / "deploy" / "iotedge" / "deployment.template.json").read_text()
     example = (ROOT / "deploy" / "iotedge" / ".env.example").read_text()
-    for parameter in set(re.findall(r"\$\{([A-Z_]+)\}", template)):
-        assert f"{parameter}=" in example, f"{parameter} is missing from .env.example"
+    parameters = set(re.findall(r"\$\{([A-Z_]+)\}", template))
+    assert parameters, "the template has no parameter"
+    for parameter in parameters:
+        assert f"\n{parameter}=" in example, f"{parameter} is missing from .env.example"
+
+
+def test_iotedge_keeps_the_token_in_a_read_only_host_file():
+    for name, module in iotedge_modules().items():
+        env = module["env"]
+        assert not [v for v in env if "TOKEN" in v and not v.endswith("_FILE")], f"{name}: a token in the module twin"
+        mounts = json.loads(module["settings"]["createOptions"])["HostConfig"]["Mounts"]
+        [mount] = [m for m in mounts if m["Target"] == env["API_TOKEN_FILE"]["value"]]
+        # Mounts (not Binds): a missing file fails the container's creation instead of
+        # appearing as an empty directory.
+        assert mount == {"Type": "bind", "Source": "${API_TOKEN_HOST_FILE}",
+                         "Target": env["API_TOKEN_FILE"]["value"], "ReadOnly": True}
+
+
+def test_iotedge_limits_match_kubernetes():
+    _, by_name = the_daemonset(render("device"))
+    pids = set()
+    for name, module in iotedge_modules().items():
+        host = json.loads(module["settings"]["createOptions"])["HostConfig"]
+        limits = by_name[name]["resources"]["limits"]
+        assert host["Memory"] == quantity(limits["memory"]), name
+        # Kubernetes gives containers no swap; Docker would give as much again without this.
+        assert host["MemorySwap"] == host["Memory"], name
+        assert host["NanoCpus"] == quantity(limits["cpu"]) * 10**9, name
+        # Kubernetes limits PIDs per Pod in the kubelet's configuration, not in the manifest.
+        assert isinstance(host["PidsLimit"], int) and host["PidsLimit"] > 0, name
+        pids.add(host["PidsLimit"])
+    assert len(pids) == 1, f"the modules have different PID limits: {pids}"
+
+
+def workflow_files():
+    files = sorted(WORKFLOWS.glob("*.yml")) + sorted(WORKFLOWS.glob("*.yaml"))
+    assert files, f"no workflow in {WORKFLOWS}"
+    return files
+
+
+def actionlint(*arguments):
+    binary = shutil.which("actionlint")
+    if binary is None:
+        pytest.fail("actionlint is missing: .ci/run installs it from PyPI")
+    return subprocess.run([binary, *map(str, arguments)], cwd=ROOT, capture_output=True, text=True)
+
+
+def test_workflows_pass_actionlint():
+    # With shellcheck on PATH (.ci/run installs it), actionlint also checks every run: script.
+    assert shutil.which("shellcheck"), "shellcheck is missing: actionlint would skip the scripts"
+    result = actionlint(*workflow_files())
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_actionlint_catches_a_broken_workflow(tmp_path):
+    broken = tmp_path / "broken.yml"
+    broken.write_text("on: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n    needs: [nowhere]\n"
+                      "    steps:\n      - run: echo $UNQUOTED\n")
+    result = actionlint(broken)
+    assert result.returncode != 0, "actionlint passed a workflow that needs a job that does not exist"
+    assert "[job-needs]" in result.stdout and "SC2086" in result.stdout, result.stdout
+
+
+def workflow(name):
+    return yaml.safe_load((WORKFLOWS / name).read_text())
+
+
+def test_the_release_builds_every_architecture_and_image_the_repository_has():
+    release = workflow("release.yml")
+    # PyYAML reads the key "on" as True.
+    assert release[True]["push"]["tags"], "the release runs on tags"
+    binaries = release["jobs"]["binaries"]
+    cross = (ROOT / "scripts" / "lib" / "cross.sh").read_text()
+    all_arches = re.search(r"^ALL_ARCHES=\(([^)]*)\)", cross, re.M).group(1).split()
+    assert all_arches and binaries["strategy"]["matrix"]["arch"] == all_arches
+    # The same Rust image as the Dockerfile's build stage, so both build the same binaries.
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    build_image = re.search(r"^FROM\s+(?:--platform=\S+\s+)?(\S+)\s+AS build$", dockerfile, re.M).group(1)
+    assert binaries["container"] == build_image
+    assert any("scripts/build-static --install-toolchain" in s.get("run", "") for s in binaries["steps"])
+    # The images job replaces the stage "build" with a named context holding /out/<binary>:
+    # every runtime stage must take its binary from there and nothing else from that stage.
+    stages = re.findall(r"^FROM scratch AS (\S+)\n(.*?)(?=^FROM |\Z)", dockerfile, re.M | re.S)
+    assert {name for name, _ in stages} == set(BINARIES)
+    for name, body in stages:
+        copies = re.findall(r"^COPY --from=build (.*)$", body, re.M)
+        assert copies == [f"/out/{name} /{name}"], f"stage {name} copies {copies} from build"
+    images = release["jobs"]["images"]
+    assert images["permissions"]["packages"] == "write"
+    script = "\n".join(s.get("run", "") for s in images["steps"])
+    assert '--build-context "build=' in script and "docker buildx imagetools create" in script
+    for label in ("source", "version", "revision"):
+        assert f'--label "org.opencontainers.image.{label}=' in script, label
+    assert release["jobs"]["release"]["permissions"]["contents"] == "write"
+
+
+def test_pull_requests_run_the_projects_ci():
+    ci = workflow("ci.yml")
+    assert "pull_request" in ci[True]
+    runs = [s.get("run", "").replace("\\\n", " ") for job in ci["jobs"].values() for s in job["steps"]]
+    assert any(re.search(r"^sudo .*\bbash \.ci/run$", run.strip(), re.M) for run in runs), runs
