@@ -1,8 +1,9 @@
 # The three images of qwiic-containers, one target each: led-service, button-service, simulator.
 #
-# From source (pulls the Rust image):
-#   docker build --target led-service -t qwiic-containers/led-service .
-#   docker buildx build --platform linux/arm64 --target led-service -t qwiic-containers/led-service:latest-arm64 .
+# Most people pull the published images (ghcr.io/qwiic-containers/qwiic-<target>, multi-arch).
+# From source (pulls the Rust image; `docker compose build` does the same):
+#   docker build --target led-service -t ghcr.io/qwiic-containers/qwiic-led-service .
+#   docker buildx build --platform linux/arm64 --target led-service -t ghcr.io/qwiic-containers/qwiic-led-service:latest-arm64 .
 # With BuildKit the build stage runs on the build machine's platform and cross-compiles (no
 # emulation); the classic builder (docker-compose v1 on Docker 20.10) builds for the machine's
 # own platform. From binaries compiled on this machine (no registry, air-gapped, CI):
@@ -14,7 +15,10 @@
 ARG BUILDPLATFORM=linux
 
 # ---- build: static musl binaries (see scripts/lib/cross.sh), the same script as CI ----
-FROM --platform=$BUILDPLATFORM rust:1.95-bookworm AS build
+# The build stage's image (the release workflow builds in the same one); tests/tests/dockerfile.rs
+# points it at an unreachable registry to prove every builder parses this file.
+ARG RUST_IMAGE=rust:1.95-bookworm
+FROM --platform=$BUILDPLATFORM ${RUST_IMAGE} AS build
 # Empty on the classic builder: this machine's architecture.
 ARG TARGETARCH
 ARG TARGETVARIANT

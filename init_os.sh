@@ -658,6 +658,16 @@ write_env() {
   mv -fT "$temp" "$ENV_FILE"
 }
 
+# How to start the system with the compose found. Compose v1 ignores pull_policy and builds a
+# missing image from source, on the device: it pulls first.
+start_command() {
+  if [ "$compose" = docker-compose ]; then
+    printf '%s' "docker-compose pull && docker-compose up -d"
+  else
+    printf '%s' "$compose up -d"
+  fi
+}
+
 main() {
   parse_args "$@"
   [ "$(id -u)" = 0 ] || fail "this script changes the system: run it with sudo" "sudo ./init_os.sh $*"
@@ -675,15 +685,15 @@ main() {
   fi
   say ""
   if [ "$changes" = 0 ]; then
-    say "Nothing to change: this device is ready. Start it with: $compose up -d"
+    say "Nothing to change: this device is ready. Start it with: $(start_command)"
   elif [ "$dry_run" = 1 ]; then
     say "Dry run: $changes change(s) would be made; nothing was changed."
     [ "$reboot_needed" = 0 ] || say "Then: reboot to enable I2C, and run: sudo ./init_os.sh again."
-    say "Then start it with: $compose up -d"
+    say "Then start it with: $(start_command)"
   else
     say "Done: $changes change(s)."
     print_notes
-    [ "$reboot_needed" = 1 ] || say "Start it with: $compose up -d"
+    [ "$reboot_needed" = 1 ] || say "Start it with: $(start_command)"
   fi
 }
 

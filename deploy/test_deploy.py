@@ -57,12 +57,17 @@ def default_port(binary, variable):
     return int(settings(binary)[variable]["default"].rsplit(":", 1)[1])
 
 
+def with_defaults(text):
+    """A compose value with each ${VARIABLE:-default} replaced by its default."""
+    return re.sub(r"\$\{[A-Z_]+:-([^}]*)\}", r"\1", text)
+
+
 def compose_images():
     images = set()
     for name in ("docker-compose.yml", "docker-compose.override.yml"):
         for service in yaml.safe_load((ROOT / name).read_text())["services"].values():
             if "image" in service:
-                images.add(service["image"].split(":")[0])
+                images.add(with_defaults(service["image"]).rsplit(":", 1)[0])
     assert images, "compose names no image"
     return images
 
@@ -298,9 +303,9 @@ def test_the_api_token_is_a_read_only_secret_file(overlay):
 def test_no_drift_from_the_services_and_compose(overlay):
     images = compose_images()
     for doc, spec, container in containers(render(overlay)):
-        repository = container["image"].split(":")[0]
+        repository = container["image"].rsplit(":", 1)[0]
         assert repository in images, f"{repository} is not an image compose uses"
-        binary = BINARIES[repository.split("/")[-1]]
+        binary = BINARIES[repository.split("/")[-1].removeprefix("qwiic-")]
         accepted = env_vars(binary)
         for variable in container.get("env", []):
             assert variable["name"] in accepted, f"{binary} does not read {variable['name']}"
@@ -442,6 +447,9 @@ def test_the_release_builds_every_architecture_and_image_the_repository_has():
     # The same Rust image as the Dockerfile's build stage, so both build the same binaries.
     dockerfile = (ROOT / "Dockerfile").read_text()
     build_image = re.search(r"^FROM\s+(?:--platform=\S+\s+)?(\S+)\s+AS build$", dockerfile, re.M).group(1)
+    if build_image.startswith("${"):  # an ARG: its default
+        name = build_image.strip("${}")
+        build_image = re.search(rf"^ARG {name}=(\S+)$", dockerfile, re.M).group(1)
     assert binaries["container"] == build_image
     assert any("scripts/build-static --install-toolchain" in s.get("run", "") for s in binaries["steps"])
     # The images job replaces the stage "build" with a named context holding /out/<binary>:

@@ -33,7 +33,7 @@ use crate::sender::{LedClient, LinkState};
 pub enum RunError {
     /// The API token file could not be read.
     #[error(transparent)]
-    Token(#[from] service_kit::args::TokenFileError),
+    Token(#[from] service_kit::args::TokenError),
     /// The HTTP client could not be built.
     #[error("cannot build the HTTP client: {0}")]
     Client(#[from] reqwest::Error),

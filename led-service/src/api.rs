@@ -70,7 +70,7 @@ pub struct AppState {
 pub enum StartError {
     /// The API token file could not be read.
     #[error(transparent)]
-    Token(#[from] service_kit::args::TokenFileError),
+    Token(#[from] service_kit::args::TokenError),
     /// The LED's owner thread could not start.
     #[error("cannot start the LED's owner thread: {0}")]
     Thread(#[from] std::io::Error),

@@ -11,7 +11,9 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::{Stack, compose_command, root, run};
+use serde_json::json;
+use std::os::unix::fs::PermissionsExt;
+use support::{Compose, Stack, devices, run};
 
 #[tokio::test]
 async fn up_press_release_hardening_and_down() {
@@ -59,6 +61,11 @@ async fn up_press_release_hardening_and_down() {
             "[no-new-privileges:true]",
             "{service}"
         );
+        assert_eq!(
+            stack.inspect(service, "{{.HostConfig.Memory}} {{.HostConfig.PidsLimit}}"),
+            "33554432 64",
+            "{service}: 32 MiB and 64 tasks at most"
+        );
         // The process itself runs as 65532, as the kernel sees it.
         let pid = stack.inspect(service, "{{.State.Pid}}");
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
@@ -82,6 +89,15 @@ async fn up_press_release_hardening_and_down() {
             "{{range $p, $b := .NetworkSettings.Ports}}{{$b}}{{end}}"
         ),
         "[]"
+    );
+
+    // The simulator's page and control API have no token: this machine only.
+    assert_eq!(
+        stack.inspect(
+            "simulator",
+            "{{range $p, $b := .HostConfig.PortBindings}}{{range $b}}{{.HostIp}}{{end}}{{end}}"
+        ),
+        "127.0.0.1"
     );
 
     let started = Instant::now();
@@ -220,59 +236,243 @@ fn empty_env_file() -> PathBuf {
     path
 }
 
-#[test]
-fn device_mode_without_init_os_says_to_run_it() {
-    let parts = compose_command();
-    let output = Command::new(parts[0])
-        .args(&parts[1..])
-        .current_dir(root())
-        .env_remove("I2C_DEVICE")
-        .env_remove("I2C_GID")
-        .env(
-            "COMPOSE_FILE",
-            "docker-compose.yml:docker-compose.device.yml",
-        )
+/// `config` of the project's files, as `compose` with `COMPOSE_FILE` and the variables given
+/// (and none from the caller's environment or a developer's .env) merges them.
+fn config(compose: Compose, compose_file: &str, variables: &[(&str, &str)]) -> Value {
+    let mut command = compose.command();
+    for variable in [
+        "I2C_DEVICE",
+        "I2C_GID",
+        "API_TOKEN",
+        "IMAGE_REPOSITORY",
+        "IMAGE_TAG",
+    ] {
+        command.env_remove(variable);
+    }
+    command
+        .env("COMPOSE_FILE", compose_file)
+        .envs(variables.iter().copied())
         .arg("--env-file")
         .arg(empty_env_file())
-        .arg("config")
-        .output()
-        .unwrap();
-    assert!(!output.status.success());
-    let message = String::from_utf8_lossy(&output.stderr);
-    assert!(message.contains("run sudo ./init_os.sh"), "{message}");
+        .arg("config");
+    compose.config(command)
+}
+
+const DEVICE: &str = "docker-compose.yml:docker-compose.device.yml";
+const DEVICE_VARIABLES: [(&str, &str); 2] = [("I2C_DEVICE", "/dev/i2c-1"), ("I2C_GID", "108")];
+
+#[test]
+fn device_mode_without_init_os_says_to_run_it() {
+    for compose in Compose::BOTH {
+        let mut command = compose.command();
+        let output = command
+            .env_remove("I2C_DEVICE")
+            .env_remove("I2C_GID")
+            .env("COMPOSE_FILE", DEVICE)
+            .arg("--env-file")
+            .arg(empty_env_file())
+            .arg("config")
+            .output()
+            .unwrap();
+        assert!(!output.status.success(), "{compose:?}");
+        let message = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            message.contains("run sudo ./init_os.sh"),
+            "{compose:?}: {message}"
+        );
+    }
 }
 
 #[test]
 fn device_mode_maps_only_the_bus_and_adds_the_group_by_number() {
-    let parts = compose_command();
-    let output = run(Command::new(parts[0])
-        .args(&parts[1..])
-        .current_dir(root())
-        .env(
-            "COMPOSE_FILE",
-            "docker-compose.yml:docker-compose.device.yml",
-        )
-        .env("I2C_DEVICE", "/dev/i2c-1")
-        .env("I2C_GID", "108")
-        .arg("--env-file")
-        .arg(empty_env_file())
-        .arg("config"));
-    let config = String::from_utf8_lossy(&output.stdout);
-    for expected in [
-        "/dev/i2c-1:/dev/i2c-1",
-        "BUS: /dev/i2c-1",
-        "'108'",
-        "read_only: true",
-        "no-new-privileges:true",
-    ] {
-        assert!(
-            config.contains(expected),
-            "missing {expected:?} in\n{config}"
+    for compose in Compose::BOTH {
+        let config = config(compose, DEVICE, &DEVICE_VARIABLES);
+        let services = config["services"].as_object().unwrap();
+        assert_eq!(
+            services.keys().collect::<Vec<_>>(),
+            ["button", "led"],
+            "{compose:?}: device mode runs no simulator"
+        );
+        for (name, service) in services {
+            let context = format!("{compose:?} {name}: {service:#}");
+            assert_eq!(devices(service), ["/dev/i2c-1:/dev/i2c-1"], "{context}");
+            assert_eq!(service["group_add"], json!(["108"]), "{context}");
+            assert_eq!(service["environment"]["BUS"], "/dev/i2c-1", "{context}");
+            assert!(service.get("privileged").is_none(), "{context}");
+            assert!(service.get("volumes").is_none(), "{context}");
+        }
+    }
+}
+
+#[test]
+fn every_service_is_hardened_bounded_and_runs_the_published_image() {
+    for compose in Compose::BOTH {
+        for (mode, variables) in [
+            ("docker-compose.yml:docker-compose.override.yml", &[][..]),
+            (DEVICE, &DEVICE_VARIABLES[..]),
+        ] {
+            let config = config(compose, mode, variables);
+            for (name, service) in config["services"].as_object().unwrap() {
+                let context = format!("{compose:?} {mode} {name}: {service:#}");
+                let published = match name.as_str() {
+                    "led" => "led-service",
+                    "button" => "button-service",
+                    other => other,
+                };
+                assert_eq!(
+                    service["image"],
+                    format!("ghcr.io/qwiic-containers/qwiic-{published}:latest"),
+                    "{context}"
+                );
+                assert_eq!(service["build"]["target"], published, "{context}");
+                assert_eq!(service["read_only"], true, "{context}");
+                assert_eq!(service["cap_drop"], json!(["ALL"]), "{context}");
+                assert_eq!(
+                    service["security_opt"],
+                    json!(["no-new-privileges:true"]),
+                    "{context}"
+                );
+                assert_eq!(service["pids_limit"], 64, "{context}");
+                assert!(service.get("privileged").is_none(), "{context}");
+                assert!(
+                    service.get("user").is_none(),
+                    "the images' own 65532: {context}"
+                );
+                match compose {
+                    // v1 keeps what the file says and ignores pull_policy (init_os.sh prints
+                    // `docker-compose pull` first); v2 normalises both.
+                    Compose::V1 => assert_eq!(service["mem_limit"], "32m", "{context}"),
+                    Compose::V2 => {
+                        assert_eq!(service["mem_limit"], "33554432", "{context}");
+                        assert_eq!(service["pull_policy"], "missing", "{context}");
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn one_variable_names_the_registry_and_another_the_tag() {
+    for compose in Compose::BOTH {
+        let config = config(
+            compose,
+            DEVICE,
+            &[
+                DEVICE_VARIABLES[0],
+                DEVICE_VARIABLES[1],
+                ("IMAGE_REPOSITORY", "registry.example:5000/me"),
+                ("IMAGE_TAG", "0.2.0"),
+            ],
+        );
+        assert_eq!(
+            config["services"]["led"]["image"], "registry.example:5000/me/qwiic-led-service:0.2.0",
+            "{compose:?}"
         );
     }
-    assert!(!config.contains("privileged"), "{config}");
-    assert!(
-        !config.contains("simulator"),
-        "device mode runs no simulator:\n{config}"
+}
+
+#[test]
+fn the_simulator_page_is_published_on_this_machine_only_unless_asked() {
+    for compose in Compose::BOTH {
+        for (variables, host) in [
+            (&[][..], "127.0.0.1"),
+            (&[("SIMULATOR_BIND", "0.0.0.0")][..], "0.0.0.0"),
+        ] {
+            let config = config(
+                compose,
+                "docker-compose.yml:docker-compose.override.yml",
+                variables,
+            );
+            let ports = &config["services"]["simulator"]["ports"][0];
+            let bound = match compose {
+                Compose::V1 => ports.as_str().unwrap().trim_end_matches("/tcp").to_owned(),
+                Compose::V2 => format!(
+                    "{}:{}:{}",
+                    ports["host_ip"].as_str().unwrap(),
+                    ports["published"].as_str().unwrap(),
+                    ports["target"]
+                ),
+            };
+            assert_eq!(bound, format!("{host}:8081:8081"), "{compose:?}: {ports}");
+        }
+    }
+}
+
+#[test]
+fn the_token_overlay_mounts_a_secret_file_and_puts_no_token_in_the_environment() {
+    for compose in Compose::BOTH {
+        let config = config(
+            compose,
+            "docker-compose.yml:docker-compose.device.yml:docker-compose.token.yml",
+            &[
+                DEVICE_VARIABLES[0],
+                DEVICE_VARIABLES[1],
+                ("API_TOKEN_HOST_FILE", "/etc/qwiic/token"),
+            ],
+        );
+        assert_eq!(
+            config["secrets"]["api_token"]["file"], "/etc/qwiic/token",
+            "{compose:?}: {config:#}"
+        );
+        for name in ["led", "button"] {
+            let service = &config["services"][name];
+            let context = format!("{compose:?} {name}: {service:#}");
+            assert_eq!(
+                service["environment"]["API_TOKEN_FILE"], "/run/secrets/api_token",
+                "{context}"
+            );
+            assert_eq!(service["environment"]["API_TOKEN"], "", "{context}");
+            let secret = &service["secrets"][0];
+            let source = secret.as_str().or(secret["source"].as_str());
+            assert_eq!(source, Some("api_token"), "{context}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn with_the_token_overlay_strangers_get_401_and_the_button_still_lights_the_led() {
+    let dir = std::env::temp_dir().join(format!("qwiic-token-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let token_file = dir.join("api-token");
+    // As the overlay's comment says: readable by the services' group 65532, by nobody else.
+    std::fs::write(&token_file, "s3cret-from-a-file\n").unwrap();
+    std::os::unix::fs::chown(&token_file, None, Some(65532)).unwrap();
+    std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o440)).unwrap();
+    let (stack, _) = Stack::up_with(
+        "token",
+        &["docker-compose.token.yml"],
+        &[("API_TOKEN_HOST_FILE", token_file.to_str().unwrap())],
     );
+    let client = reqwest::Client::new();
+    let url = format!("http://127.0.0.1:{}/true", stack.led_port);
+    let stranger = client.post(&url).send().await.unwrap();
+    assert_eq!(stranger.status(), 401);
+    let wrong = client
+        .post(&url)
+        .bearer_auth("s3cret")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), 401);
+
+    stack.simulator("/api/press").await;
+    stack.wait_brightness(255, Duration::from_secs(2)).await;
+    stack.simulator("/api/release").await;
+    stack.wait_brightness(0, Duration::from_secs(2)).await;
+    let owner = client
+        .post(&url)
+        .bearer_auth("s3cret-from-a-file")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(owner.status(), 200);
+    stack.wait_brightness(255, Duration::from_secs(2)).await;
+    // The token is in no container's environment, where `docker inspect` would show it.
+    for service in ["led", "button"] {
+        let env = stack.inspect(service, "{{json .Config.Env}}");
+        assert!(!env.contains("s3cret"), "{service}: {env}");
+    }
+    drop(stack);
+    std::fs::remove_dir_all(dir).unwrap();
 }

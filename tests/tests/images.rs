@@ -55,6 +55,14 @@ fn host_arch() -> &'static str {
     }
 }
 
+/// The image scripts/build-images made for `arch`.
+fn image(service: Service, arch: &str) -> String {
+    format!(
+        "ghcr.io/qwiic-containers/qwiic-{}:latest-{arch}",
+        service.name
+    )
+}
+
 fn fixture(name: &str) -> PathBuf {
     root().join("tests/fixtures").join(name)
 }
@@ -124,7 +132,7 @@ struct Outcome {
 }
 
 async fn exercise(service: Service, arch: &str, seccomp: Option<&str>) -> Outcome {
-    let image = format!("qwiic-containers/{}:latest-{arch}", service.name);
+    let image = image(service, arch);
     let container = Container::run(&image, seccomp);
     let ip = container.inspect("{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}");
     let base = format!("http://{ip}:{}", service.port);
@@ -266,7 +274,7 @@ async fn the_arm_binaries_start_threads_with_clone_and_never_clone3() {
 #[tokio::test]
 async fn a_refused_thread_ends_in_one_log_line_with_the_cause_and_the_fix() {
     for service in SERVICES {
-        let image = format!("qwiic-containers/{}:latest-{}", service.name, host_arch());
+        let image = image(service, host_arch());
         let container = Container::run(&image, Some("seccomp-no-threads.json"));
         let until = Instant::now() + Duration::from_secs(10);
         while container.inspect("{{.State.Status}}") != "exited" {
@@ -304,7 +312,7 @@ fn every_image_is_its_architecture_and_under_the_size_the_readme_states() {
             ("arm64", "linux/arm64"),
             ("armv7", "linux/arm/v7"),
         ] {
-            let image = format!("qwiic-containers/{}:latest-{arch}", service.name);
+            let image = image(service, arch);
             let output = run(Command::new("docker").args([
                 "image",
                 "inspect",

@@ -319,6 +319,11 @@ fn raspberry_pi_os_enables_i2c_then_after_the_reboot_finds_the_button() {
         second.contains("Qwiic Button found at 0x6f on /dev/i2c-1"),
         "{second}"
     );
+    // Compose v1 ignores pull_policy: without the pull it would build the images here.
+    assert!(
+        second.contains("Start it with: docker-compose pull && docker-compose up -d"),
+        "{second}"
+    );
     let env = fs::read_to_string(&device.env_file).unwrap();
     assert!(
         env.contains("COMPOSE_FILE=docker-compose.yml:docker-compose.device.yml"),

@@ -109,7 +109,8 @@ fn compose_variables_in_the_readme_exist_in_the_compose_files() {
     let readme = read("README.md");
     let compose = read("docker-compose.yml")
         + &read("docker-compose.override.yml")
-        + &read("docker-compose.device.yml");
+        + &read("docker-compose.device.yml")
+        + &read("docker-compose.token.yml");
     let paragraph = readme
         .split("Compose also reads")
         .nth(1)
@@ -267,15 +268,20 @@ fn the_device_steps_match_what_init_os_prints_and_takes() {
         .next()
         .unwrap();
     let init = read("init_os.sh");
-    // The start command it prints is one of the two the README shows, for each compose.
-    assert!(init.contains("Start it with: $compose up -d"));
+    // The start command it prints is one of the two the README shows, for each compose
+    // (tests/tests/init_os.rs checks what it prints for each).
+    assert!(init.contains("Start it with: $(start_command)"));
     for (assignment, command) in [
-        ("compose=docker-compose\n", "docker-compose up -d"),
+        (
+            "compose=docker-compose\n",
+            "docker-compose pull && docker-compose up -d",
+        ),
         ("compose=\"docker compose\"\n", "docker compose up -d"),
     ] {
         assert!(init.contains(assignment), "init_os.sh lost {assignment:?}");
         assert!(device.contains(command), "README lacks {command}");
     }
+    assert!(init.contains("printf '%s' \"docker-compose pull && docker-compose up -d\""));
     // Every option it takes, and the overlay line it writes, are the README's.
     for option in [
         "--dry-run",

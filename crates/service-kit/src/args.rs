@@ -29,7 +29,8 @@ pub struct ServiceArgs {
     #[arg(long, env = "API_TOKEN", hide_env_values = true)]
     pub api_token: Option<String>,
     /// A file holding the API token (a Docker or Kubernetes secret), instead of API_TOKEN.
-    #[arg(long, env = "API_TOKEN_FILE", conflicts_with = "api_token")]
+    /// (An empty API_TOKEN counts as unset: compose passes one when `.env` has none.)
+    #[arg(long, env = "API_TOKEN_FILE")]
     pub api_token_file: Option<PathBuf>,
     /// Log format.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value = "text")]
@@ -48,32 +49,42 @@ impl ServiceArgs {
 
     /// The API token from `--api-token` or the file `--api-token-file` names (trailing line
     /// break and spaces removed); `None` when neither is set or the token is empty.
-    pub fn api_token(&self) -> Result<Option<String>, TokenFileError> {
+    pub fn api_token(&self) -> Result<Option<String>, TokenError> {
+        let given = self.api_token.clone().unwrap_or_default();
         let token = match &self.api_token_file {
+            Some(_) if !given.is_empty() => return Err(TokenError::Both),
             Some(path) => std::fs::read_to_string(path)
-                .map_err(|source| TokenFileError {
+                .map_err(|source| TokenError::File {
                     path: path.clone(),
                     source,
                 })?
                 .trim_end()
                 .to_owned(),
-            None => self.api_token.clone().unwrap_or_default(),
+            None => given,
         };
         Ok((!token.is_empty()).then_some(token))
     }
 }
 
-/// The token file could not be read.
+/// The API token could not be determined.
 #[derive(Debug, thiserror::Error)]
-#[error(
-    "cannot read the API token from {} (API_TOKEN_FILE): {source}; mount the secret there, readable by uid 65532, or set API_TOKEN instead",
-    path.display()
-)]
-pub struct TokenFileError {
-    /// The file named.
-    pub path: PathBuf,
-    /// Why it could not be read.
-    pub source: std::io::Error,
+pub enum TokenError {
+    /// Both ways are set, so which one is meant is unclear.
+    #[error(
+        "both API_TOKEN and API_TOKEN_FILE are set: use one (the file keeps the token out of `docker inspect`), and unset or empty the other"
+    )]
+    Both,
+    /// The token file could not be read.
+    #[error(
+        "cannot read the API token from {} (API_TOKEN_FILE): {source}; mount the secret there, readable by uid 65532, or set API_TOKEN instead",
+        path.display()
+    )]
+    File {
+        /// The file named.
+        path: PathBuf,
+        /// Why it could not be read.
+        source: std::io::Error,
+    },
 }
 
 /// Parses an I2C address for clap: `0x6F`, `0x6f` or `111`, checked to be 0x08-0x77.
@@ -225,17 +236,29 @@ mod tests {
         );
         let empty = Cli::parse_from(["service", "--api-token", ""]);
         assert_eq!(empty.args.api_token().unwrap(), None);
-        let both = Cli::try_parse_from([
+        let both = Cli::parse_from([
             "service",
             "--api-token",
             "x",
             "--api-token-file",
             file.to_str().unwrap(),
         ]);
+        let message = both.args.api_token().unwrap_err().to_string();
         assert!(
-            both.unwrap_err()
-                .to_string()
-                .contains("cannot be used with")
+            message.contains("both API_TOKEN and API_TOKEN_FILE are set: use one"),
+            "{message}"
+        );
+        // Compose passes API_TOKEN empty when .env has none: the file is then the token.
+        let empty_and_file = Cli::parse_from([
+            "service",
+            "--api-token",
+            "",
+            "--api-token-file",
+            file.to_str().unwrap(),
+        ]);
+        assert_eq!(
+            empty_and_file.args.api_token().unwrap().as_deref(),
+            Some("s3cret")
         );
         let missing = Cli::parse_from(["service", "--api-token-file", "/nonexistent/token"]);
         let message = missing.args.api_token().unwrap_err().to_string();

@@ -12,14 +12,110 @@ pub fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-/// `docker compose` (v2) when present, else `docker-compose` (v1, 1.27+).
-pub fn compose_command() -> Vec<&'static str> {
-    let v2 = Command::new("docker").args(["compose", "version"]).output();
-    if v2.is_ok_and(|output| output.status.success()) {
-        vec!["docker", "compose"]
-    } else {
-        vec!["docker-compose"]
+/// A Compose implementation. Users run v2 (`docker compose`); Debian 12 and Raspberry Pi OS
+/// bookworm ship v1 (`docker-compose` 1.29), which init_os.sh installs there.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Compose {
+    V1,
+    V2,
+}
+
+impl Compose {
+    pub const BOTH: [Compose; 2] = [Compose::V2, Compose::V1];
+
+    /// The one the container tests run under: `COMPOSE=v1` or `COMPOSE=v2`, v2 by default.
+    pub fn chosen() -> Compose {
+        match std::env::var("COMPOSE").as_deref() {
+            Err(_) | Ok("v2") => Compose::V2,
+            Ok("v1") => Compose::V1,
+            Ok(other) => panic!("COMPOSE={other}: use v1 or v2"),
+        }
     }
+
+    /// Its command, in the project's directory. Fails the test, saying how to install it, where
+    /// it is missing.
+    pub fn command(self) -> Command {
+        let (program, prefix): (&str, &[&str]) = match self {
+            Compose::V1 => ("docker-compose", &[]),
+            Compose::V2 => ("docker", &["compose"]),
+        };
+        let installed = Command::new(program)
+            .args(prefix)
+            .arg("version")
+            .output()
+            .is_ok_and(|output| output.status.success());
+        assert!(
+            installed,
+            "{self:?} (`{}`) is not installed: scripts/test-deps installs Compose v1 and v2",
+            [program]
+                .iter()
+                .chain(prefix)
+                .copied()
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
+        let mut command = Command::new(program);
+        command.args(prefix).current_dir(root());
+        command
+    }
+
+    /// The merged model `config` prints, as data: v2 prints JSON, v1 YAML.
+    pub fn config(self, mut command: Command) -> Value {
+        if self == Compose::V2 {
+            command.args(["--format", "json"]);
+        }
+        let output = run(&mut command);
+        let text = String::from_utf8_lossy(&output.stdout);
+        match self {
+            Compose::V2 => serde_json::from_str(&text).unwrap(),
+            Compose::V1 => {
+                let documents = yaml_rust2::YamlLoader::load_from_str(&text).unwrap();
+                yaml_to_json(&documents[0])
+            }
+        }
+    }
+}
+
+fn yaml_to_json(yaml: &yaml_rust2::Yaml) -> Value {
+    use yaml_rust2::Yaml;
+    match yaml {
+        Yaml::Real(text) => text.parse::<f64>().map_or(Value::Null, Value::from),
+        Yaml::Integer(number) => Value::from(*number),
+        Yaml::String(text) => Value::from(text.as_str()),
+        Yaml::Boolean(flag) => Value::from(*flag),
+        Yaml::Array(items) => items.iter().map(yaml_to_json).collect(),
+        Yaml::Hash(map) => map
+            .iter()
+            .map(|(key, value)| {
+                let key = match key {
+                    Yaml::String(text) => text.clone(),
+                    other => format!("{other:?}"),
+                };
+                (key, yaml_to_json(value))
+            })
+            .collect::<serde_json::Map<_, _>>()
+            .into(),
+        Yaml::Alias(_) | Yaml::Null | Yaml::BadValue => Value::Null,
+    }
+}
+
+/// A service's device mappings as `source:target`, from either form: v1's short strings
+/// (`/dev/i2c-1:/dev/i2c-1`) or v2's objects (`source`, `target`, `permissions`).
+pub fn devices(service: &Value) -> Vec<String> {
+    let Some(devices) = service["devices"].as_array() else {
+        return Vec::new();
+    };
+    devices
+        .iter()
+        .map(|device| match device.as_str() {
+            Some(short) => short.splitn(3, ':').take(2).collect::<Vec<_>>().join(":"),
+            None => format!(
+                "{}:{}",
+                device["source"].as_str().unwrap(),
+                device["target"].as_str().unwrap()
+            ),
+        })
+        .collect()
 }
 
 pub fn free_port() -> u16 {
@@ -44,6 +140,11 @@ pub fn run(command: &mut Command) -> Output {
 pub struct Stack {
     /// Container ids by service (docker-compose v1 takes ~0.5 s per `ps`).
     containers: std::cell::RefCell<std::collections::HashMap<String, String>>,
+    pub compose: Compose,
+    /// Compose files beyond docker-compose.yml and docker-compose.override.yml.
+    extra_files: Vec<&'static str>,
+    /// Variables beyond the ports, as `.env` would hold them.
+    variables: Vec<(String, String)>,
     pub project: String,
     pub led_port: u16,
     pub simulator_port: u16,
@@ -54,12 +155,27 @@ impl Stack {
     /// `compose up -d` in simulator mode; returns once every service is healthy, with the time
     /// that took.
     pub fn up(name: &str) -> (Stack, Duration) {
+        Stack::up_with(name, &[], &[])
+    }
+
+    /// [`Stack::up`] with more compose files (such as docker-compose.token.yml) and variables.
+    pub fn up_with(
+        name: &str,
+        extra_files: &[&'static str],
+        variables: &[(&str, &str)],
+    ) -> (Stack, Duration) {
         let project = format!("qwiic-e2e-{name}-{}", std::process::id());
         // An empty env file: a developer's .env (device mode) must not leak into the test.
         let env_file = std::env::temp_dir().join(format!("{project}.env"));
         std::fs::write(&env_file, "").unwrap();
         let stack = Stack {
             containers: Default::default(),
+            compose: Compose::chosen(),
+            extra_files: extra_files.to_vec(),
+            variables: variables
+                .iter()
+                .map(|(key, value)| (key.to_string(), value.to_string()))
+                .collect(),
             project,
             led_port: free_port(),
             simulator_port: free_port(),
@@ -74,24 +190,22 @@ impl Stack {
     }
 
     pub fn compose(&self) -> Command {
-        let parts = compose_command();
-        let mut command = Command::new(parts[0]);
+        let mut command = self.compose.command();
         command
-            .args(&parts[1..])
-            .current_dir(root())
             .env_remove("COMPOSE_FILE")
+            .env_remove("API_TOKEN")
             .env("LED_PORT", self.led_port.to_string())
             .env("SIMULATOR_PORT", self.simulator_port.to_string())
+            .envs(self.variables.iter().map(|(key, value)| (key, value)))
             .arg("--env-file")
             .arg(&self.env_file)
-            .args([
-                "-p",
-                &self.project,
-                "-f",
-                "docker-compose.yml",
-                "-f",
-                "docker-compose.override.yml",
-            ]);
+            .args(["-p", &self.project]);
+        for file in ["docker-compose.yml", "docker-compose.override.yml"]
+            .iter()
+            .chain(&self.extra_files)
+        {
+            command.args(["-f", file]);
+        }
         command
     }
 
