@@ -4,21 +4,8 @@ use std::time::Duration;
 
 use service_kit::args::{ServiceArgs, parse_duration, parse_nonzero_duration};
 
-/// The command line.
-#[derive(Debug, clap::Parser)]
-#[command(
-    version,
-    about = "Reads the SparkFun Qwiic Button and tells the LED service"
-)]
-#[command(mut_arg("listen", |arg| arg.default_value("0.0.0.0:9090")))]
-pub struct Cli {
-    /// What to do; without a subcommand the service runs.
-    #[command(subcommand)]
-    pub command: Option<service_kit::process::Command>,
-    /// The service's settings.
-    #[command(flatten)]
-    pub config: Config,
-}
+/// The command line: these settings, or a subcommand.
+pub type Cli = service_kit::process::Cli<Config>;
 
 /// The service's settings.
 #[derive(Debug, Clone, clap::Args)]
@@ -42,6 +29,24 @@ pub struct Config {
     /// Deadline of one request to the LED service.
     #[arg(long, env = "REQUEST_TIMEOUT", default_value = "500ms", value_parser = parse_nonzero_duration)]
     pub request_timeout: Duration,
+}
+
+impl service_kit::process::Settings for Config {
+    fn describe(command: clap::Command) -> clap::Command {
+        command
+            .name("button-service")
+            .version(env!("CARGO_PKG_VERSION"))
+            .about("Reads the SparkFun Qwiic Button and tells the LED service")
+            .mut_arg("listen", |arg| arg.default_value("0.0.0.0:9090"))
+    }
+
+    fn health_listen(&self) -> std::net::SocketAddr {
+        self.service.listen
+    }
+
+    fn log_format(&self) -> service_kit::logging::LogFormat {
+        self.service.log_format
+    }
 }
 
 /// At least 1 ms: faster polling only loads the bus (the firmware debounces 10 ms anyway).

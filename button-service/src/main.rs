@@ -3,23 +3,16 @@
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use button_service::config::{Cli, Config};
+use button_service::config::Config;
 use button_service::{Service, run};
-use clap::Parser as _;
 
 fn main() -> ExitCode {
-    let Cli { command, config } = Cli::parse();
-    let (listen, log_format) = (config.service.listen, config.service.log_format);
-    service_kit::process::main::<Cli>(command, listen, log_format, || serve(config))
+    service_kit::process::main(serve)
 }
 
 fn serve(config: Config) -> anyhow::Result<()> {
     // Two threads are plenty for one HTTP client and a tiny internal server.
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
+    let runtime = service_kit::process::runtime(Some(2))?;
     runtime.block_on(async {
         let shutdown = service_kit::shutdown::on_signal();
         let bus = config.service.bus.open()?;

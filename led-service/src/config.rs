@@ -4,18 +4,8 @@ use std::time::Duration;
 
 use service_kit::args::{ServiceArgs, parse_duration};
 
-/// The command line.
-#[derive(Debug, clap::Parser)]
-#[command(version, about = "HTTP API for the SparkFun Qwiic Button's LED")]
-#[command(mut_arg("listen", |arg| arg.default_value("0.0.0.0:8080")))]
-pub struct Cli {
-    /// What to do; without a subcommand the service runs.
-    #[command(subcommand)]
-    pub command: Option<service_kit::process::Command>,
-    /// The service's settings.
-    #[command(flatten)]
-    pub config: Config,
-}
+/// The command line: these settings, or a subcommand.
+pub type Cli = service_kit::process::Cli<Config>;
 
 /// The service's settings.
 #[derive(Debug, Clone, clap::Args)]
@@ -29,4 +19,22 @@ pub struct Config {
     /// Longest wait for the button on one request before answering 504.
     #[arg(long, env = "BUS_TIMEOUT", default_value = "2s", value_parser = parse_duration)]
     pub bus_timeout: Duration,
+}
+
+impl service_kit::process::Settings for Config {
+    fn describe(command: clap::Command) -> clap::Command {
+        command
+            .name("led-service")
+            .version(env!("CARGO_PKG_VERSION"))
+            .about("HTTP API for the SparkFun Qwiic Button's LED")
+            .mut_arg("listen", |arg| arg.default_value("0.0.0.0:8080"))
+    }
+
+    fn health_listen(&self) -> std::net::SocketAddr {
+        self.service.listen
+    }
+
+    fn log_format(&self) -> service_kit::logging::LogFormat {
+        self.service.log_format
+    }
 }

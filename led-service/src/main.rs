@@ -3,22 +3,15 @@
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use clap::Parser as _;
-use led_service::config::{Cli, Config};
+use led_service::config::Config;
 use led_service::{AppState, run};
 
 fn main() -> ExitCode {
-    let Cli { command, config } = Cli::parse();
-    let (listen, log_format) = (config.service.listen, config.service.log_format);
-    service_kit::process::main::<Cli>(command, listen, log_format, || serve(config))
+    service_kit::process::main(serve)
 }
 
 fn serve(config: Config) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
-    runtime.block_on(async {
+    service_kit::process::runtime(None)?.block_on(async {
         let shutdown = service_kit::shutdown::on_signal();
         let bus = config.service.bus.open()?;
         let state = AppState::start(bus, &config, shutdown.clone())?;

@@ -6,20 +6,8 @@ use qwiic_button::Address;
 use service_kit::args::parse_address;
 use service_kit::logging::LogFormat;
 
-/// The command line.
-#[derive(Debug, clap::Parser)]
-#[command(
-    version,
-    about = "A simulated SparkFun Qwiic Button shared over TCP, with a page to press it"
-)]
-pub struct Cli {
-    /// What to do; without a subcommand the simulator runs.
-    #[command(subcommand)]
-    pub command: Option<service_kit::process::Command>,
-    /// The simulator's settings.
-    #[command(flatten)]
-    pub config: Config,
-}
+/// The command line: these settings, or a subcommand.
+pub type Cli = service_kit::process::Cli<Config>;
 
 /// The simulator's settings.
 #[derive(Debug, Clone, clap::Args)]
@@ -39,6 +27,23 @@ pub struct Config {
     /// Log format.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
+}
+
+impl service_kit::process::Settings for Config {
+    fn describe(command: clap::Command) -> clap::Command {
+        command
+            .name("simulator")
+            .version(env!("CARGO_PKG_VERSION"))
+            .about("A simulated SparkFun Qwiic Button shared over TCP, with a page to press it")
+    }
+
+    fn health_listen(&self) -> SocketAddr {
+        self.http_listen
+    }
+
+    fn log_format(&self) -> LogFormat {
+        self.log_format
+    }
 }
 
 fn parse_firmware(input: &str) -> Result<(u8, u8), String> {

@@ -3,15 +3,11 @@
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use clap::Parser as _;
 use qwiic_sim::{Settings, SimButton, SimConfig, SystemClock};
-use simulator::config::{Cli, Config};
+use simulator::config::Config;
 
 fn main() -> ExitCode {
-    let Cli { command, config } = Cli::parse();
-    service_kit::process::main::<Cli>(command, config.http_listen, config.log_format, || {
-        serve(config)
-    })
+    service_kit::process::main(serve)
 }
 
 fn serve(config: Config) -> anyhow::Result<()> {

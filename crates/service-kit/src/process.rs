@@ -20,18 +20,71 @@ pub enum Command {
     PrintConfig,
 }
 
-/// Runs a service binary. `healthcheck` probes `/healthz` where the service listens;
-/// `print-config` prints `C`'s settings; otherwise logging is set up, threads are checked, and
-/// `serve` runs, its error chain logged once.
-pub fn main<C: clap::CommandFactory>(
+/// A service's command line: its settings (each flag with its environment variable), or one of
+/// the subcommands. [`Settings::describe`] gives it the service's name, version and defaults.
+#[derive(Debug)]
+pub struct Cli<C> {
+    /// What to do; without a subcommand the service runs.
+    pub command: Option<Command>,
+    /// The service's settings.
+    pub config: C,
+}
+
+/// What [`main`] needs to know of a service's settings.
+pub trait Settings: clap::Args {
+    /// The command line's name, version, one-line description, and the service's own defaults
+    /// for the flags services share (such as where it listens).
+    fn describe(command: clap::Command) -> clap::Command;
+    /// Where the service answers `/healthz` (the `healthcheck` subcommand asks there).
+    fn health_listen(&self) -> SocketAddr;
+    /// How it logs.
+    fn log_format(&self) -> LogFormat;
+}
+
+/// [`Cli`] as clap derives it, before [`Settings::describe`].
+#[derive(clap::Parser)]
+struct Derived<C: clap::Args> {
+    #[command(subcommand)]
     command: Option<Command>,
-    listen: SocketAddr,
-    log_format: LogFormat,
-    serve: impl FnOnce() -> anyhow::Result<()>,
-) -> ExitCode {
+    #[command(flatten)]
+    config: C,
+}
+
+impl<C: Settings> clap::CommandFactory for Cli<C> {
+    fn command() -> clap::Command {
+        C::describe(Derived::<C>::command())
+    }
+
+    fn command_for_update() -> clap::Command {
+        C::describe(Derived::<C>::command_for_update())
+    }
+}
+
+impl<C: Settings> clap::FromArgMatches for Cli<C> {
+    fn from_arg_matches(matches: &clap::ArgMatches) -> Result<Self, clap::Error> {
+        let Derived { command, config } = Derived::<C>::from_arg_matches(matches)?;
+        Ok(Cli { command, config })
+    }
+
+    fn update_from_arg_matches(&mut self, matches: &clap::ArgMatches) -> Result<(), clap::Error> {
+        if matches.subcommand_name().is_some() {
+            self.command = Some(Command::from_arg_matches(matches)?);
+        }
+        self.config.update_from_arg_matches(matches)
+    }
+}
+
+impl<C: Settings> clap::Parser for Cli<C> {}
+
+/// Runs a service binary from its command line. `healthcheck` probes `/healthz` where the
+/// service listens; `print-config` prints its settings; otherwise logging is set up, threads
+/// are checked, and `serve` runs with the settings, its error chain logged once.
+pub fn main<C: Settings>(serve: impl FnOnce(C) -> anyhow::Result<()>) -> ExitCode {
+    use clap::{CommandFactory as _, Parser as _};
+    let Cli { command, config } = Cli::<C>::parse();
     match command {
         Some(Command::Healthcheck) => {
-            let address = probe::probe_address(listen);
+            let address = probe::probe_address(config.health_listen());
             return match probe::healthcheck(&address, "/healthz", Duration::from_secs(3)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(error) => {
@@ -41,24 +94,38 @@ pub fn main<C: clap::CommandFactory>(
             };
         }
         Some(Command::PrintConfig) => {
-            println!("{}", args::reference_json(&C::command()));
+            println!("{}", args::reference_json(&Cli::<C>::command()));
             return ExitCode::SUCCESS;
         }
         None => {}
     }
-    logging::init(log_format);
+    logging::init(config.log_format());
     log_panics();
     if let Err(error) = can_start_threads() {
         tracing::error!("{error}");
         return ExitCode::FAILURE;
     }
-    match serve() {
+    match serve(config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!("{error:#}");
             ExitCode::FAILURE
         }
     }
+}
+
+/// The services' tokio runtime: `workers` threads (one per core when `None`), with I/O and
+/// timers.
+pub fn runtime(workers: Option<usize>) -> anyhow::Result<tokio::runtime::Runtime> {
+    use anyhow::Context as _;
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(workers) = workers {
+        builder.worker_threads(workers);
+    }
+    builder
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
 }
 
 /// Logs a panic as one error line, in the configured log format, before the process ends.
