@@ -230,6 +230,38 @@ async fn with_the_button_service_stopped_curl_lights_the_led() {
     stack.wait_brightness(255, Duration::from_secs(2)).await;
 }
 
+#[tokio::test]
+async fn with_both_services_running_a_led_set_by_hand_stays_set_until_the_next_press() {
+    let (stack, _) = Stack::up("by-hand");
+    let checks = stack.metric("button", "button_service_checks_total").await;
+    let output = run(Command::new("curl").args([
+        "-s",
+        "-X",
+        "POST",
+        &format!("localhost:{}/true", stack.led_port),
+    ]));
+    let body: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(body["on"], true, "{body}");
+    // Three checks of the LED service later (one a second), the LED is still lit: the original
+    // re-sent the button's state every second and switched it off at once.
+    let until = Instant::now() + Duration::from_secs(20);
+    while stack.metric("button", "button_service_checks_total").await < checks + 3.0 {
+        assert!(Instant::now() < until, "button-service stopped checking");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(stack.brightness().await, Some(255), "the hand-set LED stays set");
+    assert_eq!(
+        stack.metric("button", "button_service_sends_total").await,
+        0.0,
+        "nothing was sent while the button rested"
+    );
+
+    // A press and a release still win.
+    stack.simulator("/api/press").await;
+    stack.simulator("/api/release").await;
+    stack.wait_brightness(0, Duration::from_secs(2)).await;
+}
+
 fn empty_env_file() -> PathBuf {
     let path = std::env::temp_dir().join(format!("qwiic-empty-{}.env", std::process::id()));
     std::fs::write(&path, "").unwrap();
