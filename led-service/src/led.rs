@@ -10,7 +10,14 @@
 //! [`COALESCE_WINDOW`]; changes within the window are held and merged (the last one wins) into
 //! one write when it closes, and every request held gets the result. A flood of alternating
 //! requests, from the LAN or a browser, so costs at most ten writes a second.
+//!
+//! A request for the setting the LED already holds is answered by the handle itself, without
+//! the thread, when nothing else is on its way to the device and the device answered within
+//! [`FRESH`]: the LED registers have one writer, this service, so what it last read or wrote
+//! is what they hold. That is the common case (the button service and `curl` repeat states).
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError, TrySendError};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -103,6 +110,9 @@ pub struct LedDevice {
     updates: watch::Receiver<Option<LedState>>,
     health: HealthView,
     timeout: Duration,
+    /// Changes sent to the thread and not yet answered (held ones included).
+    changes_in_flight: Arc<AtomicUsize>,
+    metrics: Metrics,
 }
 
 enum Command {
@@ -130,7 +140,9 @@ impl LedDevice {
         let (commands, receiver) = mpsc::sync_channel(QUEUE_DEPTH);
         let (updates_tx, updates) = watch::channel(None);
         let health = link.health();
+        let changes_in_flight = Arc::new(AtomicUsize::new(0));
         let owner = Owner {
+            freshness: health.clone(),
             link,
             last_write: None,
             held: None,
@@ -139,6 +151,7 @@ impl LedDevice {
             eeprom_byte_writes: 0,
             updates: updates_tx,
             metrics: metrics.clone(),
+            changes_in_flight: changes_in_flight.clone(),
         };
         std::thread::Builder::new()
             .name("led-owner".into())
@@ -148,12 +161,36 @@ impl LedDevice {
             updates,
             health,
             timeout,
+            changes_in_flight,
+            metrics: metrics.clone(),
         })
     }
 
     /// Sets the LED unless it already holds `led`; `by` is recorded as who changed it.
     pub async fn set(&self, led: LedConfig, by: String) -> Result<LedState, DeviceFault> {
-        self.ask(|reply| Command::Set { led, by, reply }).await
+        if let Some(state) = self.already(led) {
+            self.metrics.led_writes_skipped.inc();
+            return Ok(state);
+        }
+        let (reply, answer) = oneshot::channel();
+        self.changes_in_flight.fetch_add(1, Ordering::SeqCst);
+        if let Err(refused) = self.send(Command::Set { led, by, reply }) {
+            // It never reached the thread, which counts down what it answers.
+            self.changes_in_flight.fetch_sub(1, Ordering::SeqCst);
+            return Err(refused);
+        }
+        self.wait(answer).await
+    }
+
+    /// The LED's state, when it holds `led` for sure: no change on its way, the state the
+    /// thread last published, and a device that answered within [`FRESH`].
+    fn already(&self, led: LedConfig) -> Option<LedState> {
+        if self.changes_in_flight.load(Ordering::SeqCst) != 0 {
+            return None;
+        }
+        self.health.answered_within(FRESH)?;
+        let state = self.updates.borrow().clone()?;
+        (state.led == led).then_some(state)
     }
 
     /// Reads the LED from the device.
@@ -181,12 +218,25 @@ impl LedDevice {
         command: impl FnOnce(oneshot::Sender<Result<T, DeviceFault>>) -> Command,
     ) -> Result<T, DeviceFault> {
         let (reply, answer) = oneshot::channel();
+        self.send(command(reply))?;
+        self.wait(answer).await
+    }
+
+    /// Queues a command for the thread, unless the queue is full or the thread has ended.
+    fn send(&self, command: Command) -> Result<(), DeviceFault> {
         self.commands
-            .try_send(command(reply))
+            .try_send(command)
             .map_err(|error| match error {
                 TrySendError::Full(_) => DeviceFault::Busy,
                 TrySendError::Disconnected(_) => DeviceFault::Stopped,
-            })?;
+            })
+    }
+
+    /// The thread's answer, or a timeout.
+    async fn wait<T>(
+        &self,
+        answer: oneshot::Receiver<Result<T, DeviceFault>>,
+    ) -> Result<T, DeviceFault> {
         match tokio::time::timeout(self.timeout, answer).await {
             Ok(Ok(result)) => result,
             Ok(Err(_)) => Err(DeviceFault::Stopped),
@@ -207,6 +257,10 @@ struct Held {
 
 struct Owner {
     link: DeviceLink,
+    /// Whether the device answered lately: the cache is trusted only within [`FRESH`] of an
+    /// answer, so a repeat reads the device about once a second (and a handle, seeing that
+    /// answer, may answer repeats itself).
+    freshness: HealthView,
     /// When the LED was last written, for the coalescing window.
     last_write: Option<Instant>,
     held: Option<Held>,
@@ -218,6 +272,8 @@ struct Owner {
     eeprom_byte_writes: u64,
     updates: watch::Sender<Option<LedState>>,
     metrics: Metrics,
+    /// Shared with the handles: counted down here once a change is answered.
+    changes_in_flight: Arc<AtomicUsize>,
 }
 
 impl Owner {
@@ -264,7 +320,9 @@ impl Owner {
             .last_write
             .is_some_and(|at| at.elapsed() < COALESCE_WINDOW);
         if !in_window && self.held.is_none() {
-            let _ = reply.send(self.set(led, by));
+            let result = self.set(led, by);
+            self.answered(1);
+            let _ = reply.send(result);
             return;
         }
         if self.held.is_some() {
@@ -285,6 +343,7 @@ impl Owner {
     fn flush(&mut self) {
         if let Some(held) = self.held.take() {
             let result = self.set(held.led, held.by);
+            self.answered(held.replies.len());
             for reply in held.replies {
                 let _ = reply.send(result.clone());
             }
@@ -352,6 +411,7 @@ impl Owner {
             .identify()
             .inspect_err(|_| self.cached = None)?
             .fresh
+            || self.freshness.answered_within(FRESH).is_none()
         {
             self.cached = None;
         }
@@ -380,6 +440,12 @@ impl Owner {
         Ok(firmware)
     }
 
+    /// `count` changes are answered: after the state they leave is published, so a handle
+    /// that sees none in flight sees their outcome.
+    fn answered(&self, count: usize) {
+        self.changes_in_flight.fetch_sub(count, Ordering::SeqCst);
+    }
+
     fn publish(&self, led: LedConfig) -> LedState {
         let state = LedState {
             led,
@@ -394,5 +460,85 @@ impl Owner {
             changed
         });
         state
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+
+    use qwiic_bus::Bus;
+    use qwiic_button::Address;
+    use qwiic_sim::SimButton;
+
+    use super::*;
+
+    fn device(sim: &SimButton, metrics: &Metrics) -> LedDevice {
+        let link = DeviceLink::new(
+            Bus::Sim(sim.clone()),
+            "sim".parse().unwrap(),
+            Address::default(),
+            metrics.bus.clone(),
+            "retrying on the next request",
+        );
+        LedDevice::spawn(link, metrics, Duration::from_secs(2)).unwrap()
+    }
+
+    const ON: LedConfig = LedConfig::steady(255);
+    const OFF: LedConfig = LedConfig::steady(0);
+
+    #[tokio::test]
+    async fn a_setting_the_led_already_holds_is_answered_without_the_bus() {
+        let (sim, metrics) = (SimButton::new(), Metrics::default());
+        let led = device(&sim, &metrics);
+        led.set(ON, "first".into()).await.unwrap();
+        let before = sim.stats().transactions;
+        for _ in 0..100 {
+            let state = led.set(ON, "again".into()).await.unwrap();
+            assert_eq!(state.led, ON);
+            assert_eq!(state.change.as_ref().unwrap().by, "first");
+        }
+        assert_eq!(
+            sim.stats().transactions,
+            before,
+            "no transaction for a repeat"
+        );
+        assert_eq!(metrics.led_writes_skipped.get(), 100);
+    }
+
+    #[tokio::test]
+    async fn a_repeat_behind_a_held_change_waits_for_it_and_the_last_request_wins() {
+        let (sim, metrics) = (SimButton::new(), Metrics::default());
+        let led = device(&sim, &metrics);
+        led.set(ON, "first".into()).await.unwrap();
+        // Within the window after that write, OFF is held for its end; ON asked after it
+        // must not be answered from the state published before OFF (still ON), or OFF would
+        // land last.
+        let mut off = std::pin::pin!(led.set(OFF, "second".into()));
+        assert!(
+            futures_util::poll!(off.as_mut()).is_pending(),
+            "OFF is held until the window closes"
+        );
+        let on = led.set(ON, "third".into()).await.unwrap();
+        assert_eq!(on.led, ON);
+        assert_eq!(off.await.unwrap().led, ON, "OFF was superseded");
+        assert_eq!(sim.led().brightness, 255);
+        assert_eq!(metrics.led_writes_coalesced.get(), 1);
+    }
+
+    #[tokio::test]
+    async fn after_a_failed_transaction_a_repeat_goes_to_the_bus() {
+        let (sim, metrics) = (SimButton::new(), Metrics::default());
+        let led = device(&sim, &metrics);
+        led.set(ON, "first".into()).await.unwrap();
+        sim.set_fault_rate(1.0, qwiic_sim::Fault::Nack).unwrap();
+        assert!(led.get().await.is_err());
+        // The device failed since it last answered: the repeat is not taken on trust.
+        let error = led.set(ON, "again".into()).await.unwrap_err();
+        assert!(matches!(error, DeviceFault::Unavailable(_)), "{error:?}");
+        sim.set_fault_rate(0.0, qwiic_sim::Fault::Nack).unwrap();
+        let before = sim.stats().transactions;
+        assert_eq!(led.set(ON, "again".into()).await.unwrap().led, ON);
+        assert!(sim.stats().transactions > before, "read from the device");
     }
 }

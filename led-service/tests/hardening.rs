@@ -31,8 +31,9 @@ async fn start(limits: Limits) -> Service {
     let address = listener.local_addr().unwrap();
     let bus = Bus::Sim(sim.clone());
     let shutdown = service_kit::CancellationToken::new();
-    let mut state = AppState::start(bus, &config, shutdown.clone()).unwrap();
-    state.limits = limits;
+    let state = AppState::start(bus, &config, shutdown.clone())
+        .unwrap()
+        .with_limits(limits);
     let metrics = state.metrics.clone();
     let server = Background::new(shutdown.clone(), run(listener, state, shutdown));
     Service {
@@ -203,6 +204,42 @@ async fn an_idle_kept_alive_connection_is_closed_after_the_idle_limit() {
     let mut silent = connect_from_the_network(service.address).await;
     let (answer, _) = read_until_closed(&mut silent, Duration::from_secs(5)).await;
     assert!(answer.is_empty(), "{answer}");
+}
+
+#[tokio::test]
+async fn a_connection_in_use_outlives_the_idle_limit_and_closes_that_long_after_its_last_request() {
+    let idle = Duration::from_millis(300);
+    let service = start(Limits {
+        idle,
+        ..Limits::default()
+    })
+    .await;
+    let mut connection = connect_from_the_network(service.address).await;
+    let started = Instant::now();
+    let mut last_request = started;
+    // A request every 100 ms for twice the idle limit, all on the one connection.
+    while started.elapsed() < 2 * idle {
+        connection
+            .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        last_request = Instant::now();
+        let mut answer = [0; 1024];
+        let read = connection.read(&mut answer).await.unwrap();
+        assert!(
+            answer[..read].starts_with(b"HTTP/1.1 200"),
+            "after {:?}: {}",
+            started.elapsed(),
+            String::from_utf8_lossy(&answer[..read])
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (_, _) = read_until_closed(&mut connection, Duration::from_secs(5)).await;
+    let quiet = last_request.elapsed();
+    assert!(
+        quiet >= idle - Duration::from_millis(50),
+        "closed {quiet:?} after the last request"
+    );
 }
 
 #[tokio::test]

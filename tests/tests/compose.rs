@@ -249,7 +249,11 @@ async fn with_both_services_running_a_led_set_by_hand_stays_set_until_the_next_p
         assert!(Instant::now() < until, "button-service stopped checking");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert_eq!(stack.brightness().await, Some(255), "the hand-set LED stays set");
+    assert_eq!(
+        stack.brightness().await,
+        Some(255),
+        "the hand-set LED stays set"
+    );
     assert_eq!(
         stack.metric("button", "button_service_sends_total").await,
         0.0,

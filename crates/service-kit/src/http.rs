@@ -164,10 +164,12 @@ async fn refuse(mut stream: TcpStream) {
 
 /// A stream that fails with `TimedOut` when no byte arrives for `idle` while the server waits
 /// for one: a kept-alive connection nobody uses is closed. (hyper's header timer runs only once
-/// a request has begun.)
+/// a request has begun.) Traffic only notes the time; the timer is moved when it fires early,
+/// so a busy connection does not re-register a timer with the runtime at every read and write.
 struct IdleLimit {
     stream: TcpStream,
     idle: Duration,
+    last_traffic: Instant,
     deadline: Pin<Box<Sleep>>,
 }
 
@@ -176,8 +178,24 @@ impl IdleLimit {
         IdleLimit {
             stream,
             idle,
+            last_traffic: Instant::now(),
             deadline: Box::pin(tokio::time::sleep(idle)),
         }
+    }
+
+    /// Ready with an error once `idle` has passed since the last traffic.
+    fn poll_idle(&mut self, cx: &mut Context<'_>) -> Poll<io::Error> {
+        while self.deadline.as_mut().poll(cx).is_ready() {
+            let due = self.last_traffic + self.idle;
+            if Instant::now() >= due {
+                return Poll::Ready(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "the connection was idle too long",
+                ));
+            }
+            self.deadline.as_mut().reset(due);
+        }
+        Poll::Pending
     }
 }
 
@@ -191,18 +209,11 @@ impl AsyncRead for IdleLimit {
         match Pin::new(&mut self.stream).poll_read(cx, buf) {
             Poll::Ready(result) => {
                 if buf.filled().len() > before {
-                    let next = Instant::now() + self.idle;
-                    self.deadline.as_mut().reset(next);
+                    self.last_traffic = Instant::now();
                 }
                 Poll::Ready(result)
             }
-            Poll::Pending => match self.deadline.as_mut().poll(cx) {
-                Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    "the connection was idle too long",
-                ))),
-                Poll::Pending => Poll::Pending,
-            },
+            Poll::Pending => self.poll_idle(cx).map(Err),
         }
     }
 }
@@ -213,8 +224,7 @@ impl AsyncWrite for IdleLimit {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        let next = Instant::now() + self.idle;
-        self.deadline.as_mut().reset(next);
+        self.last_traffic = Instant::now();
         Pin::new(&mut self.stream).poll_write(cx, buf)
     }
 
