@@ -8,12 +8,15 @@
 //! - [`http`]: serving HTTP with deadlines and caps a LAN peer cannot stretch;
 //! - [`probe`]: the HTTP probe of the `healthcheck` subcommand (the images have no curl);
 //! - [`args`]: the flags every service takes, as one flattened struct, and their parsers;
-//! - `testing` (feature `testing`): running a service, in-process or as a binary, in tests.
+//! - `testing` (feature `testing`): running a service, in-process or as a binary, in tests;
+//! - `browser` (feature `browser`): a headless chromium for the pages' tests.
 //!
 //! It also sets the services' allocator (mimalloc).
 #![deny(unsafe_code, missing_docs)]
 
 pub mod args;
+#[cfg(feature = "browser")]
+pub mod browser;
 pub mod http;
 pub mod logging;
 pub mod probe;
