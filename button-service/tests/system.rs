@@ -403,6 +403,46 @@ async fn an_led_service_answering_500_or_422_is_an_outage_not_a_crash() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endless_error_body_is_read_only_as_far_as_the_log_needs() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    // A LED service that answers 500 with a body that never ends (one that answered 200 MB
+    // took the button service to 681 MB): only the prefix the log shows is read.
+    let sent = Arc::new(AtomicU64::new(0));
+    let counter = sent.clone();
+    let router = Router::new().fallback(move || {
+        let counter = counter.clone();
+        async move {
+            let chunks = futures_util::stream::repeat_with(move || {
+                counter.fetch_add(65_536, Ordering::Relaxed);
+                Ok::<_, std::convert::Infallible>(axum::body::Bytes::from(vec![b'x'; 65_536]))
+            });
+            (
+                axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                axum::body::Body::from_stream(chunks),
+            )
+        }
+    });
+    let address = serve_router(router).await;
+    let sim = SimButton::new();
+    let button = ButtonService::start(&sim, address, &["--poll-interval=20ms"]).await;
+    button.wait_ready().await;
+    sim.press();
+    let metrics = button.metrics.clone();
+    wait_until("three failed sends", Duration::from_secs(10), || {
+        metrics.send_failures.get() >= 3
+    })
+    .await;
+    // What the server got out: the prefix, plus what the sockets' buffers took.
+    let megabytes = sent.load(Ordering::Relaxed) / 1_000_000;
+    assert!(
+        megabytes < 32,
+        "{megabytes} MB of the error body were taken in for three failed sends"
+    );
+    button.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_led_service_gets_the_latest_state_not_the_backlog() {
     let sim = SimButton::new();
     let led = LedService::start(&sim, "127.0.0.1:0".parse().unwrap()).await;
