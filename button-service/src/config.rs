@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use service_kit::args::{ServiceArgs, parse_duration, parse_nonzero_duration};
+use service_kit::mqtt::MqttArgs;
 
 /// The command line: these settings, or a subcommand.
 pub type Cli = service_kit::process::Cli<Config>;
@@ -29,6 +30,16 @@ pub struct Config {
     /// Deadline of one request to the LED service.
     #[arg(long, env = "REQUEST_TIMEOUT", default_value = "500ms", value_parser = parse_nonzero_duration)]
     pub request_timeout: Duration,
+    /// Held at least this long: a `long` press (MQTT).
+    #[arg(long, env = "LONG_PRESS", default_value = "600ms", value_parser = parse_nonzero_duration)]
+    pub long_press: Duration,
+    /// A second press within this time after a short one: a `double` press, not two `single`s
+    /// (so a `single` is told this long after its release).
+    #[arg(long, env = "DOUBLE_PRESS_WINDOW", default_value = "300ms", value_parser = parse_nonzero_duration)]
+    pub double_press_window: Duration,
+    /// MQTT: the broker, credentials, topic prefix, Home Assistant discovery.
+    #[command(flatten)]
+    pub mqtt: MqttArgs,
 }
 
 impl service_kit::process::Settings for Config {

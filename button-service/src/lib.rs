@@ -4,6 +4,8 @@
 //! - [`events`]: those events, on a channel any number of listeners subscribe to;
 //! - [`sender`]: the listener that tells the LED service, through outages, without ever giving
 //!   up;
+//! - [`gestures`]: the listener that makes single, double and long presses of the events;
+//! - [`mqtt`]: gestures and the level on MQTT, and the button in Home Assistant (when set);
 //! - [`status`]: the internal /healthz and /metrics;
 //! - [`metrics`]: Prometheus counters; [`config`]: flags and env vars.
 //!
@@ -13,15 +15,18 @@
 
 pub mod config;
 pub mod events;
+pub mod gestures;
 pub mod metrics;
+pub mod mqtt;
 pub mod poller;
 pub mod sender;
 pub mod status;
 
 use qwiic_bus::{Bus, HealthView};
 use service_kit::CancellationToken;
+use service_kit::mqtt::{Mqtt, MqttSettings};
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{broadcast, watch};
 
 use crate::config::Config;
 use crate::events::Events;
@@ -33,7 +38,10 @@ use crate::sender::{LedClient, LinkState};
 pub enum RunError {
     /// The API token file could not be read.
     #[error(transparent)]
-    Token(#[from] service_kit::args::TokenError),
+    Token(#[from] service_kit::args::SecretError),
+    /// The MQTT settings are unusable.
+    #[error(transparent)]
+    Mqtt(#[from] service_kit::mqtt::MqttSettingsError),
     /// The HTTP client could not be built.
     #[error("cannot build the HTTP client: {0}")]
     Client(#[from] reqwest::Error),
@@ -53,6 +61,19 @@ pub struct Service {
     metrics: Metrics,
     button: HealthView,
     resend: Option<std::time::Duration>,
+    timing: gestures::Timing,
+    gestures: broadcast::Sender<gestures::GestureEvent>,
+    mqtt: Option<MqttSettings>,
+    /// The listeners' subscriptions, taken at start so that no event is missed before
+    /// [`run`] runs.
+    listening: Listening,
+}
+
+#[derive(Debug)]
+struct Listening {
+    sender: events::Subscription,
+    gestures: events::Subscription,
+    mqtt: broadcast::Receiver<gestures::GestureEvent>,
 }
 
 impl Service {
@@ -74,6 +95,12 @@ impl Service {
             .link(bus, metrics.bus.clone(), "retrying every poll");
         let button = link.health();
         let events = Events::default();
+        let gestures = broadcast::channel(events::CAPACITY).0;
+        let listening = Listening {
+            sender: events.subscribe(),
+            gestures: events.subscribe(),
+            mqtt: gestures.subscribe(),
+        };
         poller::spawn(
             link,
             config.poll_interval,
@@ -88,7 +115,19 @@ impl Service {
             metrics,
             button,
             resend: config.resend_interval,
+            timing: gestures::Timing {
+                long_press: config.long_press,
+                double_press_window: config.double_press_window,
+            },
+            gestures,
+            mqtt: config.mqtt.settings()?,
+            listening,
         })
+    }
+
+    /// The gestures made of the events, for more listeners (told once [`run`] runs).
+    pub fn gestures(&self) -> broadcast::Receiver<gestures::GestureEvent> {
+        self.gestures.subscribe()
     }
 
     /// The button's events, for more listeners.
@@ -110,24 +149,45 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), RunError> {
     let (link, led_service) = watch::channel(LinkState::Starting);
+    let gestures = tokio::spawn(gestures::run(
+        service.listening.gestures,
+        service.timing,
+        service.gestures.clone(),
+        shutdown.clone(),
+    ));
+    let mqtt = service.mqtt.map(|settings| {
+        let (mqtt, _) = Mqtt::start("button", settings, service.metrics.mqtt.clone());
+        let task = tokio::spawn(mqtt::run(
+            mqtt.clone(),
+            service.listening.mqtt,
+            service.button.clone(),
+            shutdown.clone(),
+        ));
+        (mqtt, task)
+    });
     let server = service_kit::http::serve(
         listener,
         status::app(status::Status {
             button: service.button,
             led_service,
             metrics: service.metrics.clone(),
+            mqtt: mqtt.as_ref().map(|(mqtt, _)| mqtt.health_updates()),
         }),
         service_kit::http::Limits::default(),
         shutdown.clone(),
     );
     let sender = sender::run(
         service.client,
-        service.events.subscribe(),
+        service.listening.sender,
         service.resend,
         service.metrics,
         link,
         shutdown.clone(),
     );
     let (served, ()) = tokio::join!(server, sender);
+    let _ = gestures.await;
+    if let Some((_, task)) = mqtt {
+        let _ = task.await; // it says offline and disconnects
+    }
     served.map_err(RunError::Serve)
 }

@@ -7,6 +7,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use qwiic_bus::BusCounters;
+use service_kit::mqtt::MqttCounters;
 
 /// Every metric of the service. Clones share the same values.
 #[derive(Debug, Clone)]
@@ -30,6 +31,8 @@ pub struct Metrics {
     pub superseded: Counter,
     /// I2C transactions attempted and failed.
     pub bus: BusCounters,
+    /// The MQTT link's messages and connection (zero without MQTT).
+    pub mqtt: MqttCounters,
     last_send_age_ms: Gauge,
     last_success: Arc<Mutex<Option<Instant>>>,
 }
@@ -48,6 +51,7 @@ impl Default for Metrics {
             checks: Counter::default(),
             superseded: Counter::default(),
             bus: BusCounters::default(),
+            mqtt: MqttCounters::default(),
             last_send_age_ms: Gauge::default(),
             last_success: Arc::new(Mutex::new(None)),
         };
@@ -84,6 +88,7 @@ impl Default for Metrics {
             metrics.superseded.clone(),
         );
         metrics.bus.register(&mut registry);
+        metrics.mqtt.register(&mut registry);
         registry.register(
             "last_successful_send_age_milliseconds",
             "time since the LED service last accepted a state (-1: never)",

@@ -10,6 +10,8 @@ use qwiic_bus::{HealthView, LinkHealth};
 use serde_json::json;
 use tokio::sync::watch;
 
+use service_kit::mqtt::MqttHealth;
+
 use crate::metrics::Metrics;
 use crate::sender::LinkState;
 
@@ -22,6 +24,8 @@ pub struct Status {
     pub led_service: watch::Receiver<LinkState>,
     /// Metrics for /metrics.
     pub metrics: Metrics,
+    /// The MQTT link, when MQTT is set (informative: it never fails health).
+    pub mqtt: Option<watch::Receiver<MqttHealth>>,
 }
 
 /// The internal routes.
@@ -38,22 +42,24 @@ async fn healthz(State(status): State<Status>) -> Response {
         LinkState::Up => "up",
         LinkState::Down => "down",
     };
-    match status.button.current() {
-        LinkHealth::Answering(firmware) => Json(json!({
-            "status": "ok", "firmware": firmware.to_string(), "led_service": led_service,
-        }))
-        .into_response(),
+    let (code, mut body) = match status.button.current() {
+        LinkHealth::Answering(firmware) => (
+            StatusCode::OK,
+            json!({"status": "ok", "firmware": firmware.to_string()}),
+        ),
         LinkHealth::Starting => (
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"error": "the button has not been read yet", "led_service": led_service})),
-        )
-            .into_response(),
-        LinkHealth::Unavailable(reason) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"error": reason, "led_service": led_service})),
-        )
-            .into_response(),
+            json!({"error": "the button has not been read yet"}),
+        ),
+        LinkHealth::Unavailable(reason) => {
+            (StatusCode::SERVICE_UNAVAILABLE, json!({"error": reason}))
+        }
+    };
+    body["led_service"] = json!(led_service);
+    if let Some(mqtt) = &status.mqtt {
+        body["mqtt"] = json!(mqtt.borrow().to_string());
     }
+    (code, Json(body)).into_response()
 }
 
 async fn metrics(State(status): State<Status>) -> impl IntoResponse {

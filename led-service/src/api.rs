@@ -23,9 +23,11 @@ use qwiic_button::LedConfig;
 use serde::{Deserialize, Serialize};
 use service_kit::CancellationToken;
 use service_kit::http::Limits;
+use service_kit::mqtt::Mqtt;
 use subtle::ConstantTimeEq;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_stream::wrappers::WatchStream;
+use tokio_util::task::TaskTracker;
 use tower::limit::GlobalConcurrencyLimitLayer;
 use tower::{BoxError, ServiceBuilder};
 use tower_http::timeout::TimeoutLayer;
@@ -76,6 +78,10 @@ pub struct Shared {
     pub streams: Arc<Semaphore>,
     /// How long a peer may hold a connection, and how many it may open.
     pub limits: Limits,
+    /// The MQTT link, when MQTT is set.
+    pub mqtt: Option<Mqtt>,
+    /// Tasks [`run`](crate::run) waits for at the end (the MQTT task's goodbye).
+    pub tasks: TaskTracker,
 }
 
 /// Why the service could not start.
@@ -83,7 +89,10 @@ pub struct Shared {
 pub enum StartError {
     /// The API token file could not be read.
     #[error(transparent)]
-    Token(#[from] service_kit::args::TokenError),
+    Token(#[from] service_kit::args::SecretError),
+    /// The MQTT settings are unusable.
+    #[error(transparent)]
+    Mqtt(#[from] service_kit::mqtt::MqttSettingsError),
     /// The LED's owner thread could not start.
     #[error("cannot start the LED's owner thread: {0}")]
     Thread(#[from] std::io::Error),
@@ -102,8 +111,22 @@ impl AppState {
         let link = config
             .service
             .link(bus, metrics.bus.clone(), "retrying on every request");
+        let led = LedDevice::spawn(link, &metrics, config.bus_timeout)?;
+        let tasks = TaskTracker::new();
+        let mqtt = config.mqtt.settings()?.map(|settings| {
+            let (mqtt, commands) = Mqtt::start("led", settings, metrics.mqtt.clone());
+            tasks.spawn(crate::mqtt::run(
+                mqtt.clone(),
+                commands,
+                led.clone(),
+                config.brightness,
+                metrics.clone(),
+                shutdown.clone(),
+            ));
+            mqtt
+        });
         Ok(AppState(Arc::new(Shared {
-            led: LedDevice::spawn(link, &metrics, config.bus_timeout)?,
+            led,
             metrics,
             token: config.service.api_token()?.map(Arc::from),
             default_brightness: config.brightness,
@@ -111,6 +134,8 @@ impl AppState {
             instance: Arc::from(format!("{:016x}", fastrand::u64(..))),
             streams: Arc::new(Semaphore::new(MAX_EVENT_STREAMS)),
             limits: Limits::default(),
+            mqtt,
+            tasks,
         })))
     }
 
@@ -686,6 +711,10 @@ pub struct Health {
     pub firmware: String,
     /// Changes when the service restarts (random at every start).
     pub instance: String,
+    /// The MQTT link (`connected`, `connecting` or `down: why`), when MQTT is set; it never
+    /// makes the service unhealthy.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mqtt: Option<String>,
 }
 
 /// 200 while the button answers with its ID, else 503 with the reason.
@@ -703,6 +732,7 @@ async fn healthz(State(state): State<AppState>) -> Result<Json<Health>, ApiError
         status: "ok",
         firmware: firmware.to_string(),
         instance: state.instance.to_string(),
+        mqtt: state.mqtt.as_ref().map(|mqtt| mqtt.health().to_string()),
     }))
 }
 

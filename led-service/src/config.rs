@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use service_kit::args::{ServiceArgs, parse_duration};
+use service_kit::mqtt::MqttArgs;
 
 /// The command line: these settings, or a subcommand.
 pub type Cli = service_kit::process::Cli<Config>;
@@ -19,6 +20,9 @@ pub struct Config {
     /// Longest wait for the button on one request before answering 504.
     #[arg(long, env = "BUS_TIMEOUT", default_value = "2s", value_parser = parse_duration)]
     pub bus_timeout: Duration,
+    /// MQTT: the broker, credentials, topic prefix, Home Assistant discovery.
+    #[command(flatten)]
+    pub mqtt: MqttArgs,
 }
 
 impl service_kit::process::Settings for Config {

@@ -208,6 +208,11 @@ impl LedDevice {
         self.ask(|reply| Command::Health { reply }).await
     }
 
+    /// The button's link, as the thread sees it (its firmware, for announcements).
+    pub fn button(&self) -> HealthView {
+        self.health.clone()
+    }
+
     /// The LED after every change, for live updates; `None` until first known.
     pub fn updates(&self) -> watch::Receiver<Option<LedState>> {
         self.updates.clone()

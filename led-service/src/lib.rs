@@ -4,6 +4,7 @@
 //!   [`AppState::start`], the one way to build the state;
 //! - [`led`]: the one thread that owns the button and applies the EEPROM rule;
 //! - [`state`]: the original service's boolean spellings;
+//! - [`mqtt`]: the LED as a Home Assistant light over MQTT (when set);
 //! - [`metrics`]: Prometheus counters and histograms;
 //! - [`config`]: flags and env vars.
 //!
@@ -16,6 +17,7 @@ pub mod config;
 mod integer;
 pub mod led;
 pub mod metrics;
+pub mod mqtt;
 pub mod state;
 
 use std::time::Duration;
@@ -38,8 +40,7 @@ pub async fn run(
     state: AppState,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    let led = state.led.clone();
-    let limits = state.limits;
+    let (led, limits, tasks) = (state.led.clone(), state.limits, state.tasks.clone());
     service_kit::http::serve(listener, app(state), limits, shutdown).await?;
     match tokio::time::timeout(
         SWITCH_OFF_DEADLINE,
@@ -51,5 +52,8 @@ pub async fn run(
         Ok(Err(error)) => tracing::warn!(%error, "could not switch the LED off at shutdown"),
         Err(_) => tracing::warn!("switching the LED off took too long; exiting anyway"),
     }
+    // The MQTT task publishes the switch-off, says offline and disconnects (within ~1.5 s).
+    tasks.close();
+    tasks.wait().await;
     Ok(())
 }

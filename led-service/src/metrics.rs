@@ -9,6 +9,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use qwiic_bus::BusCounters;
+use service_kit::mqtt::MqttCounters;
 
 /// Labels of `http_requests`.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -52,6 +53,10 @@ pub struct Metrics {
     pub led_writes_coalesced: Counter,
     /// Live event streams now.
     pub event_streams: Gauge,
+    /// The MQTT link's messages and connection (zero without MQTT).
+    pub mqtt: MqttCounters,
+    /// Messages on `<prefix>/led/set` that were not a light command.
+    pub mqtt_commands_rejected: Counter,
 }
 
 fn latency_histogram() -> Histogram {
@@ -71,6 +76,8 @@ impl Default for Metrics {
         let eeprom_byte_writes = Counter::default();
         let led_writes_coalesced = Counter::default();
         let event_streams = Gauge::default();
+        let mqtt = MqttCounters::default();
+        let mqtt_commands_rejected = Counter::default();
         registry.register(
             "http_requests",
             "HTTP requests by route, method and status",
@@ -82,6 +89,12 @@ impl Default for Metrics {
             latency.clone(),
         );
         bus.register(&mut registry);
+        mqtt.register(&mut registry);
+        registry.register(
+            "mqtt_commands_rejected",
+            "messages on <prefix>/led/set that were not a light command (nothing changed)",
+            mqtt_commands_rejected.clone(),
+        );
         registry.register(
             "led_changes",
             "LED settings written to the device",
@@ -123,6 +136,8 @@ impl Default for Metrics {
             eeprom_byte_writes,
             led_writes_coalesced,
             event_streams,
+            mqtt,
+            mqtt_commands_rejected,
         }
     }
 }

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use serde_json::json;
 use std::os::unix::fs::PermissionsExt;
-use support::{Compose, Stack, devices, run};
+use support::{Compose, Stack, devices, root, run};
 
 #[tokio::test]
 async fn up_press_release_hardening_and_down() {
@@ -282,6 +282,9 @@ fn config(compose: Compose, compose_file: &str, variables: &[(&str, &str)]) -> V
         "API_TOKEN",
         "IMAGE_REPOSITORY",
         "IMAGE_TAG",
+        "COMPOSE_PROFILES",
+        "MQTT_URL",
+        "MQTT_TOPIC_PREFIX",
     ] {
         command.env_remove(variable);
     }
@@ -463,6 +466,97 @@ fn the_token_overlay_mounts_a_secret_file_and_puts_no_token_in_the_environment()
             let source = secret.as_str().or(secret["source"].as_str());
             assert_eq!(source, Some("api_token"), "{context}");
         }
+    }
+}
+
+#[test]
+fn the_mqtt_profile_adds_a_hardened_broker_and_the_services_use_it_when_told() {
+    for compose in Compose::BOTH {
+        let plain = config(
+            compose,
+            "docker-compose.yml:docker-compose.override.yml",
+            &[],
+        );
+        assert!(
+            plain["services"].get("mosquitto").is_none(),
+            "{compose:?}: no broker without the profile"
+        );
+        for name in ["led", "button"] {
+            let environment = &plain["services"][name]["environment"];
+            assert_eq!(environment["MQTT_URL"], "", "{compose:?} {name}: MQTT off");
+        }
+        let config = config(
+            compose,
+            "docker-compose.yml:docker-compose.override.yml",
+            &[
+                ("COMPOSE_PROFILES", "mqtt"),
+                ("MQTT_URL", "mqtt://mosquitto:1883"),
+            ],
+        );
+        let broker = &config["services"]["mosquitto"];
+        let context = format!("{compose:?}: {broker:#}");
+        assert_eq!(broker["read_only"], true, "{context}");
+        assert_eq!(broker["cap_drop"], json!(["ALL"]), "{context}");
+        assert_eq!(
+            broker["security_opt"],
+            json!(["no-new-privileges:true"]),
+            "{context}"
+        );
+        assert_eq!(broker["user"], "1883:1883", "{context}");
+        assert!(broker.get("privileged").is_none(), "{context}");
+        let volume = &broker["volumes"][0];
+        let mounted = match compose {
+            Compose::V1 => volume.as_str().unwrap().to_owned(),
+            Compose::V2 => format!(
+                "{}:{}:{}",
+                volume["source"].as_str().unwrap(),
+                volume["target"].as_str().unwrap(),
+                if volume["read_only"] == true {
+                    "ro"
+                } else {
+                    "rw"
+                }
+            ),
+        };
+        assert!(
+            mounted.ends_with("/config/mosquitto.conf:/mosquitto/config/mosquitto.conf:ro"),
+            "{context}"
+        );
+        let port = &broker["ports"][0];
+        let bound = match compose {
+            Compose::V1 => port.as_str().unwrap().trim_end_matches("/tcp").to_owned(),
+            Compose::V2 => format!(
+                "{}:{}:{}",
+                port["host_ip"].as_str().unwrap(),
+                port["published"].as_str().unwrap(),
+                port["target"]
+            ),
+        };
+        assert_eq!(bound, "127.0.0.1:1883:1883", "{context}");
+        for name in ["led", "button"] {
+            let environment = &config["services"][name]["environment"];
+            assert_eq!(
+                environment["MQTT_URL"], "mqtt://mosquitto:1883",
+                "{compose:?} {name}"
+            );
+            assert_eq!(
+                environment["MQTT_TOPIC_PREFIX"], "qwiic/button",
+                "{compose:?} {name}"
+            );
+        }
+    }
+    // The broker it runs: the port the services use, nothing kept on the read-only disk.
+    let broker = std::fs::read_to_string(root().join("config/mosquitto.conf")).unwrap();
+    let settings: Vec<&str> = broker
+        .lines()
+        .filter(|line| !line.starts_with('#') && !line.is_empty())
+        .collect();
+    for wanted in [
+        "listener 1883 0.0.0.0",
+        "persistence false",
+        "log_dest stdout",
+    ] {
+        assert!(settings.contains(&wanted), "{wanted} missing: {settings:?}");
     }
 }
 

@@ -63,6 +63,19 @@ impl HealthView {
         self.health.borrow().clone()
     }
 
+    /// The firmware, while the device is identified and the last attempt succeeded.
+    pub fn firmware(&self) -> Option<FirmwareVersion> {
+        match self.current() {
+            LinkHealth::Answering(firmware) => Some(firmware),
+            _ => None,
+        }
+    }
+
+    /// The outcome of each attempt that changes what is known, as it comes.
+    pub fn updates(&self) -> watch::Receiver<LinkHealth> {
+        self.health.clone()
+    }
+
     /// The firmware, if the device is identified and answered within `age`.
     pub fn answered_within(&self, age: Duration) -> Option<FirmwareVersion> {
         let LinkHealth::Answering(firmware) = self.current() else {

@@ -3,7 +3,7 @@
 //! [`reference`], every setting of a command as data for `print-config` and the drift tests.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use qwiic_bus::{Bus, BusCounters, BusSpec, DeviceLink};
@@ -49,37 +49,64 @@ impl ServiceArgs {
 
     /// The API token from `--api-token` or the file `--api-token-file` names (trailing line
     /// break and spaces removed); `None` when neither is set or the token is empty.
-    pub fn api_token(&self) -> Result<Option<String>, TokenError> {
-        let given = self.api_token.clone().unwrap_or_default();
-        let token = match &self.api_token_file {
-            Some(_) if !given.is_empty() => return Err(TokenError::Both),
-            Some(path) => std::fs::read_to_string(path)
-                .map_err(|source| TokenError::File {
-                    path: path.clone(),
-                    source,
-                })?
-                .trim_end()
-                .to_owned(),
-            None => given,
-        };
-        Ok((!token.is_empty()).then_some(token))
+    pub fn api_token(&self) -> Result<Option<String>, SecretError> {
+        secret(
+            self.api_token.as_deref(),
+            self.api_token_file.as_deref(),
+            "the API token",
+            "API_TOKEN",
+        )
     }
 }
 
-/// The API token could not be determined.
+/// A secret given as a value or as a file that holds it (a Docker or Kubernetes secret),
+/// `VARIABLE` and `VARIABLE_FILE`: the file's content without its trailing line break and
+/// spaces; `None` when neither is set or it is empty. An empty value counts as unset (compose
+/// passes one when `.env` has none).
+pub fn secret(
+    value: Option<&str>,
+    file: Option<&Path>,
+    what: &'static str,
+    variable: &'static str,
+) -> Result<Option<String>, SecretError> {
+    let given = value.unwrap_or_default();
+    let secret = match file {
+        Some(_) if !given.is_empty() => return Err(SecretError::Both { variable }),
+        Some(path) => std::fs::read_to_string(path)
+            .map_err(|source| SecretError::File {
+                what,
+                variable,
+                path: path.to_owned(),
+                source,
+            })?
+            .trim_end()
+            .to_owned(),
+        None => given.to_owned(),
+    };
+    Ok((!secret.is_empty()).then_some(secret))
+}
+
+/// A secret could not be determined.
 #[derive(Debug, thiserror::Error)]
-pub enum TokenError {
+pub enum SecretError {
     /// Both ways are set, so which one is meant is unclear.
     #[error(
-        "both API_TOKEN and API_TOKEN_FILE are set: use one (the file keeps the token out of `docker inspect`), and unset or empty the other"
+        "both {variable} and {variable}_FILE are set: use one (the file keeps it out of `docker inspect`), and unset or empty the other"
     )]
-    Both,
-    /// The token file could not be read.
+    Both {
+        /// The variable, such as `API_TOKEN`.
+        variable: &'static str,
+    },
+    /// The file could not be read.
     #[error(
-        "cannot read the API token from {} (API_TOKEN_FILE): {source}; mount the secret there, readable by uid 65532, or set API_TOKEN instead",
+        "cannot read {what} from {} ({variable}_FILE): {source}; mount the secret there, readable by uid 65532, or set {variable} instead",
         path.display()
     )]
     File {
+        /// What it is, such as "the API token".
+        what: &'static str,
+        /// The variable, such as `API_TOKEN`.
+        variable: &'static str,
         /// The file named.
         path: PathBuf,
         /// Why it could not be read.

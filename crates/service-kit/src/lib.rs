@@ -8,6 +8,7 @@
 //! - [`http`]: serving HTTP with deadlines and caps a LAN peer cannot stretch;
 //! - [`probe`]: the HTTP probe of the `healthcheck` subcommand (the images have no curl);
 //! - [`args`]: the flags every service takes, as one flattened struct, and their parsers;
+//! - [`mqtt`]: the link to an MQTT broker, off unless configured;
 //! - `testing` (feature `testing`): running a service, in-process or as a binary, in tests;
 //! - `browser` (feature `browser`): a headless chromium for the pages' tests.
 //!
@@ -19,6 +20,7 @@ pub mod args;
 pub mod browser;
 pub mod http;
 pub mod logging;
+pub mod mqtt;
 pub mod probe;
 pub mod process;
 pub mod shutdown;

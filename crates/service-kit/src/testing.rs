@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
+pub mod mqtt;
+
 /// A service running on the test's runtime, stopped by cancelling its token.
 pub struct Background<T> {
     token: CancellationToken,
@@ -201,6 +203,13 @@ impl RunningBinary {
             );
             std::thread::sleep(Duration::from_millis(2));
         }
+    }
+
+    /// Kills the process (SIGKILL: no goodbye to anyone) and waits for it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.read_to_end();
     }
 
     /// Waits at most `within` for the process to exit by itself.

@@ -59,20 +59,43 @@ impl Compose {
         command
     }
 
-    /// The merged model `config` prints, as data: v2 prints JSON, v1 YAML.
+    /// The merged model `config` prints, as data (v2 prints JSON, v1 YAML), with the services
+    /// that would run: v1 lists those of inactive profiles too, and they are left out here as v2
+    /// leaves them out.
     pub fn config(self, mut command: Command) -> Value {
         if self == Compose::V2 {
             command.args(["--format", "json"]);
         }
+        let active: Vec<String> = command
+            .get_envs()
+            .find(|(name, _)| *name == "COMPOSE_PROFILES")
+            .and_then(|(_, value)| value)
+            .map(|value| {
+                value
+                    .to_string_lossy()
+                    .split(',')
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default();
         let output = run(&mut command);
         let text = String::from_utf8_lossy(&output.stdout);
-        match self {
+        let mut model: Value = match self {
             Compose::V2 => serde_json::from_str(&text).unwrap(),
             Compose::V1 => {
                 let documents = yaml_rust2::YamlLoader::load_from_str(&text).unwrap();
                 yaml_to_json(&documents[0])
             }
+        };
+        if let Some(services) = model["services"].as_object_mut() {
+            services.retain(|_, service| match service["profiles"].as_array() {
+                None => true,
+                Some(profiles) => profiles
+                    .iter()
+                    .any(|profile| active.iter().any(|active| profile == active.as_str())),
+            });
         }
+        model
     }
 }
 
