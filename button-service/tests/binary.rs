@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use service_kit::testing::{RunningBinary, binary_command, unused_address};
+use service_kit::testing::{RunningBinary, SimServer, binary_command, unused_address};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_button-service");
 
@@ -53,5 +53,54 @@ fn bad_settings_are_refused_with_what_is_accepted() {
         assert_eq!(output.status.code(), Some(2), "{env}={value}");
         let message = String::from_utf8_lossy(&output.stderr);
         assert!(message.contains(says), "{env}={value}: {message}");
+    }
+}
+
+#[test]
+fn over_tcp_a_bus_outage_is_logged_once_at_each_end_and_polling_resumes_by_itself() {
+    let sim = qwiic_sim::SimButton::new();
+    let mut server = SimServer::start(sim.clone());
+    let (bus, led_url) = (server.url(), format!("http://{}", unused_address()));
+    let mut service = RunningBinary::start(
+        BINARY,
+        &[
+            ("BUS", bus.as_str()),
+            ("LED_URL", &led_url),
+            ("POLL_INTERVAL", "10ms"),
+        ],
+    );
+    service.wait_for_log("Qwiic Button found", Duration::from_secs(10));
+    // A hundred polls fail while the simulator is away: one line for all of them.
+    server.stop();
+    service.wait_for_log("the button stopped answering", Duration::from_secs(10));
+    let polls = |service: &RunningBinary| {
+        let health = service.address("listen", Duration::from_secs(10));
+        let text = std::process::Command::new("curl")
+            .args(["-s", &format!("http://{health}/metrics")])
+            .output()
+            .unwrap()
+            .stdout;
+        String::from_utf8_lossy(&text)
+            .lines()
+            .find_map(|line| line.strip_prefix("button_service_poll_errors_total "))
+            .and_then(|value| value.trim().parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    let until = std::time::Instant::now() + Duration::from_secs(20);
+    while polls(&service) < 20.0 {
+        assert!(std::time::Instant::now() < until, "{}", service.log());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    server.restart(sim.clone());
+    service.wait_for_log("the button answers again", Duration::from_secs(10));
+    let (status, _) = service.terminate(Duration::from_secs(5));
+    assert!(status.success());
+    let log = service.log();
+    for line in log.lines() {
+        let parsed: Result<serde_json::Value, _> = serde_json::from_str(line);
+        assert!(parsed.is_ok(), "LOG_FORMAT=json: not JSON: {line}");
+    }
+    for message in ["the button stopped answering", "the button answers again"] {
+        assert_eq!(log.matches(message).count(), 1, "{message:?}:\n{log}");
     }
 }

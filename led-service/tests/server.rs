@@ -10,7 +10,7 @@ use led_service::{AppState, run};
 use qwiic_bus::Bus;
 use qwiic_sim::SimButton;
 use serde_json::Value;
-use service_kit::testing::{Background, RunningBinary, binary_command, unused_address};
+use service_kit::testing::{Background, RunningBinary, SimServer, binary_command, unused_address};
 
 struct Running {
     url: String,
@@ -70,8 +70,10 @@ async fn shutdown_finishes_in_flight_requests_switches_the_led_off_and_returns_w
         .unwrap();
     assert!(String::from_utf8_lossy(&first.unwrap()).contains("event: led"));
 
-    // A request in flight when the signal comes still gets its answer.
-    service.sim.set_delay(Duration::from_millis(200));
+    // A request in flight when the signal comes still gets its answer. (The bus stays this
+    // slow for the switch-off too: its write must land within SWITCH_OFF_DEADLINE, 300 ms, so
+    // 100 ms leaves room for a loaded or emulated run.)
+    service.sim.set_delay(Duration::from_millis(100));
     let in_flight = tokio::spawn({
         let client = client.clone();
         let url = service.url.clone();
@@ -166,4 +168,88 @@ fn bad_flags_are_refused_with_the_accepted_values() {
         let message = String::from_utf8_lossy(&output.stderr);
         assert!(message.contains(says), "{env}={value}: {message}");
     }
+}
+
+/// Every line the binary logged, parsed (it logs JSON under `LOG_FORMAT=json`).
+fn json_lines(service: &RunningBinary) -> Vec<Value> {
+    service
+        .log()
+        .lines()
+        .map(|line| {
+            serde_json::from_str(line)
+                .unwrap_or_else(|error| panic!("not a JSON log line ({error}): {line}"))
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_over_tcp_takes_its_settings_and_logs_a_bus_outage_once_at_each_end() {
+    let sim = SimButton::new();
+    let mut server = SimServer::start(sim.clone());
+    let bus = server.url();
+    let mut service = RunningBinary::start(
+        BINARY,
+        &[
+            ("BUS", bus.as_str()),
+            ("LED_BRIGHTNESS", "77"),
+            ("BUS_TIMEOUT", "400ms"),
+            ("LOG_FORMAT", "json"),
+        ],
+    );
+    let url = format!(
+        "http://{}",
+        service.address("listen", Duration::from_secs(10))
+    );
+    let client = reqwest::Client::new();
+    let post = |path: &str| client.post(format!("{url}{path}")).send();
+
+    // LED_BRIGHTNESS is the brightness of POST /true.
+    assert_eq!(post("/true").await.unwrap().status(), 200);
+    assert_eq!(sim.led().brightness, 77);
+
+    // The simulator goes away: one line when the outage starts, however many requests fail,
+    // and one when it ends.
+    server.stop();
+    for _ in 0..5 {
+        let status = post("/false").await.unwrap().status();
+        assert!(status == 503 || status == 504, "{status}");
+    }
+    service.wait_for_log("the button stopped answering", Duration::from_secs(10));
+    server.restart(sim.clone());
+    let until = Instant::now() + Duration::from_secs(10);
+    while post("/false").await.unwrap().status() != 200 {
+        assert!(Instant::now() < until, "no recovery:\n{}", service.log());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    service.wait_for_log("the button answers again", Duration::from_secs(10));
+    assert_eq!(sim.led().brightness, 0);
+    let lines = json_lines(&service);
+    assert!(lines.len() >= 4, "{lines:?}");
+    for (message, times) in [
+        ("the button stopped answering", 1),
+        ("the button answers again", 1),
+    ] {
+        let count = lines
+            .iter()
+            .filter(|line| {
+                line["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains(message))
+            })
+            .count();
+        assert_eq!(count, times, "{message:?} in:\n{}", service.log());
+    }
+
+    // BUS_TIMEOUT bounds a request on a device that hangs.
+    sim.set_delay(Duration::from_secs(3));
+    let started = Instant::now();
+    let hung = post("/true").await.unwrap(); // a change: it must reach the device
+    let took = started.elapsed();
+    assert_eq!(hung.status(), 504);
+    assert!(
+        took >= Duration::from_millis(400) && took < Duration::from_secs(2),
+        "answered after {took:?}"
+    );
+    sim.set_delay(Duration::ZERO);
+    service.terminate(Duration::from_secs(5));
 }

@@ -14,6 +14,9 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 pub mod mqtt;
+mod sim_server;
+
+pub use sim_server::SimServer;
 
 /// A service running on the test's runtime, stopped by cancelling its token.
 pub struct Background<T> {
@@ -55,6 +58,22 @@ impl<T: Send + 'static> Background<T> {
 pub fn unused_address() -> SocketAddr {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.local_addr().unwrap()
+}
+
+/// How much slower than native this test run is: `TEST_TIME_SCALE` (scripts/test-cross sets it
+/// for the suite under qemu), else 1. Time bounds that prove a behaviour are multiplied by it;
+/// speed figures belong to the benchmark.
+pub fn time_scale() -> u32 {
+    std::env::var("TEST_TIME_SCALE")
+        .ok()
+        .and_then(|scale| scale.parse().ok())
+        .filter(|scale| *scale >= 1)
+        .unwrap_or(1)
+}
+
+/// `bound` for this run: multiplied by [`time_scale`].
+pub fn scaled(bound: Duration) -> Duration {
+    bound * time_scale()
 }
 
 /// Waits until `condition` holds, checking every 2 ms, for at most `within`.

@@ -141,14 +141,6 @@ pub fn devices(service: &Value) -> Vec<String> {
         .collect()
 }
 
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 pub fn run(command: &mut Command) -> Output {
     let output = command.output().unwrap();
     assert!(
@@ -169,8 +161,9 @@ pub struct Stack {
     /// Variables beyond the ports, as `.env` would hold them.
     variables: Vec<(String, String)>,
     pub project: String,
-    pub led_port: u16,
-    pub simulator_port: u16,
+    /// Host ports by service: compose publishes on ports the engine picks (`LED_PORT=0`), and
+    /// picks again at every start of a container; [`Stack::docker`] forgets them.
+    ports: std::cell::RefCell<std::collections::HashMap<String, u16>>,
     env_file: PathBuf,
 }
 
@@ -200,8 +193,7 @@ impl Stack {
                 .map(|(key, value)| (key.to_string(), value.to_string()))
                 .collect(),
             project,
-            led_port: free_port(),
-            simulator_port: free_port(),
+            ports: Default::default(),
             env_file,
         };
         let started = Instant::now();
@@ -217,8 +209,9 @@ impl Stack {
         command
             .env_remove("COMPOSE_FILE")
             .env_remove("API_TOKEN")
-            .env("LED_PORT", self.led_port.to_string())
-            .env("SIMULATOR_PORT", self.simulator_port.to_string())
+            // The engine picks free ports, so that parallel projects never race for one.
+            .env("LED_PORT", "0")
+            .env("SIMULATOR_PORT", "0")
             .envs(self.variables.iter().map(|(key, value)| (key, value)))
             .arg("--env-file")
             .arg(&self.env_file)
@@ -230,6 +223,40 @@ impl Stack {
             command.args(["-f", file]);
         }
         command
+    }
+
+    /// The host port where `service` publishes `container_port`.
+    fn port(&self, service: &str, container_port: u16) -> u16 {
+        if let Some(port) = self.ports.borrow().get(service) {
+            return *port;
+        }
+        let output = run(Command::new("docker").args([
+            "port",
+            &self.container(service),
+            &format!("{container_port}/tcp"),
+        ]));
+        let text = String::from_utf8_lossy(&output.stdout);
+        let port: u16 = text
+            .lines()
+            .find_map(|line| line.rsplit(':').next()?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{service} publishes no {container_port}: {text}"));
+        self.ports.borrow_mut().insert(service.to_owned(), port);
+        port
+    }
+
+    /// Where the LED API is published on this machine.
+    pub fn led_port(&self) -> u16 {
+        self.port("led", 8080)
+    }
+
+    /// Where the simulator's page and control API are published on this machine.
+    pub fn simulator_port(&self) -> u16 {
+        self.port("simulator", 8081)
+    }
+
+    /// Forgets the published ports (a container started again publishes on new ones).
+    pub fn forget_ports(&self) {
+        self.ports.borrow_mut().clear();
     }
 
     pub fn container(&self, service: &str) -> String {
@@ -279,8 +306,28 @@ impl Stack {
         String::from_utf8_lossy(&output.stdout).into_owned()
     }
 
+    /// Waits until `service`'s container has logged `needle` `count` times in all (its log
+    /// survives restarts of the container).
+    pub fn wait_log_count(&self, service: &str, needle: &str, count: usize, within: Duration) {
+        let until = Instant::now() + within;
+        loop {
+            let output = run(Command::new("docker").args(["logs", &self.container(service)]));
+            let log = String::from_utf8_lossy(&output.stdout).into_owned()
+                + &String::from_utf8_lossy(&output.stderr);
+            if log.matches(needle).count() >= count {
+                return;
+            }
+            assert!(
+                Instant::now() < until,
+                "{service} logged {needle:?} fewer than {count} times within {within:?}:\n{log}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     pub fn docker(&self, action: &str, service: &str) {
         run(Command::new("docker").args([action, &self.container(service)]));
+        self.forget_ports();
     }
 
     pub async fn get(&self, port: u16, path: &str) -> Option<Value> {
@@ -301,7 +348,7 @@ impl Stack {
     /// The value of one metric from a service's /metrics (button-service's is not published).
     pub async fn metric(&self, service: &str, name: &str) -> f64 {
         let url = match service {
-            "led" => format!("http://127.0.0.1:{}/metrics", self.led_port),
+            "led" => format!("http://127.0.0.1:{}/metrics", self.led_port()),
             "button" => format!("http://{}:9090/metrics", self.address("button")),
             other => panic!("no metrics for {other}"),
         };
@@ -329,7 +376,7 @@ impl Stack {
         let response = reqwest::Client::new()
             .put(format!(
                 "http://127.0.0.1:{}/api/faults",
-                self.simulator_port
+                self.simulator_port()
             ))
             .json(&faults)
             .send()
@@ -344,7 +391,7 @@ impl Stack {
 
     pub async fn simulator(&self, path: &str) {
         let response = reqwest::Client::new()
-            .post(format!("http://127.0.0.1:{}{path}", self.simulator_port))
+            .post(format!("http://127.0.0.1:{}{path}", self.simulator_port()))
             .send()
             .await
             .unwrap();
@@ -357,7 +404,7 @@ impl Stack {
 
     /// The LED brightness as the simulated device holds it.
     pub async fn brightness(&self) -> Option<u64> {
-        self.get(self.simulator_port, "/api/led").await?["led"]["brightness"].as_u64()
+        self.get(self.simulator_port(), "/api/led").await?["led"]["brightness"].as_u64()
     }
 
     pub async fn wait_brightness(&self, wanted: u64, within: Duration) -> Duration {
