@@ -13,7 +13,7 @@ use led_service::config::Cli;
 use led_service::metrics::Metrics;
 use led_service::{AppState, app};
 use qwiic_bus::Bus;
-use qwiic_sim::{Fault, SimButton};
+use qwiic_sim::{Fault, SimButton, SimConfig, SystemClock};
 use serde_json::{Value, json};
 use service_kit::CancellationToken;
 use tower::ServiceExt;
@@ -398,6 +398,102 @@ async fn oversized_requests_are_refused() {
         body["error"].as_str().unwrap().len() < 200,
         "the echo is shortened: {body}"
     );
+}
+
+/// `{"on": true}` padded with spaces to exactly `size` bytes.
+fn padded_body(size: usize) -> Vec<u8> {
+    let mut body = br#"{"on": true}"#.to_vec();
+    body.resize(size, b' ');
+    body
+}
+
+/// A `PUT /led` that announces its length, as most clients do.
+fn put_with_length(body: Vec<u8>) -> Request<Body> {
+    Request::put("/led")
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::CONTENT_LENGTH, body.len())
+        .body(Body::from(body))
+        .unwrap()
+}
+
+/// A `PUT /led` whose body arrives in pieces of unknown total length, as a chunked upload.
+fn put_chunked(body: Vec<u8>) -> Request<Body> {
+    let chunks: Vec<Result<axum::body::Bytes, std::io::Error>> = body
+        .chunks(1000)
+        .map(|chunk| Ok(axum::body::Bytes::copy_from_slice(chunk)))
+        .collect();
+    Request::put("/led")
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from_stream(futures_util::stream::iter(chunks)))
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_body_of_exactly_4_kib_is_accepted_and_one_byte_more_is_a_413_announced_or_chunked() {
+    type Put = fn(Vec<u8>) -> Request<Body>;
+    let modes: [(&str, Put); 2] = [
+        ("with Content-Length", put_with_length),
+        ("chunked", put_chunked),
+    ];
+    for (mode, put) in modes {
+        let f = fixture();
+        let request = put(padded_body(4097));
+        assert!(
+            (mode == "chunked") != request.headers().contains_key(header::CONTENT_LENGTH),
+            "{mode}"
+        );
+        let (status, body) = send(&f.app, request).await;
+        assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{mode}: {body}");
+        assert_eq!(
+            body["error"], "the body is larger than 4096 bytes",
+            "{mode}: {body}"
+        );
+        assert_eq!(
+            f.sim.stats().led_writes,
+            0,
+            "{mode}: the LED was not touched"
+        );
+
+        let (status, body) = send(&f.app, put(padded_body(4096))).await;
+        assert_eq!(status, StatusCode::OK, "{mode}: {body}");
+        assert_eq!(body["on"], true, "{mode}: {body}");
+        assert_eq!(f.sim.led().brightness, 200, "{mode}");
+    }
+}
+
+#[tokio::test]
+async fn healthz_names_the_buttons_firmware_and_an_instance_that_changes_at_every_start() {
+    let f = fixture();
+    let (status, body) = send(&f.app, get("/healthz")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["status"], "ok", "{body}");
+    assert_eq!(
+        body["firmware"], "1.3",
+        "the simulated button's firmware: {body}"
+    );
+    let instance = body["instance"].as_str().unwrap().to_owned();
+    assert!(!instance.is_empty(), "{body}");
+    let (_, again) = send(&f.app, get("/healthz")).await;
+    assert_eq!(
+        again["instance"],
+        instance.as_str(),
+        "the same while it runs"
+    );
+
+    // The firmware is read from the button, not assumed; another start is another instance.
+    let older = SimButton::with_config(
+        SimConfig {
+            firmware: (1, 2),
+            ..SimConfig::default()
+        },
+        SystemClock::new(),
+    );
+    let Cli { config, .. } = Cli::parse_from(["led-service", "--bus=sim"]);
+    let state = AppState::start(Bus::Sim(older), &config, CancellationToken::new()).unwrap();
+    let (status, body) = send(&app(state), get("/healthz")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["firmware"], "1.2", "{body}");
+    assert_ne!(body["instance"], instance.as_str(), "{body}");
 }
 
 #[tokio::test]

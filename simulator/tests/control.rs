@@ -101,7 +101,8 @@ async fn an_led_write_over_tcp_shows_in_the_api_and_the_event_stream() {
     })
     .await;
 
-    let (_, led) = sim.call(reqwest::Method::GET, "/api/led", None).await;
+    let (status, led) = sim.call(reqwest::Method::GET, "/api/led", None).await;
+    assert_eq!(status, 200, "{led}");
     assert_eq!(
         led["led"],
         json!({"brightness": 180, "granularity": 3, "cycle_ms": 1000, "off_ms": 500})
@@ -128,14 +129,18 @@ async fn an_led_write_over_tcp_shows_in_the_api_and_the_event_stream() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_click_is_a_press_and_a_release_n_ms_apart_on_the_simulator_clock() {
     let sim = Simulator::start().await;
-    sim.call(reqwest::Method::POST, "/api/click", Some(json!({"ms": 40})))
+    let (status, click) = sim
+        .call(reqwest::Method::POST, "/api/click", Some(json!({"ms": 40})))
         .await;
+    assert_eq!(status, 200, "{click}");
     let until = Instant::now() + Duration::from_secs(5);
     let events = loop {
-        let (_, state) = sim.call(reqwest::Method::GET, "/api/state", None).await;
-        let (_, events) = sim
+        let (status, state) = sim.call(reqwest::Method::GET, "/api/state", None).await;
+        assert_eq!(status, 200, "{state}");
+        let (status, events) = sim
             .call(reqwest::Method::GET, "/api/events/recent", None)
             .await;
+        assert_eq!(status, 200, "{events}");
         if state["held"] == false && events.as_array().unwrap().len() >= 2 {
             break events;
         }
@@ -230,14 +235,17 @@ async fn every_fault_kind_and_corrupted_reads_reach_tcp_clients() {
     })
     .await;
     assert_eq!(id, [0x2E, 0x81, 0x80], "shifted by one bit, and no error");
-    let (_, state) = sim.call(reqwest::Method::GET, "/api/state", None).await;
+    let (status, state) = sim.call(reqwest::Method::GET, "/api/state", None).await;
+    assert_eq!(status, 200, "{state}");
     assert_eq!(state["stats"]["corrupted_reads"], 1, "{state}");
-    sim.call(
-        reqwest::Method::PUT,
-        "/api/faults",
-        Some(json!({"corrupt_rate": 0.0})),
-    )
-    .await;
+    let (status, faults) = sim
+        .call(
+            reqwest::Method::PUT,
+            "/api/faults",
+            Some(json!({"corrupt_rate": 0.0})),
+        )
+        .await;
+    assert_eq!(status, 200, "{faults}");
     let id = blocking(move || {
         let mut id = [0; 1];
         bus.write_read(0x6F, &[0], &mut id).unwrap();

@@ -513,8 +513,10 @@ fn a_missing_bus_names_the_buses_there_are() {
         "{message}"
     );
     let output = device.run(&["--bus", "x"]);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
     assert!(stderr(&output).contains("--bus needs a bus number"));
     let output = device.run(&["--frobnicate"]);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
     assert!(stderr(&output).contains("unknown option '--frobnicate'"));
 }
 
@@ -567,7 +569,9 @@ fn jetson_messages_say_i2cdetect_with_read_probes() {
     device.install("docker");
     device.state("compose-v2", "");
     device.state("i2c-id", "none");
-    let message = stderr(&device.run(&[]));
+    let output = device.run(&[]);
+    assert_eq!(output.status.code(), Some(1), "{}", stdout(&output));
+    let message = stderr(&output);
     assert!(message.contains("sudo i2cdetect -y -r 1"), "{message}");
     assert!(!message.contains("i2cdetect -y 1"), "{message}");
 }
@@ -615,7 +619,9 @@ fn no_bus_at_all_says_there_is_none() {
     let device = Device::new("nobuses", DEBIAN);
     device.install("docker");
     device.state("compose-v2", "");
-    let message = stderr(&device.run(&[]));
+    let output = device.run(&[]);
+    assert_eq!(output.status.code(), Some(1), "{}", stdout(&output));
+    let message = stderr(&output);
     assert!(
         message.contains("no I2C bus /dev/i2c-1")
             && message.contains("(there is no /dev/i2c-* at all)")

@@ -1,11 +1,24 @@
 //! The README cannot drift: its configuration table matches the flags in the code, every
-//! script and option it shows exists, every route it documents is served, and every command
-//! it gives that runs without hardware or a registry is run by this suite or by scripts/test.
+//! script and option it shows exists, every method and route it documents is served by the
+//! real router, every state spelling it shows means what it says to the real parser, and every
+//! command it gives that runs without hardware or a registry is run by this suite or by
+//! scripts/test.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a failed unwrap is a failed test
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
+
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode, header};
+use button_service::config::Cli as ButtonCli;
+use clap::Parser as _;
+use led_service::config::Cli;
+use led_service::state::parse_state;
+use qwiic_bus::Bus;
+use qwiic_sim::SimButton;
+use service_kit::CancellationToken;
+use tower::ServiceExt as _;
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -175,66 +188,220 @@ fn every_script_and_option_shown_exists() {
     }
 }
 
-#[test]
-fn every_documented_route_is_served() {
-    let readme = read("README.md");
-    let led_api = read("led-service/src/api.rs");
-    let simulator_api = read("simulator/src/api.rs");
-    let button_api = read("button-service/src/lib.rs");
-    let api = readme
-        .split("## The API")
-        .nth(1)
-        .unwrap()
-        .split("\n## ")
-        .next()
-        .unwrap();
-    let mut routes = BTreeSet::new();
-    for word in api.split('`') {
-        for part in word.split_whitespace() {
-            if part.starts_with('/') && part.len() > 1 && !part.starts_with("//") {
-                routes.insert(part.trim_end_matches([',', '.']).to_owned());
-            }
+/// The code spans of `text`: what the README writes between backticks.
+fn code_spans(text: &str) -> impl Iterator<Item = &str> {
+    text.split('`').skip(1).step_by(2)
+}
+
+/// `GET /led` as (GET, /led), for a span that is an HTTP method and a route.
+fn method_and_route(span: &str) -> Option<(Method, String)> {
+    let (method, route) = span.split_once(' ')?;
+    let method = match method {
+        "GET" => Method::GET,
+        "POST" => Method::POST,
+        "PUT" => Method::PUT,
+        "DELETE" => Method::DELETE,
+        "PATCH" => Method::PATCH,
+        _ => return None,
+    };
+    route.starts_with('/').then(|| (method, route.to_owned()))
+}
+
+/// The routes of one paragraph of the API section that starts with `opening`: each is
+/// `METHOD /route`, or a bare `/route` with the method of the one before (GET at first).
+fn documented_routes_of(api: &str, opening: &str) -> Vec<(Method, String)> {
+    let paragraph = api
+        .split("\n\n")
+        .find(|paragraph| paragraph.starts_with(opening))
+        .unwrap_or_else(|| panic!("the API section has no paragraph starting {opening:?}"));
+    let mut method = Method::GET;
+    let mut routes = Vec::new();
+    for span in code_spans(paragraph) {
+        if let Some((named, route)) = method_and_route(span) {
+            method = named;
+            routes.push((method.clone(), route));
+        } else if span.starts_with('/') {
+            routes.push((method.clone(), span.to_owned()));
         }
     }
-    assert!(routes.len() >= 15, "{routes:?}");
-    for route in routes {
-        let pattern = format!("\"{route}\"");
+    routes
+}
+
+/// Sends `method route` (with a body the route takes) through `router`; the status.
+async fn status_of(
+    router: &axum::Router,
+    method: &Method,
+    route: &str,
+    body: Option<&str>,
+) -> StatusCode {
+    let mut request = Request::builder().method(method.clone()).uri(route);
+    if body.is_some() {
+        request = request.header(header::CONTENT_TYPE, "application/json");
+    }
+    let body = body.map_or_else(Body::empty, |body| Body::from(body.to_owned()));
+    router
+        .clone()
+        .oneshot(request.body(body).unwrap())
+        .await
+        .unwrap()
+        .status()
+}
+
+/// Sends every documented route through `router` and asserts each is served (neither 404 nor
+/// 405); `request` gives the path and body to send for a documented route.
+async fn assert_served(
+    service: &str,
+    router: &axum::Router,
+    routes: &[(Method, String)],
+    request: impl Fn(&str) -> (String, Option<&'static str>),
+) {
+    // The check can fail: this router does answer 404 to a route nobody documents.
+    let status = status_of(router, &Method::GET, "/no/such/route", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{service}");
+    for (method, route) in routes {
+        let (path, body) = request(route);
+        let status = status_of(router, method, &path, body).await;
         assert!(
-            led_api.contains(&pattern)
-                || simulator_api.contains(&pattern)
-                || button_api.contains(&pattern),
-            "README documents {route}, which no router serves"
+            status != StatusCode::NOT_FOUND && status != StatusCode::METHOD_NOT_ALLOWED,
+            "the README documents {method} {route} on {service}, which answers {status}"
         );
     }
-    // The curl examples: every spelling shown is one the parser accepts.
-    let state = read("led-service/src/state.rs");
-    let toggling = readme
-        .split("## Toggling the LED by hand")
-        .nth(1)
-        .unwrap()
-        .split("\n## ")
-        .next()
-        .unwrap();
-    let mut spellings = 0;
-    for token in toggling.split(|c: char| c.is_whitespace() || c == ',' || c == '(' || c == ')') {
-        let Some((_, spelling)) = token.rsplit_once('/') else {
-            continue;
+}
+
+#[tokio::test]
+async fn every_documented_method_and_route_is_served_by_its_router() {
+    let readme = read("README.md");
+    let api = section(&readme, "## The API");
+
+    // led-service: the table's `METHOD /route` spans (GET /events is in the page's row).
+    let led_routes: Vec<_> = api
+        .lines()
+        .filter(|line| line.starts_with("| `"))
+        .flat_map(code_spans)
+        .filter_map(method_and_route)
+        .collect();
+    assert!(led_routes.len() >= 8, "{led_routes:?}");
+    let Cli { config, .. } = Cli::parse_from(["led-service", "--bus=sim"]);
+    let state = led_service::AppState::start(
+        Bus::Sim(SimButton::new()),
+        &config,
+        CancellationToken::new(),
+    )
+    .unwrap();
+    assert_served(
+        "led-service",
+        &led_service::app(state),
+        &led_routes,
+        |route| match route {
+            "/led" => ("/led".to_owned(), Some(r#"{"on": true}"#)),
+            route => (route.replace("{state}", "true"), None),
+        },
+    )
+    .await;
+
+    // button-service: its internal /healthz and /metrics.
+    let button_routes = documented_routes_of(api, "button-service serves");
+    assert!(button_routes.len() >= 2, "{button_routes:?}");
+    let ButtonCli {
+        config: button_config,
+        ..
+    } = ButtonCli::parse_from(["button-service", "--bus=sim"]);
+    let metrics = button_service::metrics::Metrics::default();
+    let link = button_config.service.link(
+        Bus::Sim(SimButton::new()),
+        metrics.bus.clone(),
+        "retrying every poll",
+    );
+    let status = button_service::status::app(button_service::status::Status {
+        button: link.health(),
+        led_service: tokio::sync::watch::channel(button_service::sender::LinkState::Starting).1,
+        metrics,
+        mqtt: None,
+    });
+    assert_served("button-service", &status, &button_routes, |route| {
+        (route.to_owned(), None)
+    })
+    .await;
+
+    // The simulator's control API.
+    let simulator_routes = documented_routes_of(api, "The simulator serves");
+    assert!(simulator_routes.len() >= 10, "{simulator_routes:?}");
+    let simulator = simulator::app(simulator::AppState::new(
+        SimButton::new(),
+        CancellationToken::new(),
+    ));
+    assert_served("the simulator", &simulator, &simulator_routes, |route| {
+        let body = match route {
+            "/api/click" => Some(r#"{"ms": 10}"#),
+            "/api/faults" => Some(r#"{"fail_next": 0}"#),
+            _ => None,
         };
-        if token.starts_with("http://") || token.starts_with('/') {
-            if spelling.is_empty()
-                || spelling == "led"
-                || !spelling.chars().all(char::is_alphanumeric)
-            {
+        (route.to_owned(), body)
+    })
+    .await;
+}
+
+#[test]
+fn every_documented_spelling_is_parsed_to_the_state_the_readme_gives_it() {
+    let readme = read("README.md");
+    // The curl examples: each line's comment says on or off, for every spelling on the line.
+    let toggling = section(&readme, "## Toggling the LED by hand");
+    let mut spellings = 0;
+    for line in toggling
+        .lines()
+        .filter(|line| line.contains("curl -X POST"))
+    {
+        let (_, comment) = line.split_once('#').unwrap();
+        let expected = match comment.split_whitespace().next() {
+            Some("on") => true,
+            Some("off") => false,
+            other => panic!("{line}: the comment says {other:?}, not on or off"),
+        };
+        for token in line.split(|c: char| c.is_whitespace() || c == ',' || c == '(' || c == ')') {
+            if !(token.starts_with("http://") || token.starts_with('/')) {
                 continue;
             }
-            assert!(
-                state.contains(&format!("\"{}\"", spelling.to_lowercase())),
-                "/{spelling} is not accepted"
+            let (_, spelling) = token.rsplit_once('/').unwrap();
+            assert_eq!(
+                parse_state(spelling),
+                Some(expected),
+                "README: POST /{spelling} turns the LED {}",
+                if expected { "on" } else { "off" }
             );
             spellings += 1;
         }
     }
-    assert!(spellings >= 12, "only {spellings} spellings found");
+    assert!(
+        spellings >= 14,
+        "only {spellings} spellings in the curl examples"
+    );
+
+    // The API table: "`{state}` is true/false, 1/0, ... in any case": on/off pairs.
+    let api = section(&readme, "## The API");
+    let list = api
+        .split("`{state}` is ")
+        .nth(1)
+        .and_then(|rest| rest.split(" in any case").next())
+        .unwrap();
+    let mut pairs = 0;
+    for pair in list.split(", ") {
+        let (on, off) = pair
+            .split_once('/')
+            .unwrap_or_else(|| panic!("{pair:?} is not on/off"));
+        for (word, expected) in [(on, true), (off, false)] {
+            let capitalized = format!("{}{}", word[..1].to_uppercase(), &word[1..]);
+            for spelling in [word.to_owned(), word.to_uppercase(), capitalized] {
+                assert_eq!(
+                    parse_state(&spelling),
+                    Some(expected),
+                    "README: {spelling} means {}",
+                    if expected { "on" } else { "off" }
+                );
+            }
+        }
+        pairs += 1;
+    }
+    assert_eq!(pairs, 6, "the table lists {list:?}");
 }
 
 #[test]
