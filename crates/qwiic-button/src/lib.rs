@@ -84,21 +84,21 @@ impl Register {
 }
 
 /// Bits of `BUTTON_STATUS`.
-const STATUS_EVENT_AVAILABLE: u8 = 1 << 0;
-const STATUS_HAS_BEEN_CLICKED: u8 = 1 << 1;
-const STATUS_IS_PRESSED: u8 = 1 << 2;
+const STATUS_EVENT_AVAILABLE: u8 = 0b001;
+const STATUS_HAS_BEEN_CLICKED: u8 = 0b010;
+const STATUS_IS_PRESSED: u8 = 0b100;
 /// Bits of `INTERRUPT_CONFIG`.
-const INTERRUPT_CLICKED_ENABLE: u8 = 1 << 0;
-const INTERRUPT_PRESSED_ENABLE: u8 = 1 << 1;
+const INTERRUPT_CLICKED_ENABLE: u8 = 0b01;
+const INTERRUPT_PRESSED_ENABLE: u8 = 0b10;
 /// Bits of the queue status registers.
-const QUEUE_POP_REQUEST: u8 = 1 << 0;
-const QUEUE_IS_EMPTY: u8 = 1 << 1;
-const QUEUE_IS_FULL: u8 = 1 << 2;
+const QUEUE_POP_REQUEST: u8 = 0b001;
+const QUEUE_IS_EMPTY: u8 = 0b010;
+const QUEUE_IS_FULL: u8 = 0b100;
 
 /// The device answers with at most this many bytes per read (16-byte TX buffer, minus one).
 const MAX_READ: usize = 15;
-/// Status bits the firmware never sets.
-const STATUS_UNUSED: u8 = !(STATUS_EVENT_AVAILABLE | STATUS_HAS_BEEN_CLICKED | STATUS_IS_PRESSED);
+/// Status bits the firmware never sets: all but the three above.
+const STATUS_UNUSED: u8 = 0b1111_1000;
 /// How long the firmware may take to save a new address to EEPROM and restart I2C on it.
 const ADDRESS_SETTLE_MS: u32 = 20;
 
