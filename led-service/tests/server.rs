@@ -253,3 +253,57 @@ async fn the_binary_over_tcp_takes_its_settings_and_logs_a_bus_outage_once_at_ea
     sim.set_delay(Duration::ZERO);
     service.terminate(Duration::from_secs(5));
 }
+
+#[test]
+fn opening_a_bus_it_may_not_use_says_which_group_owns_it_and_what_to_do() {
+    // An i2c-dev node (char 89:1) of root's, group root, mode 660; the service runs as the
+    // images' uid 65532 with no groups, as in a container without `group_add`. Making the node
+    // and dropping to another user need root (CI runs as root).
+    if real_uid() != 0 {
+        eprintln!("skipped: needs root to make a device node and to run as uid 65532");
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("qwiic-denied-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let node = dir.join("i2c-1");
+    let made = std::process::Command::new("mknod")
+        .args(["-m", "660"])
+        .arg(&node)
+        .args(["c", "89", "1"])
+        .status()
+        .unwrap();
+    assert!(made.success(), "mknod failed");
+    std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let mut command = std::process::Command::new("setpriv");
+    command.args(["--reuid=65532", "--regid=65532", "--clear-groups", "--"]);
+    // Under emulation the emulator runs the binary (scripts/test-cross).
+    if let Some(wrapper) = std::env::var_os("TEST_EXEC_WRAPPER").filter(|w| !w.is_empty()) {
+        command.arg(wrapper);
+    }
+    let output = command
+        .arg(BINARY)
+        .env("BUS", &node)
+        .env("LISTEN_ADDR", "127.0.0.1:0")
+        .output()
+        .unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        log.contains(&format!(
+            "permission denied opening {}, owned by group root (gid 0, mode 660): add the user to that group",
+            node.display()
+        )),
+        "{log}"
+    );
+}
+
+/// This process's real uid, from /proc (no libc call in the tests).
+fn real_uid() -> u32 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .find_map(|line| line.strip_prefix("Uid:"))
+        .and_then(|ids| ids.split_whitespace().next()?.parse().ok())
+        .unwrap()
+}

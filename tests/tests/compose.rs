@@ -563,20 +563,9 @@ fn the_mqtt_profile_adds_a_hardened_broker_and_the_services_use_it_when_told() {
     }
 }
 
-#[tokio::test]
-async fn with_the_token_overlay_strangers_get_401_and_the_button_still_lights_the_led() {
-    let dir = std::env::temp_dir().join(format!("qwiic-token-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let token_file = dir.join("api-token");
-    // As the overlay's comment says: readable by the services' group 65532, by nobody else.
-    std::fs::write(&token_file, "s3cret-from-a-file\n").unwrap();
-    std::os::unix::fs::chown(&token_file, None, Some(65532)).unwrap();
-    std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o440)).unwrap();
-    let (stack, _) = Stack::up_with(
-        "token",
-        &["docker-compose.token.yml"],
-        &[("API_TOKEN_HOST_FILE", token_file.to_str().unwrap())],
-    );
+/// With `token` set on both services: requests without it or with another get 401, the button
+/// service's own requests light the LED, and the owner of the token may change it.
+async fn strangers_get_401_and_the_button_still_lights_the_led(stack: &Stack, token: &str) {
     let client = reqwest::Client::new();
     let url = format!("http://127.0.0.1:{}/true", stack.led_port());
     let stranger = client.post(&url).send().await.unwrap();
@@ -593,14 +582,32 @@ async fn with_the_token_overlay_strangers_get_401_and_the_button_still_lights_th
     stack.wait_brightness(255, Duration::from_secs(2)).await;
     stack.simulator("/api/release").await;
     stack.wait_brightness(0, Duration::from_secs(2)).await;
-    let owner = client
-        .post(&url)
-        .bearer_auth("s3cret-from-a-file")
-        .send()
-        .await
-        .unwrap();
+    let owner = client.post(&url).bearer_auth(token).send().await.unwrap();
     assert_eq!(owner.status(), 200);
     stack.wait_brightness(255, Duration::from_secs(2)).await;
+}
+
+#[tokio::test]
+async fn with_api_token_in_the_environment_strangers_get_401_and_the_button_still_lights_the_led() {
+    let (stack, _) = Stack::up_with("token-env", &[], &[("API_TOKEN", "s3cret-from-env")]);
+    strangers_get_401_and_the_button_still_lights_the_led(&stack, "s3cret-from-env").await;
+}
+
+#[tokio::test]
+async fn with_the_token_overlay_strangers_get_401_and_the_button_still_lights_the_led() {
+    let dir = std::env::temp_dir().join(format!("qwiic-token-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let token_file = dir.join("api-token");
+    // As the overlay's comment says: readable by the services' group 65532, by nobody else.
+    std::fs::write(&token_file, "s3cret-from-a-file\n").unwrap();
+    std::os::unix::fs::chown(&token_file, None, Some(65532)).unwrap();
+    std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o440)).unwrap();
+    let (stack, _) = Stack::up_with(
+        "token",
+        &["docker-compose.token.yml"],
+        &[("API_TOKEN_HOST_FILE", token_file.to_str().unwrap())],
+    );
+    strangers_get_401_and_the_button_still_lights_the_led(&stack, "s3cret-from-a-file").await;
     // The token is in no container's environment, where `docker inspect` would show it.
     for service in ["led", "button"] {
         let env = stack.inspect(service, "{{json .Config.Env}}");
