@@ -347,21 +347,48 @@ impl Stack {
 
     /// The value of one metric from a service's /metrics (button-service's is not published).
     pub async fn metric(&self, service: &str, name: &str) -> f64 {
+        let (value, text) = self.metric_and_text(service, name).await;
+        value.unwrap_or_else(|| panic!("{name} missing from {service}'s metrics:\n{text}"))
+    }
+
+    /// Waits until one metric of a service is there and `wanted` holds for it; returns it. For
+    /// what is recorded when a request ends: a slow request may still run when the LED shows
+    /// its write.
+    pub async fn wait_metric(
+        &self,
+        service: &str,
+        name: &str,
+        within: Duration,
+        wanted: impl Fn(f64) -> bool,
+    ) -> f64 {
+        let started = Instant::now();
+        loop {
+            let (value, text) = self.metric_and_text(service, name).await;
+            match value {
+                Some(value) if wanted(value) => return value,
+                _ if started.elapsed() >= within => {
+                    panic!("{name} of {service} not as wanted within {within:?}:\n{text}")
+                }
+                _ => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
+    }
+
+    async fn metric_and_text(&self, service: &str, name: &str) -> (Option<f64>, String) {
         let url = match service {
             "led" => format!("http://127.0.0.1:{}/metrics", self.led_port()),
             "button" => format!("http://{}:9090/metrics", self.address("button")),
             other => panic!("no metrics for {other}"),
         };
         let text = reqwest::get(&url).await.unwrap().text().await.unwrap();
-        text.lines()
-            .find_map(|line| {
-                line.strip_prefix(name)
-                    .and_then(|rest| rest.strip_prefix(' '))
-            })
-            .unwrap_or_else(|| panic!("{name} missing from {service}'s metrics:\n{text}"))
-            .trim()
-            .parse()
-            .unwrap()
+        let value = text.lines().find_map(|line| {
+            line.strip_prefix(name)?
+                .strip_prefix(' ')?
+                .trim()
+                .parse()
+                .ok()
+        });
+        (value, text)
     }
 
     /// Fails if any service's log shows a panic.
