@@ -103,7 +103,7 @@ impl Backoff {
             tracing::warn!(%error, "accepting a simulator client failed; retrying with backoff");
         }
         self.failures += 1;
-        Duration::from_millis(10 << self.failures.min(7).saturating_sub(1))
+        Duration::from_millis(10 << self.failures.min(8).saturating_sub(1))
             .min(Duration::from_secs(1))
     }
 
@@ -235,5 +235,22 @@ fn execute(button: &SimButton, request: wire::Request, reads: &mut Vec<u8>) -> S
             ErrorKind::ArbitrationLoss => Status::ArbitrationLoss,
             _ => Status::Other,
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accept_backoff_doubles_from_10_ms_to_1_s_and_starts_over_after_a_success() {
+        let error = io::Error::from_raw_os_error(24); // EMFILE
+        let mut backoff = Backoff::default();
+        let delays: Vec<u64> = (0..10)
+            .map(|_| backoff.failed(&error).as_millis() as u64)
+            .collect();
+        assert_eq!(delays, [10, 20, 40, 80, 160, 320, 640, 1000, 1000, 1000]);
+        backoff.succeeded();
+        assert_eq!(backoff.failed(&error), Duration::from_millis(10));
     }
 }

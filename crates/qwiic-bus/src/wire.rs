@@ -394,6 +394,66 @@ mod tests {
     }
 
     #[test]
+    fn every_limit_admits_exactly_its_value() {
+        let mut out = Vec::new();
+        // A body of exactly MAX_BODY bytes: 6 bytes of header, one write of the rest.
+        let data = [7u8; MAX_BODY - 6];
+        encode_request(0x6F, [Ok(&data[..])].into_iter(), &mut out).unwrap();
+        assert_eq!(body_length([out[0], out[1]]), Ok(MAX_BODY));
+        assert_eq!(
+            decode_request(&out[2..]).unwrap().operations,
+            [WireOperation::Write(data.to_vec())]
+        );
+        // Reads of exactly MAX_READ_TOTAL bytes, one by one or at once.
+        encode_request(0x6F, [Err(MAX_READ_TOTAL)].into_iter(), &mut out).unwrap();
+        assert_eq!(
+            decode_request(&out[2..]).unwrap().operations,
+            [WireOperation::Read(MAX_READ_TOTAL)]
+        );
+        let halves = [
+            Err(MAX_READ_TOTAL / 2),
+            Err(MAX_READ_TOTAL - MAX_READ_TOTAL / 2),
+        ];
+        encode_request(0x6F, halves.into_iter(), &mut out).unwrap();
+        assert_eq!(decode_request(&out[2..]).unwrap().operations.len(), 2);
+        // MAX_OPERATIONS operations.
+        encode_request(0x6F, [Err(1); MAX_OPERATIONS].into_iter(), &mut out).unwrap();
+        assert_eq!(
+            decode_request(&out[2..]).unwrap().operations.len(),
+            MAX_OPERATIONS
+        );
+    }
+
+    #[test]
+    fn every_status_round_trips_and_no_other_byte_is_one() {
+        let statuses = [
+            Status::Ok,
+            Status::NackAddress,
+            Status::NackData,
+            Status::NackUnknown,
+            Status::Bus,
+            Status::ArbitrationLoss,
+            Status::Other,
+            Status::BadRequest,
+        ];
+        for (byte, status) in (0u8..).zip(statuses) {
+            assert_eq!(Status::from_byte(byte), Some(status));
+            assert_eq!(status as u8, byte);
+        }
+        assert_eq!(Status::from_byte(8), None);
+    }
+
+    #[test]
+    fn an_oversized_response_payload_is_clipped_to_a_frame_the_decoder_takes() {
+        let mut out = Vec::new();
+        encode_response(Status::Ok, &[1; 2 * MAX_BODY], &mut out);
+        assert_eq!(body_length([out[0], out[1]]), Ok(MAX_BODY));
+        assert_eq!(out.len(), 2 + MAX_BODY);
+        let (status, payload) = decode_response(&out[2..]).unwrap();
+        assert_eq!((status, payload.len()), (Status::Ok, MAX_BODY - 1));
+    }
+
+    #[test]
     fn encoder_refuses_what_the_decoder_would() {
         let mut out = Vec::new();
         assert_eq!(

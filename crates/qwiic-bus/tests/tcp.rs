@@ -162,6 +162,42 @@ fn a_dead_server_is_a_clear_error_and_the_client_reconnects_when_it_returns() {
 }
 
 #[test]
+fn two_reads_in_one_transaction_each_get_their_own_bytes() {
+    let server = Server::start(SimButton::new());
+    let mut bus = server.client();
+    let (mut id, mut minor) = ([0u8; 1], [0u8; 1]);
+    bus.transaction(
+        0x6F,
+        &mut [
+            Operation::Write(&[0x00]),
+            Operation::Read(&mut id),
+            Operation::Read(&mut minor),
+        ],
+    )
+    .unwrap();
+    assert_eq!((id[0], minor[0]), (0x5D, 3), "ID, then firmware minor");
+}
+
+#[test]
+fn errors_say_whether_the_device_answered_and_keep_their_cause() {
+    use std::error::Error as _;
+    let mut bus = TcpBus::new("no-such-host.invalid", 7070, TcpTimeouts::default());
+    let connect = bus.connect().unwrap_err();
+    assert!(!connect.is_device_answer());
+    assert!(
+        connect
+            .source()
+            .is_some_and(|cause| cause.is::<std::io::Error>())
+    );
+    let nack = TcpBusError::Device(qwiic_bus::wire::Status::NackAddress);
+    assert!(nack.is_device_answer());
+    assert!(nack.source().is_none());
+    let frame = TcpBusError::Frame(qwiic_bus::wire::FrameError::Truncated);
+    assert!(!frame.is_device_answer());
+    assert!(frame.source().is_some());
+}
+
+#[test]
 fn an_unresolvable_host_is_a_connect_error() {
     let mut bus = TcpBus::new("no-such-host.invalid", 7070, TcpTimeouts::default());
     let error = bus.connect().unwrap_err();
