@@ -55,38 +55,38 @@ impl Default for Metrics {
             last_send_age_ms: Gauge::default(),
             last_success: Arc::new(Mutex::new(None)),
         };
-        registry.register("polls", "button reads attempted", metrics.polls.clone());
-        registry.register(
-            "poll_errors",
-            "button reads that failed",
-            metrics.poll_errors.clone(),
-        );
-        registry.register(
-            "presses",
-            "presses seen, including ones shorter than the poll period",
-            metrics.presses.clone(),
-        );
-        registry.register(
-            "sends",
-            "requests sent to the LED service",
-            metrics.sends.clone(),
-        );
-        registry.register(
-            "send_failures",
-            "requests to the LED service that failed",
-            metrics.send_failures.clone(),
-        );
-        registry.register("outages", "LED service outages", metrics.outages.clone());
-        registry.register(
-            "checks",
-            "checks of the LED service (GET /healthz)",
-            metrics.checks.clone(),
-        );
-        registry.register(
-            "superseded",
-            "button events not sent because a later state replaced them",
-            metrics.superseded.clone(),
-        );
+        for (name, help, counter) in [
+            ("polls", "button reads attempted", &metrics.polls),
+            (
+                "poll_errors",
+                "button reads that failed",
+                &metrics.poll_errors,
+            ),
+            (
+                "presses",
+                "presses seen, including ones shorter than the poll period",
+                &metrics.presses,
+            ),
+            ("sends", "requests sent to the LED service", &metrics.sends),
+            (
+                "send_failures",
+                "requests to the LED service that failed",
+                &metrics.send_failures,
+            ),
+            ("outages", "LED service outages", &metrics.outages),
+            (
+                "checks",
+                "checks of the LED service (GET /healthz)",
+                &metrics.checks,
+            ),
+            (
+                "superseded",
+                "button events not sent because a later state replaced them",
+                &metrics.superseded,
+            ),
+        ] {
+            registry.register(name, help, counter.clone());
+        }
         metrics.bus.register(&mut registry);
         metrics.mqtt.register(&mut registry);
         registry.register(

@@ -28,21 +28,21 @@ pub struct BusCounters {
 impl BusCounters {
     /// Registers them as `i2c_transactions`, `i2c_errors` and `i2c_rejected_readings`.
     pub fn register(&self, registry: &mut Registry) {
-        registry.register(
-            "i2c_transactions",
-            "I2C transactions attempted",
-            self.transactions.clone(),
-        );
-        registry.register(
-            "i2c_errors",
-            "I2C transactions that failed",
-            self.errors.clone(),
-        );
-        registry.register(
-            "i2c_rejected_readings",
-            "readings rejected as corrupted (a bit-shifted transfer, no bus error)",
-            self.rejected_readings.clone(),
-        );
+        for (name, help, counter) in [
+            (
+                "i2c_transactions",
+                "I2C transactions attempted",
+                &self.transactions,
+            ),
+            ("i2c_errors", "I2C transactions that failed", &self.errors),
+            (
+                "i2c_rejected_readings",
+                "readings rejected as corrupted (a bit-shifted transfer, no bus error)",
+                &self.rejected_readings,
+            ),
+        ] {
+            registry.register(name, help, counter.clone());
+        }
     }
 }
 

@@ -273,26 +273,30 @@ impl MqttCounters {
     /// Registers them as `mqtt_published`, `mqtt_dropped`, `mqtt_received`,
     /// `mqtt_connection_failures` and `mqtt_connected`.
     pub fn register(&self, registry: &mut Registry) {
-        registry.register(
-            "mqtt_published",
-            "MQTT messages handed to the link",
-            self.published.clone(),
-        );
-        registry.register(
-            "mqtt_dropped",
-            "MQTT messages dropped while the broker was away too long",
-            self.dropped.clone(),
-        );
-        registry.register(
-            "mqtt_received",
-            "MQTT messages received on the service's subscriptions",
-            self.received.clone(),
-        );
-        registry.register(
-            "mqtt_connection_failures",
-            "MQTT connection attempts that failed",
-            self.connection_failures.clone(),
-        );
+        for (name, help, counter) in [
+            (
+                "mqtt_published",
+                "MQTT messages handed to the link",
+                &self.published,
+            ),
+            (
+                "mqtt_dropped",
+                "MQTT messages dropped while the broker was away too long",
+                &self.dropped,
+            ),
+            (
+                "mqtt_received",
+                "MQTT messages received on the service's subscriptions",
+                &self.received,
+            ),
+            (
+                "mqtt_connection_failures",
+                "MQTT connection attempts that failed",
+                &self.connection_failures,
+            ),
+        ] {
+            registry.register(name, help, counter.clone());
+        }
         registry.register(
             "mqtt_connected",
             "1 while connected to the MQTT broker",
