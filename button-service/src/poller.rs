@@ -344,4 +344,179 @@ mod tests {
         let (_, events) = edges_after(&[reading(false, false), reading(false, false)]);
         assert!(events.is_empty());
     }
+
+    // The poller itself, over a simulated button whose clock moves only when told to. The
+    // switch's settle time is real time (the poller's own clock), so a test that waits for a
+    // verdict polls, a poll period apart, until that much time has passed.
+
+    use qwiic_bus::{Bus, BusSpec, DeviceLink};
+    use qwiic_button::Address;
+    use qwiic_sim::{Fault, ManualClock, SimButton};
+    use service_kit::testing::{scaled, wait_until};
+
+    use crate::events::{Received, Subscription};
+
+    const PERIOD: Duration = Duration::from_millis(2);
+
+    fn poller_on(sim: &SimButton) -> (Poller, Subscription) {
+        let events = Events::default();
+        let subscription = events.subscribe();
+        let metrics = Metrics::default();
+        let link = DeviceLink::new(
+            Bus::Sim(sim.clone()),
+            BusSpec::Sim,
+            Address::DEFAULT,
+            metrics.bus.clone(),
+            "retrying every poll",
+        );
+        let poller = Poller {
+            link,
+            events,
+            metrics,
+            edges: Edges::default(),
+        };
+        (poller, subscription)
+    }
+
+    /// A poller that has read a resting button once (its level is known), a second before
+    /// anything happens, past the debounce lockout of power-up.
+    fn polled_once() -> (ManualClock, SimButton, Poller, Subscription) {
+        let clock = ManualClock::new();
+        let sim = SimButton::with_clock(clock.clone());
+        let (mut poller, events) = poller_on(&sim);
+        poller.poll();
+        clock.advance(Duration::from_secs(1));
+        (clock, sim, poller, events)
+    }
+
+    /// Polls a period apart until three settle times have passed; what was published.
+    fn poll_until_settled(poller: &mut Poller, events: &mut Subscription) -> Vec<EventKind> {
+        let until = Instant::now() + 3 * SETTLE;
+        while Instant::now() < until {
+            poller.poll();
+            std::thread::sleep(PERIOD);
+        }
+        std::iter::from_fn(|| events.try_recv())
+            .map(|received| match received {
+                Received::Event(event) => event.kind,
+                other => panic!("expected only events, got {other:?}"),
+            })
+            .collect()
+    }
+
+    fn status_flags(sim: &SimButton) -> u8 {
+        const BUTTON_STATUS: usize = 0x03;
+        const EVENT_AVAILABLE_AND_CLICKED: u8 = 0b011;
+        sim.registers()[BUTTON_STATUS] & EVENT_AVAILABLE_AND_CLICKED
+    }
+
+    #[test]
+    fn the_first_poll_publishes_the_level_and_no_event() {
+        for held in [false, true] {
+            let sim = SimButton::with_clock(ManualClock::new());
+            if held {
+                sim.press();
+            }
+            let (mut poller, mut events) = poller_on(&sim);
+            poller.poll();
+            assert_eq!(poller.events.level(), Some(held));
+            assert_eq!(events.try_recv(), None, "held: {held}");
+        }
+    }
+
+    #[test]
+    fn a_click_between_polls_is_told_once_and_its_flags_are_cleared() {
+        let (clock, sim, mut poller, mut events) = polled_once();
+        sim.click(Duration::from_millis(30));
+        clock.advance(Duration::from_millis(100));
+        assert_ne!(status_flags(&sim), 0, "the click raised the flags");
+        assert_eq!(
+            poll_until_settled(&mut poller, &mut events),
+            [EventKind::Pressed, EventKind::Released]
+        );
+        assert_eq!(status_flags(&sim), 0, "the poller cleared what it saw");
+        assert_eq!(poll_until_settled(&mut poller, &mut events), []);
+        assert_eq!(poller.metrics.presses.get(), 1);
+    }
+
+    #[test]
+    fn a_press_and_its_release_seen_a_poll_apart_are_one_press_and_their_flags_are_cleared() {
+        let (clock, sim, mut poller, mut events) = polled_once();
+        sim.press(); // raises eventAvailable only
+        assert_eq!(
+            poll_until_settled(&mut poller, &mut events),
+            [EventKind::Pressed]
+        );
+        assert_eq!(status_flags(&sim), 0, "the poller cleared the event flag");
+        assert_eq!(poller.metrics.presses.get(), 1);
+        clock.advance(Duration::from_secs(1));
+        sim.release();
+        assert_eq!(
+            poll_until_settled(&mut poller, &mut events),
+            [EventKind::Released]
+        );
+        assert_eq!(status_flags(&sim), 0);
+        assert_eq!(poller.metrics.presses.get(), 1, "a release is not a press");
+    }
+
+    #[test]
+    fn flags_raised_while_the_button_did_not_answer_are_cleared_not_replayed() {
+        let (clock, sim, mut poller, mut events) = polled_once();
+        sim.fail_next(1, Fault::Other); // one failed read: the button is identified again
+        poller.poll();
+        assert_eq!(poller.metrics.poll_errors.get(), 1);
+        clock.advance(Duration::from_secs(1));
+        sim.click(Duration::from_millis(30));
+        clock.advance(Duration::from_millis(100));
+        assert_eq!(poll_until_settled(&mut poller, &mut events), []);
+        assert_eq!(status_flags(&sim), 0);
+    }
+
+    #[tokio::test]
+    async fn polls_are_a_period_apart_and_after_a_slow_read_the_missed_ones_are_skipped() {
+        let period = Duration::from_millis(10);
+        let sim = SimButton::new();
+        let (poller, _events) = poller_on(&sim);
+        let (polls, metrics) = (poller.metrics.polls.clone(), poller.metrics.clone());
+        let shutdown = CancellationToken::new();
+        let started = Instant::now();
+        let thread = spawn(
+            poller.link,
+            period,
+            poller.events,
+            metrics,
+            shutdown.clone(),
+        )
+        .unwrap();
+        wait_until("6 polls", scaled(Duration::from_secs(5)), || {
+            polls.get() >= 6
+        })
+        .await;
+        let elapsed = started.elapsed();
+        assert!(elapsed >= 5 * period, "6 polls in {elapsed:?}");
+
+        // One read takes six periods; the ticks it missed are not made up for in a burst.
+        sim.set_delay(6 * period);
+        wait_until("a slow read", scaled(Duration::from_secs(5)), || {
+            sim.delayed_transactions() > 0
+        })
+        .await;
+        sim.set_delay(Duration::ZERO);
+        let slow = polls.get();
+        wait_until(
+            "the poll after the slow one",
+            scaled(Duration::from_secs(5)),
+            || polls.get() > slow,
+        )
+        .await;
+        let after = Instant::now();
+        wait_until("3 more polls", scaled(Duration::from_secs(5)), || {
+            polls.get() >= slow + 4
+        })
+        .await;
+        let elapsed = after.elapsed();
+        assert!(elapsed >= 2 * period, "3 polls in {elapsed:?}: a burst");
+        shutdown.cancel();
+        thread.join().unwrap();
+    }
 }

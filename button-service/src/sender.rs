@@ -415,4 +415,118 @@ mod tests {
             );
         }
     }
+
+    fn delivery() -> Delivery {
+        Delivery::new(Metrics::default(), watch::channel(LinkState::Starting).0)
+    }
+
+    fn event(pressed: bool) -> Received {
+        Received::Event(crate::events::ButtonEvent {
+            kind: if pressed {
+                crate::events::EventKind::Pressed
+            } else {
+                crate::events::EventKind::Released
+            },
+            at: std::time::SystemTime::now(),
+            instant: Instant::now(),
+            seq: 1,
+        })
+    }
+
+    fn queued(delivery: &mut Delivery) -> Vec<bool> {
+        std::iter::from_fn(|| delivery.next()).collect()
+    }
+
+    #[test]
+    fn one_event_arriving_during_a_send_keeps_the_queue_in_order() {
+        let mut delivery = delivery();
+        delivery.receive(event(true), false);
+        delivery.receive(event(false), false);
+        assert_eq!(delivery.next(), Some(true));
+        delivery.sent(true, Ok(()), vec![event(true)], Some(true));
+        assert_eq!(queued(&mut delivery), [false, true], "every edge, in order");
+    }
+
+    #[test]
+    fn a_backlog_arriving_during_a_send_leaves_only_the_latest_state() {
+        let mut delivery = delivery();
+        delivery.receive(event(true), false);
+        assert_eq!(delivery.next(), Some(true));
+        delivery.sent(
+            true,
+            Ok(()),
+            vec![event(false), event(true), event(false)],
+            Some(false),
+        );
+        assert_eq!(queued(&mut delivery), [false]);
+        assert_eq!(delivery.metrics.superseded.get(), 2);
+    }
+
+    #[test]
+    fn the_state_is_sent_again_when_the_led_service_restarted_or_came_back() {
+        let mut delivery = delivery();
+        delivery.checked(Ok("first".into()), Some(true));
+        assert!(
+            queued(&mut delivery).is_empty(),
+            "first contact: nothing to repeat"
+        );
+        delivery.checked(Ok("first".into()), Some(true));
+        assert!(queued(&mut delivery).is_empty(), "same instance, no outage");
+        delivery.checked(Ok("second".into()), Some(true));
+        assert_eq!(
+            queued(&mut delivery),
+            [true],
+            "restarted without an outage seen"
+        );
+
+        delivery.checked(
+            Err(SendError::Body {
+                url: "http://127.0.0.1:9/healthz".to_owned(),
+                reason: "not the LED service".into(),
+            }),
+            Some(false),
+        );
+        delivery.checked(Ok("second".into()), Some(false));
+        assert_eq!(queued(&mut delivery), [false], "back after an outage");
+    }
+
+    /// A peer that answers 500 with exactly [`ERROR_BODY_LIMIT`] bytes of body and then
+    /// neither sends more nor ends it.
+    async fn stalling_after_the_error_body_limit() -> (reqwest::Url, tokio::task::JoinHandle<()>) {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/", listener.local_addr().unwrap());
+        let peer = tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut request = [0; 1024];
+            let _ = socket.read(&mut request).await.unwrap();
+            let head = "HTTP/1.1 500 Internal Server Error\r\ntransfer-encoding: chunked\r\n\r\n";
+            let chunk = format!(
+                "{ERROR_BODY_LIMIT:x}\r\n{}\r\n",
+                "e".repeat(ERROR_BODY_LIMIT)
+            );
+            socket
+                .write_all(format!("{head}{chunk}").as_bytes())
+                .await
+                .unwrap();
+            std::future::pending::<()>().await; // holds the connection open
+        });
+        (url.parse().unwrap(), peer)
+    }
+
+    #[tokio::test]
+    async fn an_error_body_is_read_up_to_its_limit_and_no_further() {
+        let (url, peer) = stalling_after_the_error_body_limit().await;
+        let client = LedClient::new(url, None, Duration::from_secs(30)).unwrap();
+        let error = tokio::time::timeout(Duration::from_secs(10), client.send(true))
+            .await
+            .expect("the send waited for more body than it reports")
+            .unwrap_err();
+        let SendError::Status { status, body, .. } = error else {
+            panic!("expected a status error, got {error}");
+        };
+        assert_eq!(status, reqwest::StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(body, "e".repeat(ERROR_BODY_LIMIT));
+        peer.abort();
+    }
 }

@@ -356,6 +356,22 @@ async fn with_a_resend_interval_the_led_mirrors_the_button_strictly() {
         dark(&sim),
     )
     .await;
+    // A period apart, not back to back: 5 more sends span at least 3 periods, however the
+    // first one falls.
+    let (metrics, sent, counting) = (
+        button.metrics.clone(),
+        button.metrics.sends.get(),
+        Instant::now(),
+    );
+    wait_until("5 more re-sends", Duration::from_secs(10), || {
+        metrics.sends.get() >= sent + 5
+    })
+    .await;
+    assert!(
+        counting.elapsed() >= Duration::from_millis(600),
+        "5 re-sends in {:?} with a 200 ms interval",
+        counting.elapsed()
+    );
     button.stop().await;
     led.stop().await;
 }
@@ -372,11 +388,17 @@ async fn an_led_service_down_at_start_gets_the_state_when_it_comes_up() {
     .await;
     button.wait_ready().await;
     sim.press();
+    let pressed = Instant::now();
     let metrics = button.metrics.clone();
     wait_until("failed sends", Duration::from_secs(5), || {
-        metrics.send_failures.get() >= 2
+        metrics.send_failures.get() >= 4
     })
     .await;
+    assert!(
+        pressed.elapsed() >= Duration::from_millis(250),
+        "4 attempts in {:?}: the retries must back off (50, 100, 200 ms, -20% at most)",
+        pressed.elapsed()
+    );
     assert_eq!(
         button.metrics.outages.get(),
         1,

@@ -329,18 +329,14 @@ impl Device {
         }
         self.last_edge_millis = millis;
         let stamp = millis.wrapping_sub(debounce);
+        // The ISR sets isPressed too; here every read recomputes it from the pin (refresh).
         self.regs[BUTTON_STATUS] |= EVENT_AVAILABLE;
-        self.set_is_pressed();
         self.pressed.push(stamp);
         if !down {
             self.regs[BUTTON_STATUS] |= HAS_BEEN_CLICKED;
             self.clicked.push(stamp);
         }
         self.update_queue_bits();
-    }
-
-    fn set_is_pressed(&mut self) {
-        self.put_is_pressed(self.switch_down);
     }
 
     fn put_is_pressed(&mut self, pressed: bool) {

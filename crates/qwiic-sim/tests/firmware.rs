@@ -239,6 +239,19 @@ fn edges_inside_the_debounce_lockout_are_dropped() {
 }
 
 #[test]
+fn an_edge_exactly_one_debounce_time_after_the_last_counts() {
+    let (mut bus, clock) = sim();
+    bus.press();
+    clock.advance(Duration::from_millis(10));
+    bus.release(); // 10 ms = the debounce time: the lockout is over
+    assert_eq!(
+        read::<1>(&mut bus, 0x03)[0] & 0b010,
+        0b010,
+        "the click registered"
+    );
+}
+
+#[test]
 fn a_click_for_n_ms_releases_when_the_clock_gets_there() {
     let (mut bus, clock) = sim();
     bus.click(Duration::from_millis(30));
@@ -287,6 +300,25 @@ fn pop_removes_the_oldest_and_clears_the_request_bit() {
     assert_eq!(u32_at(&pressed, 1), 1100);
     bus.write(ADDR, &[0x07, 0x01]).unwrap(); // popping an empty queue does nothing
     assert_eq!(read::<1>(&mut bus, 0x07)[0] & 0b110, 0b010);
+}
+
+#[test]
+fn a_clicked_pop_clears_its_request_bit_so_a_later_write_pops_nothing() {
+    let (mut bus, clock) = sim();
+    for _ in 0..2 {
+        bus.press();
+        clock.advance(Duration::from_millis(100));
+        bus.release();
+        clock.advance(Duration::from_millis(100));
+    }
+    bus.write(ADDR, &[0x10, 0x01]).unwrap();
+    assert_eq!(read::<1>(&mut bus, 0x10)[0] & 0b111, 0, "one click left");
+    bus.write(ADDR, &[0x19, 7]).unwrap(); // an unrelated write
+    assert_eq!(
+        read::<1>(&mut bus, 0x10)[0] & 0b111,
+        0,
+        "still one click: not popped again"
+    );
 }
 
 #[test]
@@ -656,4 +688,23 @@ fn clones_share_one_device_and_transactions_are_atomic_across_threads() {
     for writer in writers {
         writer.join().unwrap();
     }
+}
+
+#[test]
+fn the_counters_count_data_bytes_and_each_registers_writes() {
+    let (mut bus, _) = sim();
+    bus.write(ADDR, &[0x19, 1, 1, 0, 0]).unwrap();
+    bus.write(ADDR, &[0x19, 2]).unwrap();
+    bus.write_read(ADDR, &[0x00], &mut [0; 3]).unwrap();
+    bus.write_read(ADDR, &[0x03], &mut [0; 2]).unwrap();
+    let stats = bus.stats();
+    assert_eq!(stats.bytes_written, 5, "data bytes, not the register byte");
+    assert_eq!(stats.bytes_read, 5);
+    assert_eq!(stats.register_writes[0x19], 2);
+    assert_eq!(stats.register_writes[0x1A], 1);
+    assert_eq!(
+        stats.register_writes[0x00], 0,
+        "a pointer write stores nothing"
+    );
+    assert_eq!(stats.led_writes, 2);
 }
