@@ -1,7 +1,8 @@
 //! The HTTP API: routes, handlers, the bearer-token check, limits and the one error type.
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -267,8 +268,7 @@ pub fn app(state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(middleware::from_fn(refuse_oversized_bodies))
-        .layer(middleware::from_fn_with_state(state.clone(), observe))
+        .layer(middleware::from_fn_with_state(state.clone(), front_door))
         .with_state(state)
 }
 
@@ -277,43 +277,54 @@ async fn shed(_: BoxError) -> ApiError {
     ApiError::Overloaded
 }
 
-/// Answers 413 at once to a body announced as larger than [`MAX_BODY_BYTES`], instead of
-/// waiting for it (a `Content-Length: 10000000000` is never read).
-async fn refuse_oversized_bodies(request: Request, next: Next) -> Response {
+/// Where every request comes in (one middleware: each costs an allocation per request): it is
+/// recorded in the metrics when it ends, and a body announced as larger than
+/// [`MAX_BODY_BYTES`] is refused with 413 at once instead of read.
+async fn front_door(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let mut observation = observe(&state, &request);
+    let response = match refuse_oversized_body(&request) {
+        Some(refusal) => refusal,
+        None => next.run(request).await,
+    };
+    observation.status = response.status().as_u16();
+    response
+}
+
+/// A 413 for a body announced as larger than [`MAX_BODY_BYTES`] (a `Content-Length:
+/// 10000000000` is never waited for).
+fn refuse_oversized_body(request: &Request) -> Option<Response> {
     let announced = request
         .headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.parse::<u64>().ok());
-    if announced.is_some_and(|length| length > MAX_BODY_BYTES as u64) {
-        return ApiError::InvalidBody {
-            status: StatusCode::PAYLOAD_TOO_LARGE,
-            message: format!("the body is larger than {MAX_BODY_BYTES} bytes"),
-        }
-        .into_response();
-    }
-    next.run(request).await
+    announced
+        .is_some_and(|length| length > MAX_BODY_BYTES as u64)
+        .then(|| {
+            ApiError::InvalidBody {
+                status: StatusCode::PAYLOAD_TOO_LARGE,
+                message: format!("the body is larger than {MAX_BODY_BYTES} bytes"),
+            }
+            .into_response()
+        })
 }
 
-/// Records every request in the metrics, with bounded labels: the route pattern (or
+/// Starts recording a request in the metrics, with bounded labels: the route pattern (or
 /// `unmatched`), the method when it is one of HTTP's (else `OTHER`: a peer inventing methods
 /// must not grow /metrics), and the status, or 499 when the client went away before the answer.
-async fn observe(State(state): State<AppState>, request: Request, next: Next) -> Response {
+fn observe(state: &AppState, request: &Request) -> Observation {
     let route = request
         .extensions()
         .get::<MatchedPath>()
         .map_or("unmatched", MatchedPath::as_str)
         .to_owned();
-    let mut observation = Observation {
+    Observation {
         metrics: state.metrics.clone(),
         route,
         method: method_label(request.method()),
         started: Instant::now(),
         status: CLIENT_CLOSED_REQUEST,
-    };
-    let response = next.run(request).await;
-    observation.status = response.status().as_u16();
-    response
+    }
 }
 
 /// What nginx logs for a request whose client closed the connection before the answer.
@@ -546,28 +557,39 @@ impl<S: Sync> FromRequestParts<S> for SameOrigin {
 }
 
 /// Who asked, for `changed_by`: the peer address (when served over a socket) and the
-/// User-Agent, shortened.
-pub struct Requester(String);
+/// User-Agent, shortened. Written out only when the LED changes (most requests find it set).
+pub struct Requester {
+    peer: Option<IpAddr>,
+    agent: Option<HeaderValue>,
+}
 
 impl<S: Sync> FromRequestParts<S> for Requester {
     type Rejection = Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Infallible> {
-        let peer = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|ConnectInfo(address)| address.ip());
-        let agent = parts
-            .headers
-            .get(header::USER_AGENT)
+        Ok(Requester {
+            peer: parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|ConnectInfo(address)| address.ip()),
+            agent: parts.headers.get(header::USER_AGENT).cloned(),
+        })
+    }
+}
+
+impl fmt::Display for Requester {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let agent = self
+            .agent
+            .as_ref()
             .and_then(|value| value.to_str().ok())
             .map(|agent| agent.chars().take(64).collect::<String>());
-        Ok(Requester(match (peer, agent) {
-            (Some(peer), Some(agent)) => format!("{peer} ({agent})"),
-            (Some(peer), None) => peer.to_string(),
-            (None, Some(agent)) => agent,
-            (None, None) => "unknown".to_owned(),
-        }))
+        match (self.peer, agent) {
+            (Some(peer), Some(agent)) => write!(f, "{peer} ({agent})"),
+            (Some(peer), None) => write!(f, "{peer}"),
+            (None, Some(agent)) => f.write_str(&agent),
+            (None, None) => f.write_str("unknown"),
+        }
     }
 }
 
@@ -596,7 +618,7 @@ async fn post_state(
     _: SameOrigin,
     _: Authorized,
     State(state): State<AppState>,
-    Requester(by): Requester,
+    by: Requester,
     path: Result<Path<String>, PathRejection>,
 ) -> Result<Json<LedView>, ApiError> {
     let Path(raw) = path.map_err(|rejection| ApiError::InvalidState(rejection.body_text()))?;
@@ -694,7 +716,7 @@ async fn put_led(
     _: SameOrigin,
     _: Authorized,
     State(state): State<AppState>,
-    Requester(by): Requester,
+    by: Requester,
     body: Result<Json<LedRequest>, JsonRejection>,
 ) -> Result<Json<LedView>, ApiError> {
     let Json(request) = body?;

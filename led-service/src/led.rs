@@ -16,6 +16,7 @@
 //! [`FRESH`]: the LED registers have one writer, this service, so what it last read or wrote
 //! is what they hold. That is the common case (the button service and `curl` repeat states).
 
+use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError, TrySendError};
@@ -166,12 +167,18 @@ impl LedDevice {
         })
     }
 
-    /// Sets the LED unless it already holds `led`; `by` is recorded as who changed it.
-    pub async fn set(&self, led: LedConfig, by: String) -> Result<LedState, DeviceFault> {
+    /// Sets the LED unless it already holds `led`; `by` is recorded as who changed it (written
+    /// out only then).
+    pub async fn set(
+        &self,
+        led: LedConfig,
+        by: impl fmt::Display,
+    ) -> Result<LedState, DeviceFault> {
         if let Some(state) = self.already(led) {
             self.metrics.led_writes_skipped.inc();
             return Ok(state);
         }
+        let by = by.to_string();
         let (reply, answer) = oneshot::channel();
         self.changes_in_flight.fetch_add(1, Ordering::SeqCst);
         if let Err(refused) = self.send(Command::Set { led, by, reply }) {
@@ -496,10 +503,10 @@ mod tests {
     async fn a_setting_the_led_already_holds_is_answered_without_the_bus() {
         let (sim, metrics) = (SimButton::new(), Metrics::default());
         let led = device(&sim, &metrics);
-        led.set(ON, "first".into()).await.unwrap();
+        led.set(ON, "first").await.unwrap();
         let before = sim.stats().transactions;
         for _ in 0..100 {
-            let state = led.set(ON, "again".into()).await.unwrap();
+            let state = led.set(ON, "again").await.unwrap();
             assert_eq!(state.led, ON);
             assert_eq!(state.change.as_ref().unwrap().by, "first");
         }
@@ -515,16 +522,16 @@ mod tests {
     async fn a_repeat_behind_a_held_change_waits_for_it_and_the_last_request_wins() {
         let (sim, metrics) = (SimButton::new(), Metrics::default());
         let led = device(&sim, &metrics);
-        led.set(ON, "first".into()).await.unwrap();
+        led.set(ON, "first").await.unwrap();
         // Within the window after that write, OFF is held for its end; ON asked after it
         // must not be answered from the state published before OFF (still ON), or OFF would
         // land last.
-        let mut off = std::pin::pin!(led.set(OFF, "second".into()));
+        let mut off = std::pin::pin!(led.set(OFF, "second"));
         assert!(
             futures_util::poll!(off.as_mut()).is_pending(),
             "OFF is held until the window closes"
         );
-        let on = led.set(ON, "third".into()).await.unwrap();
+        let on = led.set(ON, "third").await.unwrap();
         assert_eq!(on.led, ON);
         assert_eq!(off.await.unwrap().led, ON, "OFF was superseded");
         assert_eq!(sim.led().brightness, 255);
@@ -535,15 +542,15 @@ mod tests {
     async fn after_a_failed_transaction_a_repeat_goes_to_the_bus() {
         let (sim, metrics) = (SimButton::new(), Metrics::default());
         let led = device(&sim, &metrics);
-        led.set(ON, "first".into()).await.unwrap();
+        led.set(ON, "first").await.unwrap();
         sim.set_fault_rate(1.0, qwiic_sim::Fault::Nack).unwrap();
         assert!(led.get().await.is_err());
         // The device failed since it last answered: the repeat is not taken on trust.
-        let error = led.set(ON, "again".into()).await.unwrap_err();
+        let error = led.set(ON, "again").await.unwrap_err();
         assert!(matches!(error, DeviceFault::Unavailable(_)), "{error:?}");
         sim.set_fault_rate(0.0, qwiic_sim::Fault::Nack).unwrap();
         let before = sim.stats().transactions;
-        assert_eq!(led.set(ON, "again".into()).await.unwrap().led, ON);
+        assert_eq!(led.set(ON, "again").await.unwrap().led, ON);
         assert!(sim.stats().transactions > before, "read from the device");
     }
 }

@@ -42,12 +42,7 @@ pub async fn run(
 ) -> std::io::Result<()> {
     let (led, limits, tasks) = (state.led.clone(), state.limits, state.tasks.clone());
     service_kit::http::serve(listener, app(state), limits, shutdown).await?;
-    match tokio::time::timeout(
-        SWITCH_OFF_DEADLINE,
-        led.set(LedConfig::OFF, "shutdown".into()),
-    )
-    .await
-    {
+    match tokio::time::timeout(SWITCH_OFF_DEADLINE, led.set(LedConfig::OFF, "shutdown")).await {
         Ok(Ok(_)) => tracing::info!("LED switched off; bye"),
         Ok(Err(error)) => tracing::warn!(%error, "could not switch the LED off at shutdown"),
         Err(_) => tracing::warn!("switching the LED off took too long; exiting anyway"),

@@ -127,7 +127,7 @@ pub async fn run(
                             rejecting = false;
                             tracing::info!("a valid command on {set} again");
                         }
-                        if let Err(error) = led.set(wanted, "mqtt".into()).await {
+                        if let Err(error) = led.set(wanted, "mqtt").await {
                             tracing::debug!(%error, "an MQTT command could not be carried out");
                         }
                     }
