@@ -4,15 +4,12 @@ use std::convert::Infallible;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::error_handling::HandleErrorLayer;
 use axum::extract::rejection::{JsonRejection, PathRejection};
-use axum::extract::{
-    ConnectInfo, DefaultBodyLimit, FromRequestParts, MatchedPath, Path, Request, State,
-};
-use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header, request::Parts};
-use axum::middleware::{self, Next};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequestParts, Path, State};
+use axum::http::{HeaderName, HeaderValue, StatusCode, header, request::Parts};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
@@ -35,8 +32,9 @@ use tower_http::timeout::TimeoutLayer;
 use utoipa::{OpenApi, ToSchema};
 
 use crate::config::Config;
+use crate::front_door::FrontDoorLayer;
 use crate::led::{DeviceFault, LedDevice, LedState};
-use crate::metrics::{Metrics, RequestLabels, RouteLabels};
+use crate::metrics::Metrics;
 use crate::state::{ACCEPTED, parse_state};
 
 /// Largest request body: a full `PUT /led` is under 100 bytes.
@@ -268,112 +266,13 @@ pub fn app(state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(middleware::from_fn_with_state(state.clone(), front_door))
+        .layer(FrontDoorLayer::new(state.metrics.clone()))
         .with_state(state)
 }
 
 /// A request the concurrency limit had no room for: 503, try again in a second.
 async fn shed(_: BoxError) -> ApiError {
     ApiError::Overloaded
-}
-
-/// Where every request comes in (one middleware: each costs an allocation per request): it is
-/// recorded in the metrics when it ends, and a body announced as larger than
-/// [`MAX_BODY_BYTES`] is refused with 413 at once instead of read.
-async fn front_door(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let mut observation = observe(&state, &request);
-    let response = match refuse_oversized_body(&request) {
-        Some(refusal) => refusal,
-        None => next.run(request).await,
-    };
-    observation.status = response.status().as_u16();
-    response
-}
-
-/// A 413 for a body announced as larger than [`MAX_BODY_BYTES`] (a `Content-Length:
-/// 10000000000` is never waited for).
-fn refuse_oversized_body(request: &Request) -> Option<Response> {
-    let announced = request
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.parse::<u64>().ok());
-    announced
-        .is_some_and(|length| length > MAX_BODY_BYTES as u64)
-        .then(|| {
-            ApiError::InvalidBody {
-                status: StatusCode::PAYLOAD_TOO_LARGE,
-                message: format!("the body is larger than {MAX_BODY_BYTES} bytes"),
-            }
-            .into_response()
-        })
-}
-
-/// Starts recording a request in the metrics, with bounded labels: the route pattern (or
-/// `unmatched`), the method when it is one of HTTP's (else `OTHER`: a peer inventing methods
-/// must not grow /metrics), and the status, or 499 when the client went away before the answer.
-fn observe(state: &AppState, request: &Request) -> Observation {
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or("unmatched", MatchedPath::as_str)
-        .to_owned();
-    Observation {
-        metrics: state.metrics.clone(),
-        route,
-        method: method_label(request.method()),
-        started: Instant::now(),
-        status: CLIENT_CLOSED_REQUEST,
-    }
-}
-
-/// What nginx logs for a request whose client closed the connection before the answer.
-const CLIENT_CLOSED_REQUEST: u16 = 499;
-
-/// One request being served; recorded when dropped, whether it was answered or abandoned.
-struct Observation {
-    metrics: Metrics,
-    route: String,
-    method: &'static str,
-    started: Instant,
-    status: u16,
-}
-
-impl Drop for Observation {
-    fn drop(&mut self) {
-        self.metrics
-            .requests
-            .get_or_create(&RequestLabels {
-                route: self.route.clone(),
-                method: self.method.to_owned(),
-                status: self.status,
-            })
-            .inc();
-        self.metrics
-            .latency
-            .get_or_create(&RouteLabels {
-                route: self.route.clone(),
-            })
-            .observe(self.started.elapsed().as_secs_f64());
-    }
-}
-
-/// The method as a metric label: HTTP's own methods by name, anything else as `OTHER`.
-fn method_label(method: &Method) -> &'static str {
-    [
-        Method::GET,
-        Method::POST,
-        Method::PUT,
-        Method::DELETE,
-        Method::HEAD,
-        Method::OPTIONS,
-        Method::PATCH,
-        Method::CONNECT,
-        Method::TRACE,
-    ]
-    .iter()
-    .find(|known| *known == method)
-    .map_or("OTHER", Method::as_str)
 }
 
 /// A JSON error body.

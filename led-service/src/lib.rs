@@ -5,6 +5,7 @@
 //! - [`led`]: the one thread that owns the button and applies the EEPROM rule;
 //! - [`state`]: the original service's boolean spellings;
 //! - [`mqtt`]: the LED as a Home Assistant light over MQTT (when set);
+//! - `front_door`: where every request comes in (metrics, the early 413);
 //! - [`metrics`]: Prometheus counters and histograms;
 //! - [`config`]: flags and env vars.
 //!
@@ -14,6 +15,7 @@
 
 pub mod api;
 pub mod config;
+mod front_door;
 mod integer;
 pub mod led;
 pub mod metrics;

@@ -672,6 +672,28 @@ async fn metrics_count_requests_i2c_and_led_changes() {
 }
 
 #[tokio::test]
+async fn a_request_its_client_abandons_is_counted_as_499() {
+    let f = fixture();
+    let never_ending = futures_util::stream::pending::<Result<axum::body::Bytes, std::io::Error>>();
+    let request = Request::put("/led")
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from_stream(never_ending))
+        .unwrap();
+    let mut answer = Box::pin(f.app.clone().oneshot(request));
+    assert!(
+        futures_util::poll!(answer.as_mut()).is_pending(),
+        "waiting for the body"
+    );
+    drop(answer); // the client went away
+    let (_, text) = send(&f.app, get("/metrics")).await;
+    let line = r#"led_service_http_requests_total{route="/led",method="PUT",status="499"} 1"#;
+    assert!(
+        text.as_str().unwrap().contains(line),
+        "missing {line:?} in\n{text}"
+    );
+}
+
+#[tokio::test]
 async fn the_openapi_document_describes_every_route() {
     let f = fixture();
     let (status, doc) = send(&f.app, get("/openapi.json")).await;
