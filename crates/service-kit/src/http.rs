@@ -228,11 +228,58 @@ impl AsyncWrite for IdleLimit {
         Pin::new(&mut self.stream).poll_write(cx, buf)
     }
 
+    /// Passed through, so that hyper writes a response's head and body in one `writev`
+    /// instead of copying them into one buffer first.
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        self.last_traffic = Instant::now();
+        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.stream).poll_flush(cx)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::IoSlice;
+
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    use tokio::net::TcpListener;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn an_idle_limited_stream_writes_a_head_and_body_in_one_vectored_write() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        let mut stream = IdleLimit::new(server, Duration::from_secs(30));
+        assert!(
+            stream.is_write_vectored(),
+            "hyper copies head and body into one buffer unless the stream says it is vectored"
+        );
+        let slices = [IoSlice::new(b"head "), IoSlice::new(b"body")];
+        let written = stream.write_vectored(&slices).await.unwrap();
+        assert_eq!(written, 9, "both slices in one call");
+        drop(stream);
+        let mut received = String::new();
+        let mut client = client;
+        client.read_to_string(&mut received).await.unwrap();
+        assert_eq!(received, "head body");
     }
 }
