@@ -28,8 +28,11 @@ use tokio::sync::{oneshot, watch};
 
 use crate::metrics::Metrics;
 
-/// How many commands may wait for the bus before callers are told it is busy.
-const QUEUE_DEPTH: usize = 64;
+/// How many commands may wait for the bus before callers are told it is busy: more than the
+/// API admits at once (`Limits::requests`, 512), so that an admitted request waits its turn
+/// (changes within a window are merged, see [`COALESCE_WINDOW`]) instead of being refused,
+/// and the health check and MQTT still find room. About 40 kB at most.
+const QUEUE_DEPTH: usize = 576;
 /// Readings of the LED registers tried before giving up on a bus that corrupts them.
 const READ_ATTEMPTS: u32 = 3;
 /// At most one LED write per window: later changes within it are merged.
@@ -498,6 +501,12 @@ mod tests {
 
     const ON: LedConfig = LedConfig::steady(255);
     const OFF: LedConfig = LedConfig::steady(0);
+
+    #[test]
+    fn the_queue_holds_every_request_the_api_admits_and_more() {
+        let admitted = service_kit::http::Limits::default().requests;
+        assert!(QUEUE_DEPTH >= admitted + 64, "{QUEUE_DEPTH} for {admitted}");
+    }
 
     #[tokio::test]
     async fn a_setting_the_led_already_holds_is_answered_without_the_bus() {
