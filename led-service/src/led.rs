@@ -18,7 +18,7 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError, TrySendError};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -116,6 +116,9 @@ pub struct LedDevice {
     timeout: Duration,
     /// Changes sent to the thread and not yet answered (held ones included).
     changes_in_flight: Arc<AtomicUsize>,
+    /// False while the published state may not be what the device holds (a write whose
+    /// read-back failed may or may not have landed).
+    published_is_held: Arc<AtomicBool>,
     metrics: Metrics,
 }
 
@@ -145,6 +148,7 @@ impl LedDevice {
         let (updates_tx, updates) = watch::channel(None);
         let health = link.health();
         let changes_in_flight = Arc::new(AtomicUsize::new(0));
+        let published_is_held = Arc::new(AtomicBool::new(true));
         let owner = Owner {
             freshness: health.clone(),
             link,
@@ -156,6 +160,7 @@ impl LedDevice {
             updates: updates_tx,
             metrics: metrics.clone(),
             changes_in_flight: changes_in_flight.clone(),
+            published_is_held: published_is_held.clone(),
         };
         std::thread::Builder::new()
             .name("led-owner".into())
@@ -166,6 +171,7 @@ impl LedDevice {
             health,
             timeout,
             changes_in_flight,
+            published_is_held,
             metrics: metrics.clone(),
         })
     }
@@ -193,9 +199,12 @@ impl LedDevice {
     }
 
     /// The LED's state, when it holds `led` for sure: no change on its way, the state the
-    /// thread last published, and a device that answered within [`FRESH`].
+    /// thread last published and still vouches for, and a device that answered within
+    /// [`FRESH`].
     fn already(&self, led: LedConfig) -> Option<LedState> {
-        if self.changes_in_flight.load(Ordering::SeqCst) != 0 {
+        if self.changes_in_flight.load(Ordering::SeqCst) != 0
+            || !self.published_is_held.load(Ordering::SeqCst)
+        {
             return None;
         }
         self.health.answered_within(FRESH)?;
@@ -289,6 +298,8 @@ struct Owner {
     metrics: Metrics,
     /// Shared with the handles: counted down here once a change is answered.
     changes_in_flight: Arc<AtomicUsize>,
+    /// Shared with the handles: cleared before a write, set again when a state is published.
+    published_is_held: Arc<AtomicBool>,
 }
 
 impl Owner {
@@ -372,6 +383,8 @@ impl Owner {
             return Ok(self.publish(wanted));
         }
         self.cached = None;
+        // Until a state is published again, the published one may not be what the LED holds.
+        self.published_is_held.store(false, Ordering::SeqCst);
         self.write(current, wanted)?;
         // Read back what the device holds; on a mismatch write once more, then give up.
         let found = self.read_led()?;
@@ -474,6 +487,7 @@ impl Owner {
             }
             changed
         });
+        self.published_is_held.store(true, Ordering::SeqCst);
         state
     }
 }
@@ -501,6 +515,21 @@ mod tests {
 
     const ON: LedConfig = LedConfig::steady(255);
     const OFF: LedConfig = LedConfig::steady(0);
+
+    #[tokio::test]
+    async fn after_a_write_whose_read_back_failed_a_repeat_is_not_answered_from_memory() {
+        let (sim, metrics) = (SimButton::new(), Metrics::default());
+        let led = device(&sim, &metrics);
+        led.set(ON, "first").await.unwrap();
+        // The write lands, every read-back is corrupted: the outcome is unknown to the service.
+        sim.set_corrupt_rate(1.0).unwrap();
+        assert!(led.set(OFF, "lost").await.is_err());
+        assert_eq!(sim.led().brightness, 0, "the write itself landed");
+        sim.set_corrupt_rate(0.0).unwrap();
+        // ON is what the service last published; the LED must be written again, not skipped.
+        led.set(ON, "again").await.unwrap();
+        assert_eq!(sim.led().brightness, 255, "ON written again");
+    }
 
     #[test]
     fn the_queue_holds_every_request_the_api_admits_and_more() {
