@@ -73,6 +73,12 @@ pub struct LedClient {
     token: Option<String>,
 }
 
+/// How long an idle connection to the LED service is kept for the next request: not long (a
+/// restarted LED container leaves dead ones), and less than the service waits for a request on
+/// one ([`Limits::header_read`](service_kit::http::Limits), 5 s), so that a request is never
+/// sent on a connection the service is closing at that moment.
+const POOL_IDLE: Duration = Duration::from_secs(4);
+
 impl LedClient {
     /// A client for the LED service at `base`, each request bounded by `timeout`.
     pub fn new(
@@ -84,8 +90,7 @@ impl LedClient {
             .timeout(timeout)
             .connect_timeout(timeout)
             .user_agent(concat!("button-service/", env!("CARGO_PKG_VERSION")))
-            // A restarted LED container leaves dead pooled connections; don't keep them long.
-            .pool_idle_timeout(Duration::from_secs(5))
+            .pool_idle_timeout(POOL_IDLE)
             .build()?;
         Ok(LedClient {
             client,
@@ -401,6 +406,15 @@ impl Delivery {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_pooled_connection_is_dropped_before_the_led_service_would_close_it() {
+        let server_waits = service_kit::http::Limits::default().header_read;
+        assert!(
+            POOL_IDLE + Duration::from_millis(500) <= server_waits,
+            "{POOL_IDLE:?} idle in the pool against the service's {server_waits:?}: a request could meet a closing connection"
+        );
+    }
 
     #[test]
     fn backoff_doubles_to_the_cap_with_jitter() {

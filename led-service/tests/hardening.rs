@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use clap::Parser as _;
+use led_service::api::REQUEST_TIMEOUT;
 use led_service::config::Cli;
 use led_service::{AppState, run};
 use qwiic_bus::Bus;
@@ -194,9 +195,9 @@ async fn a_request_head_that_never_ends_is_cut_off_at_the_deadline() {
 }
 
 #[tokio::test]
-async fn an_idle_kept_alive_connection_is_closed_after_the_idle_limit() {
+async fn an_idle_kept_alive_connection_is_closed_after_the_head_deadline() {
     let service = start(Limits {
-        idle: Duration::from_millis(300),
+        header_read: Duration::from_millis(300),
         ..Limits::default()
     })
     .await;
@@ -214,17 +215,18 @@ async fn an_idle_kept_alive_connection_is_closed_after_the_idle_limit() {
 }
 
 #[tokio::test]
-async fn a_connection_in_use_outlives_the_idle_limit_and_closes_that_long_after_its_last_request() {
+async fn a_connection_in_use_outlives_the_head_deadline_and_closes_that_long_after_its_last_request()
+ {
     let idle = Duration::from_millis(300);
     let service = start(Limits {
-        idle,
+        header_read: idle,
         ..Limits::default()
     })
     .await;
     let mut connection = connect_from_the_network(service.address).await;
     let started = Instant::now();
     let mut last_request = started;
-    // A request every 100 ms for twice the idle limit, all on the one connection.
+    // A request every 100 ms for twice the deadline, all on the one connection.
     while started.elapsed() < 2 * idle {
         connection
             .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -336,7 +338,46 @@ async fn health_answers_at_once_while_stalled_bodies_fill_every_request_slot() {
     let took = started.elapsed();
     assert_eq!(health.status(), 200);
     assert!(took < Duration::from_secs(1), "/healthz took {took:?}");
+    // The slots come back when the stalled requests end.
     drop(stalled);
+    let until = Instant::now() + Duration::from_secs(5);
+    while client
+        .post(url(&service, "/true"))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        != 200
+    {
+        assert!(
+            Instant::now() < until,
+            "the slots were not given back when the stalled requests ended"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_body_that_stalls_is_answered_408_at_the_request_deadline() {
+    let service = start(Limits::default()).await;
+    let mut stalled = connect_from_the_network(service.address).await;
+    stalled
+        .write_all(b"PUT /led HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{")
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let mut answer = [0; 1024];
+    let read = tokio::time::timeout(2 * REQUEST_TIMEOUT, stalled.read(&mut answer))
+        .await
+        .expect("no answer to a stalled body")
+        .unwrap();
+    let took = started.elapsed();
+    let answer = String::from_utf8_lossy(&answer[..read]);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(
+        took >= REQUEST_TIMEOUT - Duration::from_millis(100),
+        "answered after {took:?}"
+    );
 }
 
 #[tokio::test]

@@ -1,39 +1,41 @@
 //! Serving HTTP with bounds a peer on the LAN cannot stretch: a deadline for each request's
-//! head (a slow or partial request line is cut off), a limit on how long a kept-alive
-//! connection may sit idle, a cap on open connections (with a few slots kept for 127.0.0.1, so
-//! the container's own health check gets through when the cap is reached), and a graceful
-//! shutdown that gives in-flight requests a grace period.
+//! head, which also closes a connection that sits idle (hyper's head timer runs from the
+//! moment the server waits for a request, on a fresh connection and after each answer alike), a
+//! limit on how long a request body may stall, a cap on open connections (with a few slots
+//! kept for 127.0.0.1, so the container's own health check gets through when the cap is
+//! reached), and a graceful shutdown that gives in-flight requests a grace period.
 //!
 //! `axum::serve` sets no timer at all: hundreds of partial request lines stayed open for good.
 
-use std::future::Future;
 use std::io;
 use std::net::IpAddr;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
 use axum::extract::ConnectInfo;
-use hyper::body::Incoming;
+use hyper::body::{Body as _, Incoming};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use tokio::time::{Instant, Sleep};
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt as _;
+use tower_http::timeout::TimeoutBody;
 
 /// How long a service may hold a peer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
-    /// From the first byte of a request to the end of its head.
+    /// From when the server waits for a request (a new connection, or the answer to the
+    /// previous one sent) to the end of its head: a partial head and an idle connection alike
+    /// are closed after it. Clients that keep connections alive for reuse (button-service)
+    /// keep them idle for less.
     pub header_read: Duration,
-    /// How long a kept-alive connection may wait for its next request.
-    pub idle: Duration,
+    /// Longest wait for the next part of a request body: a body that stalls longer fails to
+    /// read (the handler answers it as a bad body). Requests without a body pay nothing.
+    pub body_stall: Duration,
     /// Open connections at most (127.0.0.1 and ::1 get [`Limits::local_reserve`] more).
     pub connections: usize,
     /// Extra slots only connections from 127.0.0.1 or ::1 may use: the container's own health
@@ -49,9 +51,7 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             header_read: Duration::from_secs(5),
-            // Longer than the button service's pool keeps idle connections (5 s), so the server
-            // never closes one under a request.
-            idle: Duration::from_secs(30),
+            body_stall: Duration::from_secs(10),
             connections: 256,
             local_reserve: 8,
             grace: Duration::from_millis(500),
@@ -107,12 +107,17 @@ pub async fn serve(
         }
         let _ = stream.set_nodelay(true);
         let router = router.clone();
+        let body_stall = limits.body_stall;
         let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
-            let mut request = request.map(Body::new);
+            let mut request = if request.body().is_end_stream() {
+                request.map(Body::new)
+            } else {
+                request.map(|body| Body::new(TimeoutBody::new(body_stall, body)))
+            };
             request.extensions_mut().insert(ConnectInfo(peer));
             router.clone().oneshot(request)
         });
-        let io = TokioIo::new(IdleLimit::new(stream, limits.idle));
+        let io = TokioIo::new(stream);
         let connection = graceful.watch(http.serve_connection(io, service));
         tokio::spawn(async move {
             // Errors are a peer's business (reset, timeout, garbage): nothing to report.
@@ -162,124 +167,55 @@ async fn refuse(mut stream: TcpStream) {
     let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(answer)).await;
 }
 
-/// A stream that fails with `TimedOut` when no byte arrives for `idle` while the server waits
-/// for one: a kept-alive connection nobody uses is closed. (hyper's header timer runs only once
-/// a request has begun.) Traffic only notes the time; the timer is moved when it fires early,
-/// so a busy connection does not re-register a timer with the runtime at every read and write.
-struct IdleLimit {
-    stream: TcpStream,
-    idle: Duration,
-    last_traffic: Instant,
-    deadline: Pin<Box<Sleep>>,
-}
-
-impl IdleLimit {
-    fn new(stream: TcpStream, idle: Duration) -> Self {
-        IdleLimit {
-            stream,
-            idle,
-            last_traffic: Instant::now(),
-            deadline: Box::pin(tokio::time::sleep(idle)),
-        }
-    }
-
-    /// Ready with an error once `idle` has passed since the last traffic.
-    fn poll_idle(&mut self, cx: &mut Context<'_>) -> Poll<io::Error> {
-        while self.deadline.as_mut().poll(cx).is_ready() {
-            let due = self.last_traffic + self.idle;
-            if Instant::now() >= due {
-                return Poll::Ready(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    "the connection was idle too long",
-                ));
-            }
-            self.deadline.as_mut().reset(due);
-        }
-        Poll::Pending
-    }
-}
-
-impl AsyncRead for IdleLimit {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let before = buf.filled().len();
-        match Pin::new(&mut self.stream).poll_read(cx, buf) {
-            Poll::Ready(result) => {
-                if buf.filled().len() > before {
-                    self.last_traffic = Instant::now();
-                }
-                Poll::Ready(result)
-            }
-            Poll::Pending => self.poll_idle(cx).map(Err),
-        }
-    }
-}
-
-impl AsyncWrite for IdleLimit {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        self.last_traffic = Instant::now();
-        Pin::new(&mut self.stream).poll_write(cx, buf)
-    }
-
-    /// Passed through, so that hyper writes a response's head and body in one `writev`
-    /// instead of copying them into one buffer first.
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        self.last_traffic = Instant::now();
-        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.stream.is_write_vectored()
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_shutdown(cx)
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use std::io::IoSlice;
-
-    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-    use tokio::net::TcpListener;
+    use axum::routing::put;
+    use tokio::io::AsyncReadExt as _;
+    use tokio::time::Instant;
 
     use super::*;
 
     #[tokio::test]
-    async fn an_idle_limited_stream_writes_a_head_and_body_in_one_vectored_write() {
+    async fn a_request_body_that_stalls_fails_after_the_limit_and_a_whole_one_is_read() {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let client = TcpStream::connect(listener.local_addr().unwrap())
-            .await
-            .unwrap();
-        let (server, _) = listener.accept().await.unwrap();
-        let mut stream = IdleLimit::new(server, Duration::from_secs(30));
-        assert!(
-            stream.is_write_vectored(),
-            "hyper copies head and body into one buffer unless the stream says it is vectored"
+        let address = listener.local_addr().unwrap();
+        let router = Router::new().route(
+            "/",
+            put(
+                |body: Result<String, axum::extract::rejection::StringRejection>| async move {
+                    match body {
+                        Ok(body) => format!("read {body}"),
+                        Err(rejection) => format!("failed: {}", rejection.body_text()),
+                    }
+                },
+            ),
         );
-        let slices = [IoSlice::new(b"head "), IoSlice::new(b"body")];
-        let written = stream.write_vectored(&slices).await.unwrap();
-        assert_eq!(written, 9, "both slices in one call");
-        drop(stream);
-        let mut received = String::new();
-        let mut client = client;
-        client.read_to_string(&mut received).await.unwrap();
-        assert_eq!(received, "head body");
+        let limits = Limits {
+            body_stall: Duration::from_millis(300),
+            ..Limits::default()
+        };
+        let shutdown = CancellationToken::new();
+        let server = tokio::spawn(serve(listener, router, limits, shutdown.clone()));
+        let ask = |request: &'static [u8]| async move {
+            let mut stream = TcpStream::connect(address).await.unwrap();
+            stream.write_all(request).await.unwrap();
+            let started = Instant::now();
+            let mut answer = [0; 1024];
+            let read = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut answer))
+                .await
+                .expect("no answer within 5 s")
+                .unwrap();
+            (
+                String::from_utf8_lossy(&answer[..read]).into_owned(),
+                started.elapsed(),
+            )
+        };
+        let (answer, _) = ask(b"PUT / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nwhole").await;
+        assert!(answer.ends_with("read whole"), "{answer}");
+        let (answer, took) = ask(b"PUT / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nwh").await;
+        assert!(answer.contains("failed: "), "{answer}");
+        assert!(took >= Duration::from_millis(250), "failed after {took:?}");
+        shutdown.cancel();
+        server.await.unwrap().unwrap();
     }
 }
