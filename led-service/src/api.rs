@@ -4,11 +4,12 @@ use std::convert::Infallible;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use axum::error_handling::HandleErrorLayer;
 use axum::extract::rejection::{JsonRejection, PathRejection};
 use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequestParts, Path, State};
+use axum::handler::Handler as _;
 use axum::http::{HeaderName, HeaderValue, StatusCode, header, request::Parts};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{Html, IntoResponse, Response};
@@ -26,8 +27,7 @@ use subtle::ConstantTimeEq;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_stream::wrappers::WatchStream;
 use tokio_util::task::TaskTracker;
-use tower::limit::GlobalConcurrencyLimitLayer;
-use tower::{BoxError, ServiceBuilder};
+use tower::ServiceBuilder;
 use tower_http::timeout::TimeoutLayer;
 use utoipa::{OpenApi, ToSchema};
 
@@ -39,7 +39,9 @@ use crate::state::{ACCEPTED, parse_state};
 
 /// Largest request body: a full `PUT /led` is under 100 bytes.
 pub const MAX_BODY_BYTES: usize = 4 * 1024;
-/// Whole-request deadline (the device's own deadline is shorter, so it answers 503 first).
+/// Deadline of a request that sends a body (`PUT /led`), from its head to its answer: a body
+/// that stalls is answered 408. (The other device routes wait only for the device, which has its
+/// own deadline, `--bus-timeout`.)
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// Live event streams at once (each holds a connection and a little memory).
 pub const MAX_EVENT_STREAMS: usize = 64;
@@ -75,6 +77,8 @@ pub struct Shared {
     pub instance: Arc<str>,
     /// Slots for live event streams.
     pub streams: Arc<Semaphore>,
+    /// Requests on the device routes now (at most `limits.requests`; see [`RequestSlot`]).
+    device_requests: Arc<AtomicUsize>,
     /// How long a peer may hold a connection, and how many it may open.
     pub limits: Limits,
     /// The MQTT link, when MQTT is set.
@@ -132,6 +136,7 @@ impl AppState {
             shutdown,
             instance: Arc::from(format!("{:016x}", fastrand::u64(..))),
             streams: Arc::new(Semaphore::new(MAX_EVENT_STREAMS)),
+            device_requests: Arc::new(AtomicUsize::new(0)),
             limits: Limits::default(),
             mqtt,
             tasks,
@@ -236,43 +241,48 @@ impl utoipa::Modify for BearerAuth {
     }
 }
 
+/// Every route pattern [`app`] serves: the metrics label them without an allocation (a
+/// pattern missing here is labelled all the same, with one).
+pub(crate) const ROUTES: [&str; 7] = [
+    "/",
+    "/healthz",
+    "/metrics",
+    "/openapi.json",
+    "/events",
+    "/led",
+    "/{state}",
+];
+
 /// The router with every route, limit and the metrics middleware.
 ///
-/// The routes that use the device are limited: at most `state.limits.requests` at once, more
-/// answered 503 at once (never queued), each within [`REQUEST_TIMEOUT`]. `/healthz`,
-/// `/metrics` and the page are outside that limit, so they answer while a flood is shed (the
-/// event streams have their own cap). Every route refuses a body announced over
-/// [`MAX_BODY_BYTES`] before reading it.
+/// The routes that use the device take a [`RequestSlot`]: at most `state.limits.requests` at
+/// once, more answered 503 at once (never queued). `/healthz`, `/metrics` and the page are
+/// outside that limit, so they answer while a flood is shed (the event streams have their own
+/// cap). Every route refuses a body announced over [`MAX_BODY_BYTES`] before reading it
+/// (the front door); the one route that reads a body, `PUT /led`, also stops reading one that
+/// grows past it unannounced (chunked), and answers 408 when it has not arrived within
+/// [`REQUEST_TIMEOUT`].
 pub fn app(state: AppState) -> Router {
-    let limited = ServiceBuilder::new()
+    let body_limits = ServiceBuilder::new()
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             REQUEST_TIMEOUT,
         ))
-        .layer(HandleErrorLayer::new(shed))
-        .load_shed()
-        .layer(GlobalConcurrencyLimitLayer::new(state.limits.requests));
-    let device = Router::new()
-        .route("/led", get(get_led).put(put_led))
-        .route("/{state}", post(post_state))
-        .route_layer(limited);
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES));
     Router::new()
         .route("/", get(page))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .route("/openapi.json", get(openapi))
         .route("/events", get(events))
-        .merge(device)
+        .route("/led", get(get_led).put(put_led.layer(body_limits)))
+        .route("/{state}", post(post_state))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        // Each `layer` call wraps every route once more, and each wrapping costs every request
+        // a boxed clone of the route and a boxed future: the front door is the only one.
         .layer(FrontDoorLayer::new(state.metrics.clone()))
         .with_state(state)
-}
-
-/// A request the concurrency limit had no room for: 503, try again in a second.
-async fn shed(_: BoxError) -> ApiError {
-    ApiError::Overloaded
 }
 
 /// A JSON error body.
@@ -389,6 +399,32 @@ impl From<JsonRejection> for ApiError {
             other => (other.status(), other.body_text()),
         };
         ApiError::InvalidBody { status, message }
+    }
+}
+
+/// First in the arguments of a handler that uses the device: one of the `limits.requests`
+/// slots, held until the answer, or 503 at once when all are taken (a flood is shed, never
+/// queued). A counter, not a semaphore: each request costs two atomic operations and no lock.
+pub struct RequestSlot(AppState);
+
+impl FromRequestParts<AppState> for RequestSlot {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(_: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let limit = state.limits.requests;
+        state
+            .device_requests
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |taken| {
+                (taken < limit).then_some(taken + 1)
+            })
+            .map_err(|_| ApiError::Overloaded)?;
+        Ok(RequestSlot(state.clone()))
+    }
+}
+
+impl Drop for RequestSlot {
+    fn drop(&mut self) {
+        self.0.device_requests.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -514,6 +550,7 @@ impl fmt::Display for Requester {
     security((), ("bearer" = []))
 )]
 async fn post_state(
+    _: RequestSlot,
     _: SameOrigin,
     _: Authorized,
     State(state): State<AppState>,
@@ -590,7 +627,7 @@ impl LedRequest {
         (status = 503, description = "The button does not answer", body = ErrorBody),
     )
 )]
-async fn get_led(State(state): State<AppState>) -> Result<Json<LedView>, ApiError> {
+async fn get_led(_: RequestSlot, State(state): State<AppState>) -> Result<Json<LedView>, ApiError> {
     Ok(Json(state.led.get().await?.into()))
 }
 
@@ -612,6 +649,7 @@ async fn get_led(State(state): State<AppState>) -> Result<Json<LedView>, ApiErro
     security((), ("bearer" = []))
 )]
 async fn put_led(
+    _: RequestSlot,
     _: SameOrigin,
     _: Authorized,
     State(state): State<AppState>,

@@ -6,6 +6,7 @@
 //! inner service into a box for every request (900 of the 24,700 instructions a repeated
 //! `POST /true` took; `scripts/bench` measures the service against a bare server).
 
+use std::borrow::Cow;
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
@@ -17,7 +18,7 @@ use axum::http::{Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use tower::{Layer, Service};
 
-use crate::api::{ApiError, MAX_BODY_BYTES};
+use crate::api::{ApiError, MAX_BODY_BYTES, ROUTES};
 use crate::metrics::{Metrics, RequestLabels, RouteLabels};
 
 /// Puts the front door before every route.
@@ -140,7 +141,7 @@ const CLIENT_CLOSED_REQUEST: u16 = 499;
 /// 499 when the client went away before the answer.
 struct Observation {
     metrics: Metrics,
-    route: String,
+    route: Cow<'static, str>,
     method: &'static str,
     started: Instant,
     status: u16,
@@ -148,11 +149,7 @@ struct Observation {
 
 impl Observation {
     fn start(metrics: &Metrics, request: &Request) -> Self {
-        let route = request
-            .extensions()
-            .get::<MatchedPath>()
-            .map_or("unmatched", MatchedPath::as_str)
-            .to_owned();
+        let route = route_label(request.extensions().get::<MatchedPath>());
         Observation {
             metrics: metrics.clone(),
             route,
@@ -169,7 +166,7 @@ impl Drop for Observation {
             .requests
             .get_or_create(&RequestLabels {
                 route: self.route.clone(),
-                method: self.method.to_owned(),
+                method: self.method,
                 status: self.status,
             })
             .inc();
@@ -180,6 +177,21 @@ impl Drop for Observation {
             })
             .observe(self.started.elapsed().as_secs_f64());
     }
+}
+
+/// The route pattern as a metric label: one of [`ROUTES`] without an allocation, `unmatched`
+/// when no route matched.
+fn route_label(matched: Option<&MatchedPath>) -> Cow<'static, str> {
+    let Some(matched) = matched else {
+        return Cow::Borrowed("unmatched");
+    };
+    ROUTES
+        .iter()
+        .find(|route| **route == matched.as_str())
+        .map_or_else(
+            || Cow::Owned(matched.as_str().to_owned()),
+            |route| Cow::Borrowed(*route),
+        )
 }
 
 /// The method as a metric label: HTTP's own methods by name, anything else as `OTHER`.
