@@ -1,8 +1,8 @@
 //! The README cannot drift: its configuration table matches the flags in the code, every
 //! script and option it shows exists, every method and route it documents is served by the
-//! real router, every state spelling it shows means what it says to the real parser, and every
-//! command it gives that runs without hardware or a registry is run by this suite or by
-//! scripts/test.
+//! real router, every state spelling it shows means what it says to the real parser, the
+//! limits it gives are the code's, and every command it gives that runs without hardware or a
+//! registry is run by this suite or by scripts/test.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a failed unwrap is a failed test
 
@@ -339,6 +339,43 @@ async fn every_documented_method_and_route_is_served_by_its_router() {
         (route.to_owned(), body)
     })
     .await;
+}
+
+#[test]
+fn the_limits_the_api_section_gives_are_the_code_s() {
+    let readme = read("README.md");
+    let api = section(&readme, "## The API (led-service, port 8080)");
+    let limits = service_kit::http::Limits::default();
+    let seconds = |duration: std::time::Duration| duration.as_secs();
+    for claim in [
+        format!(
+            "408 a `PUT /led` body not all there within {} s",
+            seconds(led_service::api::REQUEST_TIMEOUT)
+        ),
+        format!(
+            "413 body over {} KiB",
+            led_service::api::MAX_BODY_BYTES / 1024
+        ),
+        format!(
+            "{} requests for the device are already in progress",
+            limits.requests
+        ),
+        format!(
+            "no complete request head arrives within {} s",
+            seconds(limits.header_read)
+        ),
+        format!(
+            "a request body that stalls for {} s fails",
+            seconds(limits.body_stall)
+        ),
+    ] {
+        // The README wraps its lines anywhere: compare with spaces for line ends.
+        let flat = |text: &str| text.split_whitespace().collect::<Vec<_>>().join(" ");
+        assert!(
+            flat(api).contains(&flat(&claim)),
+            "the README's API section should say {claim:?} (the code's value)"
+        );
+    }
 }
 
 #[test]
