@@ -392,10 +392,16 @@ impl From<JsonRejection> for ApiError {
                     )
                 ),
             ),
-            JsonRejection::BytesRejection(_) => (
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!("the body is larger than {MAX_BODY_BYTES} bytes"),
-            ),
+            // Too long; other failures to read it (a body that stalled past the server's
+            // limit, a connection cut mid-body) keep axum's 400 and its reason.
+            JsonRejection::BytesRejection(bytes)
+                if bytes.status() == StatusCode::PAYLOAD_TOO_LARGE =>
+            {
+                (
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!("the body is larger than {MAX_BODY_BYTES} bytes"),
+                )
+            }
             other => (other.status(), other.body_text()),
         };
         ApiError::InvalidBody { status, message }

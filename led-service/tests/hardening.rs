@@ -56,6 +56,30 @@ async fn connect_from_the_network(address: SocketAddr) -> TcpStream {
     socket.connect(address).await.unwrap()
 }
 
+/// A `PUT /led` from the network that announces a 100-byte body and sends one byte of it.
+async fn put_a_body_that_stalls(address: SocketAddr) -> TcpStream {
+    let mut stream = connect_from_the_network(address).await;
+    stream
+        .write_all(b"PUT /led HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{")
+        .await
+        .unwrap();
+    stream
+}
+
+/// The first bytes the server answers within `within`, and how long they took.
+async fn first_answer(stream: &mut TcpStream, within: Duration) -> (String, Duration) {
+    let started = Instant::now();
+    let mut answer = [0; 1024];
+    let read = tokio::time::timeout(within, stream.read(&mut answer))
+        .await
+        .unwrap_or_else(|_| panic!("no answer within {within:?}"))
+        .unwrap();
+    (
+        String::from_utf8_lossy(&answer[..read]).into_owned(),
+        started.elapsed(),
+    )
+}
+
 /// Reads until the server closes the connection; the bytes it sent, and how long it took.
 async fn read_until_closed(stream: &mut TcpStream, within: Duration) -> (String, Duration) {
     let started = Instant::now();
@@ -312,12 +336,7 @@ async fn health_answers_at_once_while_stalled_bodies_fill_every_request_slot() {
     );
     let mut stalled = Vec::new();
     for _ in 0..30 {
-        let mut stream = connect_from_the_network(service.address).await;
-        stream
-            .write_all(b"PUT /led HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{")
-            .await
-            .unwrap();
-        stalled.push(stream);
+        stalled.push(put_a_body_that_stalls(service.address).await);
     }
     // The slots fill: a further API request is refused at once rather than queued.
     let client = reqwest::Client::new();
@@ -358,21 +377,27 @@ async fn health_answers_at_once_while_stalled_bodies_fill_every_request_slot() {
 }
 
 #[tokio::test]
+async fn a_body_that_stalls_past_the_servers_stall_limit_is_a_400_that_says_so_not_a_413() {
+    let service = start(Limits {
+        body_stall: Duration::from_millis(300),
+        ..Limits::default()
+    })
+    .await;
+    let mut stalled = put_a_body_that_stalls(service.address).await;
+    // Before the request deadline.
+    let (answer, _) = first_answer(&mut stalled, REQUEST_TIMEOUT).await;
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(
+        answer.contains("data was not received within the designated timeout"),
+        "{answer}"
+    );
+}
+
+#[tokio::test]
 async fn a_body_that_stalls_is_answered_408_at_the_request_deadline() {
     let service = start(Limits::default()).await;
-    let mut stalled = connect_from_the_network(service.address).await;
-    stalled
-        .write_all(b"PUT /led HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{")
-        .await
-        .unwrap();
-    let started = Instant::now();
-    let mut answer = [0; 1024];
-    let read = tokio::time::timeout(2 * REQUEST_TIMEOUT, stalled.read(&mut answer))
-        .await
-        .expect("no answer to a stalled body")
-        .unwrap();
-    let took = started.elapsed();
-    let answer = String::from_utf8_lossy(&answer[..read]);
+    let mut stalled = put_a_body_that_stalls(service.address).await;
+    let (answer, took) = first_answer(&mut stalled, 2 * REQUEST_TIMEOUT).await;
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     assert!(
         took >= REQUEST_TIMEOUT - Duration::from_millis(100),
