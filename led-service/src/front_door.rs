@@ -211,3 +211,20 @@ fn method_label(method: &Method) -> &'static str {
     .find(|known| *known == method)
     .map_or("OTHER", Method::as_str)
 }
+
+#[cfg(test)]
+mod tests {
+    use utoipa::OpenApi as _;
+
+    use super::*;
+
+    #[test]
+    fn every_route_of_the_api_document_is_labelled_without_an_allocation() {
+        for path in crate::api::ApiDoc::openapi().paths.paths.keys() {
+            assert!(
+                ROUTES.contains(&path.as_str()),
+                "{path} is served but missing from api::ROUTES: its metric label is allocated for every request"
+            );
+        }
+    }
+}
