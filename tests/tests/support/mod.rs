@@ -152,6 +152,13 @@ pub fn run(command: &mut Command) -> Output {
     output
 }
 
+/// A position in a container's log: see [`Stack::log_mark`].
+#[derive(Default)]
+pub struct LogMark {
+    stdout: usize,
+    stderr: usize,
+}
+
 pub struct Stack {
     /// Container ids by service (docker-compose v1 takes ~0.5 s per `ps`).
     containers: std::cell::RefCell<std::collections::HashMap<String, String>>,
@@ -306,14 +313,38 @@ impl Stack {
         String::from_utf8_lossy(&output.stdout).into_owned()
     }
 
+    /// Where `service`'s container log ends now: [`Stack::logs_after`] returns only what it
+    /// logs from here on, so a test counts lines of the event it checks, not of earlier steps.
+    pub fn log_mark(&self, service: &str) -> LogMark {
+        let (stdout, stderr) = self.container_log(service);
+        LogMark {
+            stdout: stdout.len(),
+            stderr: stderr.len(),
+        }
+    }
+
+    /// What `service`'s container logged after `mark` (both streams only grow: the log
+    /// survives restarts of the container).
+    pub fn logs_after(&self, service: &str, mark: &LogMark) -> String {
+        let (stdout, stderr) = self.container_log(service);
+        let tail = |text: &[u8], from: usize| {
+            String::from_utf8_lossy(text.get(from..).unwrap_or_default()).into_owned()
+        };
+        tail(&stdout, mark.stdout) + &tail(&stderr, mark.stderr)
+    }
+
+    /// The container's whole log, stdout and stderr apart (`docker logs` keeps the streams).
+    fn container_log(&self, service: &str) -> (Vec<u8>, Vec<u8>) {
+        let output = run(Command::new("docker").args(["logs", &self.container(service)]));
+        (output.stdout, output.stderr)
+    }
+
     /// Waits until `service`'s container has logged `needle` `count` times in all (its log
     /// survives restarts of the container).
     pub fn wait_log_count(&self, service: &str, needle: &str, count: usize, within: Duration) {
         let until = Instant::now() + within;
         loop {
-            let output = run(Command::new("docker").args(["logs", &self.container(service)]));
-            let log = String::from_utf8_lossy(&output.stdout).into_owned()
-                + &String::from_utf8_lossy(&output.stderr);
+            let log = self.logs_after(service, &LogMark::default());
             if log.matches(needle).count() >= count {
                 return;
             }
