@@ -1,18 +1,29 @@
-//! Flags and environment variables (every flag has one).
+//! The flags and environment variables ([`Config`], every flag has a variable), checked when
+//! parsed, and what they resolve into once the secret files are read: the [`Settings`] the
+//! service runs with.
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
-use service_kit::args::{ServiceArgs, parse_duration, parse_nonzero_duration};
-use service_kit::mqtt::MqttArgs;
+use qwiic_bus::args::DeviceArgs;
+use service_kit::ResolveError;
+use service_kit::args::{ServiceArgs, ServiceSettings, parse_duration, parse_nonzero_duration};
+use service_kit::logging::LogFormat;
+use service_kit::mqtt::{MqttArgs, MqttSettings};
 
-/// The command line: these settings, or a subcommand.
+use crate::gestures::Timing;
+
+/// The command line: these flags, or a subcommand.
 pub type Cli = service_kit::process::Cli<Config>;
 
-/// The service's settings.
+/// The service's flags.
 #[derive(Debug, Clone, clap::Args)]
 pub struct Config {
-    /// What both services take: bus, address, token, log format, listen address (internal
-    /// /healthz and /metrics, not published by compose).
+    /// Where the button is: bus and address.
+    #[command(flatten)]
+    pub device: DeviceArgs,
+    /// What both services take: token, log format, listen address (internal /healthz and
+    /// /metrics, not published by compose).
     #[command(flatten)]
     pub service: ServiceArgs,
     /// Base URL of the LED service; each press is POSTed to {LED_URL}/true, each release to
@@ -42,21 +53,59 @@ pub struct Config {
     pub mqtt: MqttArgs,
 }
 
-impl service_kit::process::Settings for Config {
-    fn describe(command: clap::Command) -> clap::Command {
-        command
-            .name("button-service")
-            .version(env!("CARGO_PKG_VERSION"))
-            .about("Reads the SparkFun Qwiic Button and tells the LED service")
-            .mut_arg("listen", |arg| arg.default_value("0.0.0.0:9090"))
-    }
+impl service_kit::process::CommandLine for Config {
+    const NAME: &'static str = "button-service";
+    const VERSION: &'static str = env!("CARGO_PKG_VERSION");
+    const ABOUT: &'static str = "Reads the SparkFun Qwiic Button and tells the LED service";
+    const LISTEN: Option<&'static str> = Some("0.0.0.0:9090");
 
-    fn health_listen(&self) -> std::net::SocketAddr {
+    fn health_listen(&self) -> SocketAddr {
         self.service.listen
     }
 
-    fn log_format(&self) -> service_kit::logging::LogFormat {
+    fn log_format(&self) -> LogFormat {
         self.service.log_format
+    }
+}
+
+/// What the service runs with.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Where the button is.
+    pub device: DeviceArgs,
+    /// Where the internal /healthz and /metrics listen, and the token sent to the LED
+    /// service.
+    pub service: ServiceSettings,
+    /// Base URL of the LED service.
+    pub led_url: reqwest::Url,
+    /// How often the button is read.
+    pub poll_interval: Duration,
+    /// Also send the current state this often, when set.
+    pub resend_interval: Option<Duration>,
+    /// Deadline of one request to the LED service.
+    pub request_timeout: Duration,
+    /// What makes a long and a double press.
+    pub timing: Timing,
+    /// The MQTT link, when a broker is set.
+    pub mqtt: Option<MqttSettings>,
+}
+
+impl Config {
+    /// Reads the secret files and resolves the MQTT settings: what the service runs with.
+    pub fn resolve(&self) -> Result<Settings, ResolveError> {
+        Ok(Settings {
+            device: self.device.clone(),
+            service: self.service.resolve()?,
+            led_url: self.led_url.clone(),
+            poll_interval: self.poll_interval,
+            resend_interval: self.resend_interval,
+            request_timeout: self.request_timeout,
+            timing: Timing {
+                long_press: self.long_press,
+                double_press_window: self.double_press_window,
+            },
+            mqtt: self.mqtt.resolve()?,
+        })
     }
 }
 

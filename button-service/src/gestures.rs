@@ -202,7 +202,7 @@ pub async fn run(
         let deadline = machine.deadline();
         tokio::select! {
             () = shutdown.cancelled() => return,
-            () = sleep_until_some(deadline) => {
+            () = runtime_kit::sleep_until(deadline) => {
                 tell(machine.tick(Instant::now()));
             }
             received = events.recv() => match received {
@@ -214,14 +214,6 @@ pub async fn run(
                 Received::Closed => return,
             },
         }
-    }
-}
-
-/// Sleeps until `deadline`, or forever without one.
-async fn sleep_until_some(deadline: Option<Instant>) {
-    match deadline {
-        Some(deadline) => tokio::time::sleep_until(deadline).await,
-        None => std::future::pending().await,
     }
 }
 

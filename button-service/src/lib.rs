@@ -3,16 +3,18 @@
 //! - [`poller`]: the thread that owns the button and publishes its presses and releases;
 //! - [`events`]: those events, on a channel any number of listeners subscribe to;
 //! - [`sender`]: the listener that tells the LED service, through outages, without ever giving
-//!   up;
+//!   up, over the HTTP [`client`];
 //! - [`gestures`]: the listener that makes single, double and long presses of the events;
 //! - [`mqtt`]: gestures and the level on MQTT, and the button in Home Assistant (when set);
 //! - [`status`]: the internal /healthz and /metrics;
-//! - [`metrics`]: Prometheus counters; [`config`]: flags and env vars.
+//! - [`metrics`]: Prometheus counters; [`config`]: flags and env vars, and the
+//!   [`Settings`](config::Settings) they resolve into.
 //!
 //! [`Service::start`] starts the poller; [`run`] serves the internal API and delivers events
 //! until the shutdown token is cancelled, then returns promptly.
 #![deny(unsafe_code, missing_docs)]
 
+pub mod client;
 pub mod config;
 pub mod events;
 pub mod gestures;
@@ -28,20 +30,15 @@ use service_kit::mqtt::{Mqtt, MqttSettings};
 use tokio::net::TcpListener;
 use tokio::sync::{broadcast, watch};
 
-use crate::config::Config;
+use crate::client::LedClient;
+use crate::config::Settings;
 use crate::events::Events;
 use crate::metrics::Metrics;
-use crate::sender::{LedClient, LinkState};
+use crate::sender::LinkState;
 
 /// Why the service could not run.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
-    /// The API token file could not be read.
-    #[error(transparent)]
-    Token(#[from] service_kit::args::SecretError),
-    /// The MQTT settings are unusable.
-    #[error(transparent)]
-    Mqtt(#[from] service_kit::mqtt::MqttSettingsError),
     /// The HTTP client could not be built.
     #[error("cannot build the HTTP client: {0}")]
     Client(#[from] reqwest::Error),
@@ -77,21 +74,21 @@ struct Listening {
 }
 
 impl Service {
-    /// The one way to start: polls the button on `bus` (opened from `config`'s bus string, or
-    /// a test's simulated button) as `config` says, until `shutdown` is cancelled.
+    /// The one way to start: polls the button on `bus` (opened from the settings' bus, or a
+    /// test's simulated button) as `settings` say, until `shutdown` is cancelled.
     pub fn start(
         bus: Bus,
-        config: &Config,
+        settings: &Settings,
         shutdown: CancellationToken,
     ) -> Result<Service, RunError> {
         let metrics = Metrics::default();
         let client = LedClient::new(
-            config.led_url.clone(),
-            config.service.api_token()?,
-            config.request_timeout,
+            settings.led_url.clone(),
+            settings.service.token.clone(),
+            settings.request_timeout,
         )?;
-        let link = config
-            .service
+        let link = settings
+            .device
             .link(bus, metrics.bus.clone(), "retrying every poll");
         let button = link.health();
         let events = Events::default();
@@ -103,7 +100,7 @@ impl Service {
         };
         poller::spawn(
             link,
-            config.poll_interval,
+            settings.poll_interval,
             events.clone(),
             metrics.clone(),
             shutdown,
@@ -114,20 +111,12 @@ impl Service {
             events,
             metrics,
             button,
-            resend: config.resend_interval,
-            timing: gestures::Timing {
-                long_press: config.long_press,
-                double_press_window: config.double_press_window,
-            },
+            resend: settings.resend_interval,
+            timing: settings.timing,
             gestures,
-            mqtt: config.mqtt.settings()?,
+            mqtt: settings.mqtt.clone(),
             listening,
         })
-    }
-
-    /// The gestures made of the events, for more listeners (told once [`run`] runs).
-    pub fn gestures(&self) -> broadcast::Receiver<gestures::GestureEvent> {
-        self.gestures.subscribe()
     }
 
     /// The button's events, for more listeners.

@@ -1,6 +1,6 @@
 //! Prometheus metrics: polls, sends, failures, outages, and the age of the last good send.
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Mutex, PoisonError};
 use std::time::Instant;
 
 use prometheus_client::metrics::counter::Counter;
@@ -9,10 +9,12 @@ use prometheus_client::registry::Registry;
 use qwiic_bus::BusCounters;
 use service_kit::mqtt::MqttCounters;
 
-/// Every metric of the service. Clones share the same values.
-#[derive(Debug, Clone)]
-pub struct Metrics {
-    registry: Arc<Registry>,
+/// Every metric of the service, with its registry. Clones share the values.
+pub type Metrics = service_kit::metrics::Metrics<Instruments>;
+
+/// The service's instruments.
+#[derive(Debug, Default)]
+pub struct Instruments {
     /// Button reads attempted.
     pub polls: Counter,
     /// Button reads that failed.
@@ -34,84 +36,51 @@ pub struct Metrics {
     /// The MQTT link's messages and connection (zero without MQTT).
     pub mqtt: MqttCounters,
     last_send_age_ms: Gauge,
-    last_success: Arc<Mutex<Option<Instant>>>,
+    last_success: Mutex<Option<Instant>>,
 }
 
-impl Default for Metrics {
-    fn default() -> Self {
-        let mut registry = Registry::with_prefix("button_service");
-        let metrics = Metrics {
-            registry: Arc::new(Registry::default()),
-            polls: Counter::default(),
-            poll_errors: Counter::default(),
-            presses: Counter::default(),
-            sends: Counter::default(),
-            send_failures: Counter::default(),
-            outages: Counter::default(),
-            checks: Counter::default(),
-            superseded: Counter::default(),
-            bus: BusCounters::default(),
-            mqtt: MqttCounters::default(),
-            last_send_age_ms: Gauge::default(),
-            last_success: Arc::new(Mutex::new(None)),
-        };
+impl service_kit::metrics::Instruments for Instruments {
+    const PREFIX: &'static str = "button_service";
+
+    fn register(&self, registry: &mut Registry) {
         for (name, help, counter) in [
-            ("polls", "button reads attempted", &metrics.polls),
-            (
-                "poll_errors",
-                "button reads that failed",
-                &metrics.poll_errors,
-            ),
+            ("polls", "button reads attempted", &self.polls),
+            ("poll_errors", "button reads that failed", &self.poll_errors),
             (
                 "presses",
                 "presses seen, including ones shorter than the poll period",
-                &metrics.presses,
+                &self.presses,
             ),
-            ("sends", "requests sent to the LED service", &metrics.sends),
+            ("sends", "requests sent to the LED service", &self.sends),
             (
                 "send_failures",
                 "requests to the LED service that failed",
-                &metrics.send_failures,
+                &self.send_failures,
             ),
-            ("outages", "LED service outages", &metrics.outages),
+            ("outages", "LED service outages", &self.outages),
             (
                 "checks",
                 "checks of the LED service (GET /healthz)",
-                &metrics.checks,
+                &self.checks,
             ),
             (
                 "superseded",
                 "button events not sent because a later state replaced them",
-                &metrics.superseded,
+                &self.superseded,
             ),
         ] {
             registry.register(name, help, counter.clone());
         }
-        metrics.bus.register(&mut registry);
-        metrics.mqtt.register(&mut registry);
+        self.bus.register(registry);
+        self.mqtt.register(registry);
         registry.register(
             "last_successful_send_age_milliseconds",
             "time since the LED service last accepted a state (-1: never)",
-            metrics.last_send_age_ms.clone(),
+            self.last_send_age_ms.clone(),
         );
-        Metrics {
-            registry: Arc::new(registry),
-            ..metrics
-        }
-    }
-}
-
-impl Metrics {
-    /// Notes a send the LED service accepted.
-    pub fn record_success(&self) {
-        *self
-            .last_success
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = Some(Instant::now());
     }
 
-    /// The Prometheus text exposition of every metric.
-    pub fn encode(&self) -> String {
+    fn refresh(&self) {
         let age = self
             .last_success
             .lock()
@@ -120,9 +89,15 @@ impl Metrics {
                 i64::try_from(at.elapsed().as_millis()).unwrap_or(i64::MAX)
             });
         self.last_send_age_ms.set(age);
-        let mut text = String::new();
-        // Writing to a String cannot fail.
-        let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
-        text
+    }
+}
+
+impl Instruments {
+    /// Notes a send the LED service accepted.
+    pub fn record_success(&self) {
+        *self
+            .last_success
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(Instant::now());
     }
 }

@@ -13,7 +13,7 @@
 use qwiic_bus::HealthView;
 use serde_json::json;
 use service_kit::CancellationToken;
-use service_kit::mqtt::Mqtt;
+use service_kit::mqtt::{Announcer, Mqtt};
 use tokio::sync::broadcast;
 
 use crate::gestures::{Gesture, GestureEvent};
@@ -27,15 +27,12 @@ pub async fn run(
     shutdown: CancellationToken,
 ) {
     let (event, state) = (mqtt.topic("button/event"), mqtt.topic("button/state"));
-    let mut announced: Option<String> = None;
+    let mut announcer = Announcer::default();
     let mut button_changes = button.updates();
     loop {
-        if let Some(firmware) = button.firmware().map(|firmware| firmware.to_string()) {
-            if announced.as_ref() != Some(&firmware) {
-                announce(&mqtt, &event, &state, &firmware);
-                announced = Some(firmware);
-            }
-        }
+        announcer.update(button.firmware(), |firmware| {
+            announce(&mqtt, &event, &state, firmware);
+        });
         tokio::select! {
             () = shutdown.cancelled() => break,
             changed = button_changes.changed() => if changed.is_err() { break },

@@ -352,7 +352,7 @@ mod tests {
     use qwiic_bus::{Bus, BusSpec, DeviceLink};
     use qwiic_button::Address;
     use qwiic_sim::{Fault, ManualClock, SimButton};
-    use service_kit::testing::{scaled, wait_until};
+    use test_kit::{scaled, wait_until};
 
     use crate::events::{Received, Subscription};
 

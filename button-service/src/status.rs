@@ -2,7 +2,7 @@
 //! answers; says too whether the LED service is up) and `/metrics`.
 
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -62,12 +62,6 @@ async fn healthz(State(status): State<Status>) -> Response {
     (code, Json(body)).into_response()
 }
 
-async fn metrics(State(status): State<Status>) -> impl IntoResponse {
-    (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        status.metrics.encode(),
-    )
+async fn metrics(State(status): State<Status>) -> Response {
+    status.metrics.response()
 }

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use service_kit::testing::{RunningBinary, SimServer, binary_command, unused_address};
+use test_kit::{RunningBinary, SimServer, binary_command, unused_address};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_button-service");
 

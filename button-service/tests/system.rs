@@ -17,7 +17,7 @@ use led_service::config::Cli as LedCli;
 use qwiic_bus::Bus;
 use qwiic_sim::{SimButton, SimEventKind};
 use service_kit::CancellationToken;
-use service_kit::testing::{Background, SimServer, scaled, unused_address, wait_until};
+use test_kit::{Background, SimServer, scaled, unused_address, wait_until};
 use tokio::net::TcpListener;
 
 /// A led-service on `address` (port 0 for any), driving `sim`.
@@ -35,14 +35,16 @@ impl LedService {
         let sim_bus = (!flags.iter().any(|flag| flag.starts_with("--bus"))).then_some("--bus=sim");
         let args = ["led-service"].into_iter().chain(sim_bus);
         let LedCli { config, .. } = LedCli::parse_from(args.chain(flags.iter().copied()));
-        let bus = match config.service.bus.to_string().as_str() {
+        let bus = match config.device.bus.to_string().as_str() {
             "sim" => Bus::Sim(sim.clone()),
-            _ => config.service.bus.open().unwrap(), // a --bus among the flags
+            _ => config.device.bus.open().unwrap(), // a --bus among the flags
         };
         let listener = TcpListener::bind(address).await.unwrap();
         let address = listener.local_addr().unwrap();
         let server = Background::spawn(|shutdown| {
-            let state = led_service::AppState::start(bus, &config, shutdown.clone()).unwrap();
+            let state =
+                led_service::AppState::start(bus, &config.resolve().unwrap(), shutdown.clone())
+                    .unwrap();
             led_service::run(listener, state, shutdown)
         });
         LedService { address, server }
@@ -79,11 +81,11 @@ impl ButtonService {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let health_url = format!("http://{}/healthz", listener.local_addr().unwrap());
         let shutdown = CancellationToken::new();
-        let bus = match config.service.bus.to_string().as_str() {
+        let bus = match config.device.bus.to_string().as_str() {
             "sim" => Bus::Sim(sim.clone()),
-            _ => config.service.bus.open().unwrap(), // a --bus among the flags
+            _ => config.device.bus.open().unwrap(), // a --bus among the flags
         };
-        let service = Service::start(bus, &config, shutdown.clone()).unwrap();
+        let service = Service::start(bus, &config.resolve().unwrap(), shutdown.clone()).unwrap();
         let (metrics, events) = (service.metrics().clone(), service.events().clone());
         let server = Background::new(shutdown.clone(), run(listener, service, shutdown));
         ButtonService {

@@ -10,8 +10,12 @@ use axum::Json;
 use axum::extract::Path;
 use axum::http::StatusCode;
 use axum::routing::post;
-use led_service::api::LedView;
-use led_service::state::parse_state;
+use led_service::spelling::parse_state;
+use led_service::views::LedView;
+
+/// The service's allocator (led-service's main.rs), so that the ratio compares the work only.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 async fn post_state(Path(raw): Path<String>) -> Result<Json<LedView>, StatusCode> {
     let on = parse_state(&raw).ok_or(StatusCode::UNPROCESSABLE_ENTITY)?;

@@ -1,17 +1,26 @@
-//! Flags and environment variables (every flag has one).
+//! The flags and environment variables ([`Config`], every flag has a variable), checked when
+//! parsed, and what they resolve into once the secret files are read: the [`Settings`] the
+//! service runs with.
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
-use service_kit::args::{ServiceArgs, parse_duration};
-use service_kit::mqtt::MqttArgs;
+use qwiic_bus::args::DeviceArgs;
+use service_kit::ResolveError;
+use service_kit::args::{ServiceArgs, ServiceSettings, parse_duration};
+use service_kit::logging::LogFormat;
+use service_kit::mqtt::{MqttArgs, MqttSettings};
 
-/// The command line: these settings, or a subcommand.
+/// The command line: these flags, or a subcommand.
 pub type Cli = service_kit::process::Cli<Config>;
 
-/// The service's settings.
+/// The service's flags.
 #[derive(Debug, Clone, clap::Args)]
 pub struct Config {
-    /// What both services take: bus, address, token, log format, listen address.
+    /// Where the button is: bus and address.
+    #[command(flatten)]
+    pub device: DeviceArgs,
+    /// What both services take: token, log format, listen address.
     #[command(flatten)]
     pub service: ServiceArgs,
     /// Brightness of `POST /true`, 1-255.
@@ -25,20 +34,46 @@ pub struct Config {
     pub mqtt: MqttArgs,
 }
 
-impl service_kit::process::Settings for Config {
-    fn describe(command: clap::Command) -> clap::Command {
-        command
-            .name("led-service")
-            .version(env!("CARGO_PKG_VERSION"))
-            .about("HTTP API for the SparkFun Qwiic Button's LED")
-            .mut_arg("listen", |arg| arg.default_value("0.0.0.0:8080"))
-    }
+impl service_kit::process::CommandLine for Config {
+    const NAME: &'static str = "led-service";
+    const VERSION: &'static str = env!("CARGO_PKG_VERSION");
+    const ABOUT: &'static str = "HTTP API for the SparkFun Qwiic Button's LED";
+    const LISTEN: Option<&'static str> = Some("0.0.0.0:8080");
 
-    fn health_listen(&self) -> std::net::SocketAddr {
+    fn health_listen(&self) -> SocketAddr {
         self.service.listen
     }
 
-    fn log_format(&self) -> service_kit::logging::LogFormat {
+    fn log_format(&self) -> LogFormat {
         self.service.log_format
+    }
+}
+
+/// What the service runs with.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Where the button is.
+    pub device: DeviceArgs,
+    /// Where the API listens; when the token is set, mutating routes need
+    /// `Authorization: Bearer <token>`.
+    pub service: ServiceSettings,
+    /// Brightness of `POST /true`.
+    pub brightness: u8,
+    /// Longest wait for the button on one request.
+    pub bus_timeout: Duration,
+    /// The MQTT link, when a broker is set.
+    pub mqtt: Option<MqttSettings>,
+}
+
+impl Config {
+    /// Reads the secret files and resolves the MQTT settings: what the service runs with.
+    pub fn resolve(&self) -> Result<Settings, ResolveError> {
+        Ok(Settings {
+            device: self.device.clone(),
+            service: self.service.resolve()?,
+            brightness: self.brightness,
+            bus_timeout: self.bus_timeout,
+            mqtt: self.mqtt.resolve()?,
+        })
     }
 }

@@ -29,7 +29,7 @@ use tokio::sync::{oneshot, watch};
 use crate::metrics::Metrics;
 
 /// How many commands may wait for the bus before callers are told it is busy: more than the
-/// API admits at once (`Limits::requests`, 512), so that an admitted request waits its turn
+/// API admits at once ([`Limits::requests`](crate::Limits::requests), 512), so that an admitted request waits its turn
 /// (changes within a window are merged, see [`COALESCE_WINDOW`]) instead of being refused,
 /// and the health check and MQTT still find room. About 40 kB at most.
 const QUEUE_DEPTH: usize = 576;
@@ -533,7 +533,7 @@ mod tests {
 
     #[test]
     fn the_queue_holds_every_request_the_api_admits_and_more() {
-        let admitted = service_kit::http::Limits::default().requests;
+        let admitted = crate::Limits::default().requests;
         assert!(QUEUE_DEPTH >= admitted + 64, "{QUEUE_DEPTH} for {admitted}");
     }
 

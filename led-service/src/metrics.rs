@@ -1,7 +1,6 @@
 //! Prometheus metrics: requests by route and status, latency, I2C traffic and LED changes.
 
 use std::borrow::Cow;
-use std::sync::Arc;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -32,24 +31,13 @@ pub struct RouteLabels {
 
 type HistogramFamily = Family<RouteLabels, Histogram, fn() -> Histogram>;
 
-/// Every metric of the service. Clones share the same values, and are one reference count
-/// (every request clones it, with the route axum clones for it; a clone of every metric's own
-/// count was ~17 of them).
-#[derive(Debug, Clone, Default)]
-pub struct Metrics(Arc<Instruments>);
+/// Every metric of the service, with its registry; clones share the values and are one
+/// reference count (every request clones it).
+pub type Metrics = service_kit::metrics::Metrics<Instruments>;
 
-impl std::ops::Deref for Metrics {
-    type Target = Instruments;
-
-    fn deref(&self) -> &Instruments {
-        &self.0
-    }
-}
-
-/// What [`Metrics`] holds.
+/// The service's instruments.
 #[derive(Debug)]
 pub struct Instruments {
-    registry: Registry,
     /// Requests served.
     pub requests: Family<RequestLabels, Counter>,
     /// Time from request to response.
@@ -81,88 +69,76 @@ fn latency_histogram() -> Histogram {
 
 impl Default for Instruments {
     fn default() -> Self {
-        let mut registry = Registry::with_prefix("led_service");
-        let requests = Family::<RequestLabels, Counter>::default();
-        let latency: HistogramFamily = Family::new_with_constructor(latency_histogram);
-        let bus = BusCounters::default();
-        let led_changes = Counter::default();
-        let led_writes_skipped = Counter::default();
-        let led_write_mismatches = Counter::default();
-        let eeprom_byte_writes = Counter::default();
-        let led_writes_coalesced = Counter::default();
-        let event_streams = Gauge::default();
-        let mqtt = MqttCounters::default();
-        let mqtt_commands_rejected = Counter::default();
-        registry.register(
-            "http_requests",
-            "HTTP requests by route, method and status",
-            requests.clone(),
-        );
-        registry.register(
-            "http_request_duration_seconds",
-            "HTTP request latency by route",
-            latency.clone(),
-        );
-        bus.register(&mut registry);
-        mqtt.register(&mut registry);
-        registry.register(
-            "mqtt_commands_rejected",
-            "messages on <prefix>/led/set that were not a light command (nothing changed)",
-            mqtt_commands_rejected.clone(),
-        );
-        registry.register(
-            "led_changes",
-            "LED settings written to the device",
-            led_changes.clone(),
-        );
-        registry.register(
-            "led_writes_skipped",
-            "requests for the setting the LED already had (no EEPROM write)",
-            led_writes_skipped.clone(),
-        );
-        registry.register(
-            "led_write_mismatches",
-            "LED writes that read back something else and were written again",
-            led_write_mismatches.clone(),
-        );
-        registry.register(
-            "led_writes_coalesced",
-            "requests whose LED change was merged into a later one (a flood costs at most 10 writes a second)",
-            led_writes_coalesced.clone(),
-        );
-        registry.register(
-            "event_streams",
-            "live event streams (GET /events) now",
-            event_streams.clone(),
-        );
-        registry.register(
-            "eeprom_byte_writes",
-            "EEPROM bytes changed by LED writes (about 100,000 writes per byte in the ATtiny84's datasheet)",
-            eeprom_byte_writes.clone(),
-        );
         Instruments {
-            registry,
-            requests,
-            latency,
-            bus,
-            led_changes,
-            led_writes_skipped,
-            led_write_mismatches,
-            eeprom_byte_writes,
-            led_writes_coalesced,
-            event_streams,
-            mqtt,
-            mqtt_commands_rejected,
+            requests: Family::default(),
+            latency: Family::new_with_constructor(latency_histogram),
+            bus: BusCounters::default(),
+            led_changes: Counter::default(),
+            led_writes_skipped: Counter::default(),
+            led_write_mismatches: Counter::default(),
+            eeprom_byte_writes: Counter::default(),
+            led_writes_coalesced: Counter::default(),
+            event_streams: Gauge::default(),
+            mqtt: MqttCounters::default(),
+            mqtt_commands_rejected: Counter::default(),
         }
     }
 }
 
-impl Metrics {
-    /// The Prometheus text exposition of every metric.
-    pub fn encode(&self) -> String {
-        let mut text = String::new();
-        // Writing to a String cannot fail.
-        let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
-        text
+impl service_kit::metrics::Instruments for Instruments {
+    const PREFIX: &'static str = "led_service";
+
+    fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "http_requests",
+            "HTTP requests by route, method and status",
+            self.requests.clone(),
+        );
+        registry.register(
+            "http_request_duration_seconds",
+            "HTTP request latency by route",
+            self.latency.clone(),
+        );
+        self.bus.register(registry);
+        self.mqtt.register(registry);
+        for (name, help, counter) in [
+            (
+                "mqtt_commands_rejected",
+                "messages on <prefix>/led/set that were not a light command (nothing changed)",
+                &self.mqtt_commands_rejected,
+            ),
+            (
+                "led_changes",
+                "LED settings written to the device",
+                &self.led_changes,
+            ),
+            (
+                "led_writes_skipped",
+                "requests for the setting the LED already had (no EEPROM write)",
+                &self.led_writes_skipped,
+            ),
+            (
+                "led_write_mismatches",
+                "LED writes that read back something else and were written again",
+                &self.led_write_mismatches,
+            ),
+            (
+                "led_writes_coalesced",
+                "requests whose LED change was merged into a later one (a flood costs at most 10 writes a second)",
+                &self.led_writes_coalesced,
+            ),
+            (
+                "eeprom_byte_writes",
+                "EEPROM bytes changed by LED writes (about 100,000 writes per byte in the ATtiny84's datasheet)",
+                &self.eeprom_byte_writes,
+            ),
+        ] {
+            registry.register(name, help, counter.clone());
+        }
+        registry.register(
+            "event_streams",
+            "live event streams (GET /events) now",
+            self.event_streams.clone(),
+        );
     }
 }

@@ -16,10 +16,11 @@ use std::time::Duration;
 
 use qwiic_bus::HealthView;
 use qwiic_button::LedConfig;
+use runtime_kit::Burst;
 use serde::Deserialize;
 use serde_json::json;
 use service_kit::CancellationToken;
-use service_kit::mqtt::{Incoming, Mqtt};
+use service_kit::mqtt::{Announcer, Incoming, Mqtt};
 use tokio::sync::mpsc;
 
 use crate::led::{LedDevice, LedState};
@@ -86,25 +87,23 @@ pub async fn run(
     let button: HealthView = led.button();
     let mut button_changes = button.updates();
     let mut updates = led.updates();
-    let mut announced: Option<String> = None;
+    let mut announcer = Announcer::default();
     let mut last_brightness = default_brightness;
-    let mut rejecting = false;
+    let mut rejecting = Burst::default();
     // Until the button is found, ask for it now and then: the announcement needs its firmware,
     // and without requests nothing else would look.
     let mut look = tokio::time::interval(Duration::from_secs(5));
     loop {
-        if let Some(firmware) = button.firmware().map(|firmware| firmware.to_string()) {
-            if announced.as_ref() != Some(&firmware) {
-                announce(&mqtt, &set, &state, &firmware);
-                announced = Some(firmware);
-                // What the LED shows now, for the retained state (read from the device).
-                let _ = led.get().await;
-            }
+        if announcer.update(button.firmware(), |firmware| {
+            announce(&mqtt, &set, &state, firmware);
+        }) {
+            // What the LED shows now, for the retained state (read from the device).
+            let _ = led.get().await;
         }
         tokio::select! {
             () = shutdown.cancelled() => break,
             changed = button_changes.changed() => if changed.is_err() { break },
-            _ = look.tick(), if announced.is_none() => {
+            _ = look.tick(), if !announcer.has_announced() => {
                 let _ = led.health().await;
             }
             changed = updates.changed() => {
@@ -123,9 +122,8 @@ pub async fn run(
                 let Some(message) = message else { break };
                 match command(&message.payload, last_brightness) {
                     Ok(wanted) => {
-                        if rejecting {
-                            rejecting = false;
-                            tracing::info!("a valid command on {set} again");
+                        if let Some(burst) = rejecting.end() {
+                            tracing::info!(rejected = burst.count, "a valid command on {set} again");
                         }
                         if let Err(error) = led.set(wanted, "mqtt").await {
                             tracing::debug!(%error, "an MQTT command could not be carried out");
@@ -133,8 +131,7 @@ pub async fn run(
                     }
                     Err(why) => {
                         metrics.mqtt_commands_rejected.inc();
-                        if !rejecting {
-                            rejecting = true;
+                        if rejecting.hit() {
                             tracing::warn!("ignoring commands on {set} that are not a light command: {why}");
                         }
                     }

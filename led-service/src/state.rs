@@ -1,60 +1,115 @@
-//! The `{state}` of `POST /{state}`, parsed as the original FastAPI service parsed a `bool`.
+//! [`AppState`]: what every handler shares, and [`AppState::start`], the one way to build it:
+//! the LED's owner on the bus, the MQTT link when set, the token, the request slots.
 
-/// Every spelling the original accepted, in any letter case.
-pub const ACCEPTED: [&str; 12] = [
-    "true", "false", "1", "0", "yes", "no", "on", "off", "t", "f", "y", "n",
-];
+use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
 
-/// `Some(true)` for true/1/yes/on/t/y, `Some(false)` for false/0/no/off/f/n (any case), else
-/// `None`.
-pub fn parse_state(input: &str) -> Option<bool> {
-    const ON: [&str; 6] = ["true", "1", "yes", "on", "t", "y"];
-    const OFF: [&str; 6] = ["false", "0", "no", "off", "f", "n"];
-    if ON.iter().any(|word| word.eq_ignore_ascii_case(input)) {
-        Some(true)
-    } else if OFF.iter().any(|word| word.eq_ignore_ascii_case(input)) {
-        Some(false)
-    } else {
-        None
+use qwiic_bus::Bus;
+use service_kit::mqtt::Mqtt;
+use service_kit::{CancellationToken, Secret};
+use tokio::sync::Semaphore;
+use tokio_util::task::TaskTracker;
+
+use crate::config::Settings;
+use crate::led::LedDevice;
+use crate::limits::{Limits, MAX_EVENT_STREAMS};
+use crate::metrics::Metrics;
+
+/// What every handler shares: one allocation, so that the clone each request makes of it is
+/// one reference count.
+#[derive(Debug, Clone)]
+pub struct AppState(Arc<Shared>);
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// What [`AppState`] holds.
+#[derive(Debug, Clone)]
+pub struct Shared {
+    /// The LED's owner.
+    pub led: LedDevice,
+    /// Metrics for /metrics.
+    pub metrics: Metrics,
+    /// When set, mutating routes need `Authorization: Bearer <token>`.
+    pub token: Option<Secret>,
+    /// Brightness of `POST /true`.
+    pub default_brightness: u8,
+    /// Cancelled when the service starts shutting down: live streams end.
+    pub shutdown: CancellationToken,
+    /// Random at every start, in /healthz: a client that sees it change knows the service
+    /// restarted (and switched the LED off on its way out).
+    pub instance: Arc<str>,
+    /// Slots for live event streams.
+    pub streams: Arc<Semaphore>,
+    /// Requests on the device routes now (at most `limits.requests`; see
+    /// [`RequestSlot`](crate::extract::RequestSlot)).
+    pub(crate) device_requests: Arc<AtomicUsize>,
+    /// How much the service gives its peers.
+    pub limits: Limits,
+    /// The MQTT link, when MQTT is set.
+    pub mqtt: Option<Mqtt>,
+    /// Tasks [`run`](crate::run) waits for at the end (the MQTT task's goodbye).
+    pub tasks: TaskTracker,
+}
 
-    #[test]
-    fn every_spelling_in_every_case() {
-        for word in ACCEPTED {
-            let expected = ["true", "1", "yes", "on", "t", "y"].contains(&word);
-            for spelling in [word.to_owned(), word.to_uppercase(), capitalized(word)] {
-                assert_eq!(parse_state(&spelling), Some(expected), "{spelling}");
-            }
-        }
-        assert_eq!(
-            parse_state("True"),
-            Some(true),
-            "what the original button module sends"
-        );
-        assert_eq!(parse_state("False"), Some(false));
-        assert_eq!(parse_state("yEs"), Some(true));
+/// Why the service could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The LED's owner thread could not start.
+    #[error("cannot start the LED's owner thread: {0}")]
+    Thread(#[from] std::io::Error),
+}
+
+impl AppState {
+    /// The one way to build the state: starts the LED's owner on `bus` (opened from the
+    /// settings' bus, or a test's simulated button) as `settings` say. `shutdown` ends the
+    /// live streams and the MQTT link.
+    pub fn start(
+        bus: Bus,
+        settings: &Settings,
+        shutdown: CancellationToken,
+    ) -> Result<AppState, StartError> {
+        let metrics = Metrics::default();
+        let link = settings
+            .device
+            .link(bus, metrics.bus.clone(), "retrying on every request");
+        let led = LedDevice::spawn(link, &metrics, settings.bus_timeout)?;
+        let tasks = TaskTracker::new();
+        let mqtt = settings.mqtt.clone().map(|mqtt_settings| {
+            let (mqtt, commands) = Mqtt::start("led", mqtt_settings, metrics.mqtt.clone());
+            tasks.spawn(crate::mqtt::run(
+                mqtt.clone(),
+                commands,
+                led.clone(),
+                settings.brightness,
+                metrics.clone(),
+                shutdown.clone(),
+            ));
+            mqtt
+        });
+        Ok(AppState(Arc::new(Shared {
+            led,
+            metrics,
+            token: settings.service.token.clone(),
+            default_brightness: settings.brightness,
+            shutdown,
+            instance: Arc::from(format!("{:016x}", fastrand::u64(..))),
+            streams: Arc::new(Semaphore::new(MAX_EVENT_STREAMS)),
+            device_requests: Arc::new(AtomicUsize::new(0)),
+            limits: Limits::default(),
+            mqtt,
+            tasks,
+        })))
     }
 
-    #[test]
-    fn everything_else_is_refused() {
-        for bad in [
-            "", " true", "true ", "2", "-1", "tru", "truee", "none", "null", "ja", "onn", "0x1",
-            "1.0", "вкл", "✓",
-        ] {
-            assert_eq!(parse_state(bad), None, "{bad:?}");
-        }
-    }
-
-    fn capitalized(word: &str) -> String {
-        let mut chars = word.chars();
-        chars
-            .next()
-            .map(|first| first.to_uppercase().chain(chars).collect())
-            .unwrap_or_default()
+    /// The same state with other limits (tests use small ones).
+    pub fn with_limits(mut self, limits: Limits) -> AppState {
+        Arc::make_mut(&mut self.0).limits = limits;
+        self
     }
 }

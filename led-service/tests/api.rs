@@ -29,7 +29,12 @@ fn fixture_with(flags: &[&str]) -> Fixture {
     let sim = SimButton::new();
     let args = ["led-service", "--bus=sim", "--brightness=200"];
     let Cli { config, .. } = Cli::parse_from(args.iter().chain(flags));
-    let state = AppState::start(Bus::Sim(sim.clone()), &config, CancellationToken::new()).unwrap();
+    let state = AppState::start(
+        Bus::Sim(sim.clone()),
+        &config.resolve().unwrap(),
+        CancellationToken::new(),
+    )
+    .unwrap();
     Fixture {
         metrics: state.metrics.clone(),
         app: app(state),
@@ -489,7 +494,12 @@ async fn healthz_names_the_buttons_firmware_and_an_instance_that_changes_at_ever
         SystemClock::new(),
     );
     let Cli { config, .. } = Cli::parse_from(["led-service", "--bus=sim"]);
-    let state = AppState::start(Bus::Sim(older), &config, CancellationToken::new()).unwrap();
+    let state = AppState::start(
+        Bus::Sim(older),
+        &config.resolve().unwrap(),
+        CancellationToken::new(),
+    )
+    .unwrap();
     let (status, body) = send(&app(state), get("/healthz")).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["firmware"], "1.2", "{body}");

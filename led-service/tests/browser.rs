@@ -13,8 +13,8 @@ use led_service::{AppState, run};
 use qwiic_bus::Bus;
 use qwiic_sim::SimButton;
 use serde_json::json;
-use service_kit::browser::Browser;
-use service_kit::testing::wait_until;
+use test_kit::browser::Browser;
+use test_kit::wait_until;
 
 /// How long the page and the device get for what a test waits for.
 const PATIENCE: Duration = Duration::from_secs(10);
@@ -31,7 +31,12 @@ fn the_page_asks_for_the_token_lights_the_led_and_follows_changes_made_elsewhere
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
         let shutdown = service_kit::CancellationToken::new();
-        let state = AppState::start(Bus::Sim(sim.clone()), &config, shutdown.clone()).unwrap();
+        let state = AppState::start(
+            Bus::Sim(sim.clone()),
+            &config.resolve().unwrap(),
+            shutdown.clone(),
+        )
+        .unwrap();
         tokio::spawn(run(listener, state, shutdown));
         address
     });

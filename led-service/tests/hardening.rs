@@ -8,13 +8,14 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use clap::Parser as _;
-use led_service::api::REQUEST_TIMEOUT;
+use led_service::Limits;
 use led_service::config::Cli;
+use led_service::limits::REQUEST_TIMEOUT;
 use led_service::{AppState, run};
 use qwiic_bus::Bus;
 use qwiic_sim::SimButton;
-use service_kit::http::Limits;
-use service_kit::testing::Background;
+use service_kit::http;
+use test_kit::Background;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
@@ -32,7 +33,7 @@ async fn start(limits: Limits) -> Service {
     let address = listener.local_addr().unwrap();
     let bus = Bus::Sim(sim.clone());
     let shutdown = service_kit::CancellationToken::new();
-    let state = AppState::start(bus, &config, shutdown.clone())
+    let state = AppState::start(bus, &config.resolve().unwrap(), shutdown.clone())
         .unwrap()
         .with_limits(limits);
     let metrics = state.metrics.clone();
@@ -205,7 +206,10 @@ async fn cross_site_browser_requests_may_not_change_the_led() {
 #[tokio::test]
 async fn a_request_head_that_never_ends_is_cut_off_at_the_deadline() {
     let service = start(Limits {
-        header_read: Duration::from_millis(300),
+        http: http::Limits {
+            header_read: Duration::from_millis(300),
+            ..http::Limits::default()
+        },
         ..Limits::default()
     })
     .await;
@@ -221,7 +225,10 @@ async fn a_request_head_that_never_ends_is_cut_off_at_the_deadline() {
 #[tokio::test]
 async fn an_idle_kept_alive_connection_is_closed_after_the_head_deadline() {
     let service = start(Limits {
-        header_read: Duration::from_millis(300),
+        http: http::Limits {
+            header_read: Duration::from_millis(300),
+            ..http::Limits::default()
+        },
         ..Limits::default()
     })
     .await;
@@ -243,7 +250,10 @@ async fn a_connection_in_use_outlives_the_head_deadline_and_closes_that_long_aft
  {
     let idle = Duration::from_millis(300);
     let service = start(Limits {
-        header_read: idle,
+        http: http::Limits {
+            header_read: idle,
+            ..http::Limits::default()
+        },
         ..Limits::default()
     })
     .await;
@@ -278,8 +288,11 @@ async fn a_connection_in_use_outlives_the_head_deadline_and_closes_that_long_aft
 #[tokio::test]
 async fn connections_over_the_cap_get_a_503_and_the_local_health_check_still_answers() {
     let service = start(Limits {
-        connections: 4,
-        local_reserve: 2,
+        http: http::Limits {
+            connections: 4,
+            local_reserve: 2,
+            ..http::Limits::default()
+        },
         ..Limits::default()
     })
     .await;
@@ -379,7 +392,10 @@ async fn health_answers_at_once_while_stalled_bodies_fill_every_request_slot() {
 #[tokio::test]
 async fn a_body_that_stalls_past_the_servers_stall_limit_is_a_400_that_says_so_not_a_413() {
     let service = start(Limits {
-        body_stall: Duration::from_millis(300),
+        http: http::Limits {
+            body_stall: Duration::from_millis(300),
+            ..http::Limits::default()
+        },
         ..Limits::default()
     })
     .await;
@@ -412,7 +428,12 @@ async fn a_lowercase_bearer_scheme_is_accepted_and_a_huge_announced_body_is_refu
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     let _server = Background::spawn(|shutdown| {
-        let state = AppState::start(Bus::Sim(sim.clone()), &config, shutdown.clone()).unwrap();
+        let state = AppState::start(
+            Bus::Sim(sim.clone()),
+            &config.resolve().unwrap(),
+            shutdown.clone(),
+        )
+        .unwrap();
         run(listener, state, shutdown)
     });
     let client = reqwest::Client::new();

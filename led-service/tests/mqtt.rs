@@ -8,8 +8,8 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use service_kit::testing::RunningBinary;
-use service_kit::testing::mqtt::{Broker, Watcher};
+use test_kit::RunningBinary;
+use test_kit::mqtt::{Broker, Watcher};
 
 const PREFIX: &str = "qwiic/test-led";
 const WAIT: Duration = Duration::from_secs(10);
@@ -44,7 +44,7 @@ async fn http(service: &RunningBinary, method: reqwest::Method, path: &str) -> V
         .unwrap()
 }
 
-fn state(message: &service_kit::testing::mqtt::Message) -> Value {
+fn state(message: &test_kit::mqtt::Message) -> Value {
     serde_json::from_str(&message.payload).unwrap()
 }
 

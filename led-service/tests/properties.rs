@@ -6,7 +6,7 @@ use axum::body::Body;
 use axum::http::{Request, header};
 use clap::Parser as _;
 use led_service::config::Cli;
-use led_service::state::parse_state;
+use led_service::spelling::parse_state;
 use led_service::{AppState, app};
 use proptest::prelude::*;
 use qwiic_bus::Bus;
@@ -86,7 +86,7 @@ fn percent_encode_path(path: &str) -> String {
 fn router() -> axum::Router {
     let Cli { config, .. } = Cli::parse_from(["led-service", "--bus=sim"]);
     let bus = Bus::Sim(SimButton::new());
-    app(AppState::start(bus, &config, CancellationToken::new()).unwrap())
+    app(AppState::start(bus, &config.resolve().unwrap(), CancellationToken::new()).unwrap())
 }
 
 fn json_value() -> impl Strategy<Value = serde_json::Value> {

@@ -10,7 +10,7 @@ use led_service::{AppState, run};
 use qwiic_bus::Bus;
 use qwiic_sim::SimButton;
 use serde_json::Value;
-use service_kit::testing::{Background, RunningBinary, SimServer, binary_command, unused_address};
+use test_kit::{Background, RunningBinary, SimServer, binary_command, unused_address};
 
 struct Running {
     url: String,
@@ -25,7 +25,7 @@ async fn start() -> Running {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let server = Background::spawn(|shutdown| {
-        let state = AppState::start(bus, &config, shutdown.clone()).unwrap();
+        let state = AppState::start(bus, &config.resolve().unwrap(), shutdown.clone()).unwrap();
         run(listener, state, shutdown)
     });
     Running { url, sim, server }

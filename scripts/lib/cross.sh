@@ -4,7 +4,7 @@
 # Why musl: glibc 2.34 and later create threads with clone3, which the default seccomp profile
 # of Docker before 20.10.10 and containerd before 1.4.11/1.5.7 refuses with EPERM (JetPack 4.6
 # ships Docker 20.10.7): a glibc binary then cannot start a thread. musl creates threads with
-# clone. The allocator is mimalloc (service-kit): musl's own halves the request rate.
+# clone. The allocator is mimalloc (set in each main.rs): musl's own halves the request rate.
 #
 # The target's standard library comes from rustup when it has it (`rustup target add`), and is
 # otherwise built from source (`-Z build-std`, with rustup's rust-src or Debian's rust-web-src):

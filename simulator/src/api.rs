@@ -1,13 +1,11 @@
 //! The page and the control API. Every event carries the simulator's own monotonic clock
 //! (`at_ms`), so a press and the LED change it causes are timed by one clock.
 
-use std::convert::Infallible;
 use std::time::Duration;
 
 use axum::extract::State;
 use axum::extract::rejection::JsonRejection;
 use axum::http::StatusCode;
-use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
@@ -324,17 +322,10 @@ async fn set_faults(
 
 /// Server-sent events: one `event: device` per press, release, LED change, unplug or replug.
 async fn events(State(state): State<AppState>) -> impl IntoResponse {
-    let stream = BroadcastStream::new(state.events.subscribe())
-        // A client too slow to keep up skips what it missed.
-        .filter_map(|event| std::future::ready(event.ok()))
-        .map(|event| {
-            let event = Event::default().event("device").json_data(event);
-            Ok::<_, Infallible>(
-                event.unwrap_or_else(|_| Event::default().comment("encoding failed")),
-            )
-        })
-        .take_until(state.shutdown.cancelled_owned());
-    Sse::new(stream).keep_alive(KeepAlive::default())
+    // A client too slow to keep up skips what it missed.
+    let events = BroadcastStream::new(state.events.subscribe())
+        .filter_map(|event| std::future::ready(event.ok()));
+    service_kit::sse::json_events("device", events, state.shutdown.cancelled_owned())
 }
 
 async fn recent_events(State(state): State<AppState>) -> Json<Vec<EventView>> {

@@ -2,8 +2,8 @@
 
 use std::net::SocketAddr;
 
+use qwiic_bus::args::parse_address;
 use qwiic_button::Address;
-use service_kit::args::parse_address;
 use service_kit::logging::LogFormat;
 
 /// The command line: these settings, or a subcommand.
@@ -29,13 +29,11 @@ pub struct Config {
     pub log_format: LogFormat,
 }
 
-impl service_kit::process::Settings for Config {
-    fn describe(command: clap::Command) -> clap::Command {
-        command
-            .name("simulator")
-            .version(env!("CARGO_PKG_VERSION"))
-            .about("A simulated SparkFun Qwiic Button shared over TCP, with a page to press it")
-    }
+impl service_kit::process::CommandLine for Config {
+    const NAME: &'static str = "simulator";
+    const VERSION: &'static str = env!("CARGO_PKG_VERSION");
+    const ABOUT: &'static str =
+        "A simulated SparkFun Qwiic Button shared over TCP, with a page to press it";
 
     fn health_listen(&self) -> SocketAddr {
         self.http_listen

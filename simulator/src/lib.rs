@@ -51,21 +51,15 @@ async fn apply_changes_on_time(button: SimButton, shutdown: CancellationToken) {
     let wake = Arc::clone(&scheduled);
     button.on_schedule(move || wake.notify_one());
     loop {
-        let due = button
-            .next_change_at_ms()
-            .map(|at_ms| Duration::from_millis(at_ms.saturating_sub(button.now_ms())));
+        let due = button.next_change_at_ms().map(|at_ms| {
+            tokio::time::Instant::now()
+                + Duration::from_millis(at_ms.saturating_sub(button.now_ms()))
+        });
         tokio::select! {
             () = shutdown.cancelled() => return,
             () = scheduled.notified() => {}
-            () = sleep_or_wait(due) => button.catch_up(),
+            () = runtime_kit::sleep_until(due) => button.catch_up(),
         }
-    }
-}
-
-async fn sleep_or_wait(due: Option<Duration>) {
-    match due {
-        Some(due) => tokio::time::sleep(due).await,
-        None => std::future::pending().await,
     }
 }
 

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use qwiic_bus::{TcpBus, TcpTimeouts};
 use qwiic_button::{Address, FirmwareVersion, QwiicButton};
-use service_kit::testing::{RunningBinary, binary_command};
+use test_kit::{RunningBinary, binary_command};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_simulator");
 const ANYWHERE: [(&str, &str); 2] = [
@@ -71,10 +71,7 @@ fn out_of_file_descriptors_it_backs_off_logs_once_and_recovers() {
     let bus = simulator.address("tcp", Duration::from_secs(10));
     // Far more clients than descriptors: accept starts failing with EMFILE.
     let held: Vec<TcpStream> = (0..80).map(|_| TcpStream::connect(bus).unwrap()).collect();
-    simulator.wait_for_log(
-        "accepting a simulator client failed",
-        Duration::from_secs(5),
-    );
+    simulator.wait_for_log("accepting simulator clients failed", Duration::from_secs(5));
     let cpu_before = cpu_seconds(simulator.pid());
     std::thread::sleep(Duration::from_secs(1)); // a second of being out of descriptors
     let cpu = cpu_seconds(simulator.pid()) - cpu_before;
@@ -85,7 +82,7 @@ fn out_of_file_descriptors_it_backs_off_logs_once_and_recovers() {
     assert_eq!(
         simulator
             .log()
-            .matches("accepting a simulator client failed")
+            .matches("accepting simulator clients failed")
             .count(),
         1,
         "one line for the burst:\n{}",

@@ -10,8 +10,8 @@ use qwiic_bus::{TcpBus, TcpTimeouts};
 use qwiic_button::{Address, LedConfig, QwiicButton};
 use qwiic_sim::SimButton;
 use serde_json::json;
-use service_kit::browser::Browser;
-use service_kit::testing::wait_until;
+use test_kit::browser::Browser;
+use test_kit::wait_until;
 
 /// How long the page and the device get for what a test waits for.
 const PATIENCE: Duration = Duration::from_secs(10);

@@ -10,7 +10,7 @@ use qwiic_bus::{TcpBus, TcpTimeouts};
 use qwiic_button::{Address, LedConfig, QwiicButton};
 use qwiic_sim::SimButton;
 use serde_json::{Value, json};
-use service_kit::testing::Background;
+use test_kit::Background;
 
 struct Simulator {
     tcp: SocketAddr,

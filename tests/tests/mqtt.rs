@@ -12,8 +12,8 @@ use qwiic_bus::Bus;
 use qwiic_sim::SimButton;
 use serde_json::Value;
 use service_kit::CancellationToken;
-use service_kit::testing::mqtt::{Broker, Message, Watcher};
-use service_kit::testing::{Background, wait_until};
+use test_kit::mqtt::{Broker, Message, Watcher};
+use test_kit::{Background, wait_until};
 use tokio::net::TcpListener;
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -46,8 +46,12 @@ impl System {
         let led_health = format!("http://{led_address}/healthz");
         let bus = Bus::Sim(sim.clone());
         let led = Background::spawn(|shutdown| {
-            let state =
-                led_service::AppState::start(bus, &led_cli.config, shutdown.clone()).unwrap();
+            let state = led_service::AppState::start(
+                bus,
+                &led_cli.config.resolve().unwrap(),
+                shutdown.clone(),
+            )
+            .unwrap();
             led_service::run(listener, state, shutdown)
         });
         let button_cli = button_service::config::Cli::parse_from(
@@ -60,7 +64,7 @@ impl System {
         let shutdown = CancellationToken::new();
         let service = button_service::Service::start(
             Bus::Sim(sim.clone()),
-            &button_cli.config,
+            &button_cli.config.resolve().unwrap(),
             shutdown.clone(),
         )
         .unwrap();

@@ -14,7 +14,7 @@ use axum::http::{Method, Request, StatusCode, header};
 use button_service::config::Cli as ButtonCli;
 use clap::Parser as _;
 use led_service::config::Cli;
-use led_service::state::parse_state;
+use led_service::spelling::parse_state;
 use qwiic_bus::Bus;
 use qwiic_sim::SimButton;
 use service_kit::CancellationToken;
@@ -284,7 +284,7 @@ async fn every_documented_method_and_route_is_served_by_its_router() {
     let Cli { config, .. } = Cli::parse_from(["led-service", "--bus=sim"]);
     let state = led_service::AppState::start(
         Bus::Sim(SimButton::new()),
-        &config,
+        &config.resolve().unwrap(),
         CancellationToken::new(),
     )
     .unwrap();
@@ -307,7 +307,7 @@ async fn every_documented_method_and_route_is_served_by_its_router() {
         ..
     } = ButtonCli::parse_from(["button-service", "--bus=sim"]);
     let metrics = button_service::metrics::Metrics::default();
-    let link = button_config.service.link(
+    let link = button_config.device.link(
         Bus::Sim(SimButton::new()),
         metrics.bus.clone(),
         "retrying every poll",
@@ -345,21 +345,21 @@ async fn every_documented_method_and_route_is_served_by_its_router() {
 fn the_limits_the_api_section_gives_are_the_code_s() {
     let readme = read("README.md");
     let api = section(&readme, "## The API (led-service, port 8080)");
-    let limits = service_kit::http::Limits::default();
+    let led_service::Limits {
+        http: limits,
+        requests,
+    } = led_service::Limits::default();
     let seconds = |duration: std::time::Duration| duration.as_secs();
     for claim in [
         format!(
             "408 a `PUT /led` body not all there within {} s",
-            seconds(led_service::api::REQUEST_TIMEOUT)
+            seconds(led_service::limits::REQUEST_TIMEOUT)
         ),
         format!(
             "413 body over {} KiB",
-            led_service::api::MAX_BODY_BYTES / 1024
+            led_service::limits::MAX_BODY_BYTES / 1024
         ),
-        format!(
-            "{} requests for the device are already in progress",
-            limits.requests
-        ),
+        format!("{requests} requests for the device are already in progress"),
         format!(
             "no complete request head arrives within {} s",
             seconds(limits.header_read)

@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use qwiic_button::{Address, FirmwareVersion, QwiicButton};
+use runtime_kit::Burst;
 use tokio::sync::watch;
 
 use crate::layers::{BusCounters, ServiceBus, service_bus};
@@ -92,13 +93,14 @@ pub struct DeviceLink {
     button: LinkedButton,
     spec: BusSpec,
     firmware: Option<FirmwareVersion>,
-    outage_since: Option<Instant>,
+    /// The button not answering, logged once at each end.
+    outage: Burst,
     /// How the service goes on during an outage, for its log line ("retrying every poll").
     retrying: &'static str,
     health: watch::Sender<LinkHealth>,
     counters: BusCounters,
-    /// Readings rejected since the last clean one (a burst is logged once at each end).
-    rejected_in_a_row: u64,
+    /// Readings rejected as corrupted, logged once at each end of a burst.
+    rejected: Burst,
     last_answer: Arc<AtomicU64>,
     epoch: Instant,
 }
@@ -126,11 +128,11 @@ impl DeviceLink {
             button: QwiicButton::new(service_bus(bus, ATTEMPTS, counters.clone()), address),
             spec,
             firmware: None,
-            outage_since: None,
+            outage: Burst::default(),
             retrying,
             health: watch::channel(LinkHealth::Starting).0,
             counters,
-            rejected_in_a_row: 0,
+            rejected: Burst::default(),
             last_answer: Arc::new(AtomicU64::new(0)),
             epoch: Instant::now(),
         }
@@ -174,11 +176,6 @@ impl DeviceLink {
         self.button.address()
     }
 
-    /// The bus, as given.
-    pub fn spec(&self) -> &BusSpec {
-        &self.spec
-    }
-
     /// Identifies the button unless it is identified already (since the last failure).
     pub fn identify(&mut self) -> Result<Identified, DeviceError> {
         if let Some(firmware) = self.firmware {
@@ -193,9 +190,9 @@ impl DeviceLink {
         };
         self.firmware = Some(firmware);
         self.answered();
-        match self.outage_since.take() {
-            Some(since) => tracing::info!(
-                bus = %self.spec, %firmware, outage_ms = since.elapsed().as_millis() as u64,
+        match self.outage.end() {
+            Some(outage) => tracing::info!(
+                bus = %self.spec, %firmware, outage_ms = outage.lasted_ms(),
                 "the button answers again"
             ),
             None => tracing::info!(
@@ -252,21 +249,16 @@ impl DeviceLink {
     fn rejected(&mut self, error: qwiic_button::Error<BusError>) -> DeviceError {
         self.counters.rejected_readings.inc();
         let error = DeviceError::new(&self.spec, self.address(), error);
-        if self.rejected_in_a_row == 0 {
+        if self.rejected.hit() {
             tracing::warn!(%error, "rejecting corrupted readings until they come back clean");
         }
-        self.rejected_in_a_row += 1;
         error
     }
 
     /// Ends a burst of rejected readings, logging how many there were.
     fn clean_reading(&mut self) {
-        if self.rejected_in_a_row > 0 {
-            tracing::info!(
-                rejected = self.rejected_in_a_row,
-                "readings are clean again"
-            );
-            self.rejected_in_a_row = 0;
+        if let Some(burst) = self.rejected.end() {
+            tracing::info!(rejected = burst.count, "readings are clean again");
         }
     }
 
@@ -274,8 +266,7 @@ impl DeviceLink {
     fn fail(&mut self, error: qwiic_button::Error<BusError>) -> DeviceError {
         self.firmware = None;
         let error = DeviceError::new(&self.spec, self.address(), error);
-        if self.outage_since.is_none() {
-            self.outage_since = Some(Instant::now());
+        if self.outage.hit() {
             tracing::warn!(%error, "the button stopped answering; {}", self.retrying);
         }
         self.health

@@ -4,14 +4,15 @@
 //! transactions from different connections never interleave. A malformed frame, an unknown
 //! operation, a client that stalls mid-frame or idles past [`Limits::idle`] closes that
 //! connection with one log line; the server and the other clients carry on. At most
-//! [`Limits::clients`] clients at once (more are closed at once), and a failing `accept` (out of
-//! file descriptors) is retried with backoff, logged once per burst.
+//! [`Limits::clients`] clients at once (more are closed at once, logged once per burst), and a
+//! failing `accept` (out of file descriptors) is ridden out by [`Acceptor`].
 
 use std::io;
 use std::time::Duration;
 
 use embedded_hal::i2c::{Error as _, ErrorKind, NoAcknowledgeSource, Operation};
 use qwiic_sim::SimButton;
+use runtime_kit::{Acceptor, Burst};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
@@ -48,33 +49,21 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) -> io::Result<()> {
     let mut connections = JoinSet::new();
-    let mut backoff = Backoff::default();
-    let mut refusing = false;
+    let mut acceptor = Acceptor::new(listener, "simulator clients");
+    let mut refusing = Burst::default();
     loop {
         tokio::select! {
             () = shutdown.cancelled() => break,
-            accepted = listener.accept() => {
-                let (stream, peer) = match accepted {
-                    Ok(accepted) => accepted,
-                    // Out of file descriptors, say: the pending client stays queued, so trying
-                    // again at once would spin. Back off, keep serving the others.
-                    Err(error) => {
-                        let delay = backoff.failed(&error);
-                        tokio::select! {
-                            () = shutdown.cancelled() => break,
-                            () = tokio::time::sleep(delay) => continue,
-                        }
-                    }
-                };
-                backoff.succeeded();
+            (stream, peer) = acceptor.accept() => {
                 if connections.len() >= limits.clients {
-                    if !refusing {
-                        refusing = true;
+                    if refusing.hit() {
                         tracing::warn!(clients = limits.clients, "too many simulator clients: closing new ones until some leave");
                     }
                     continue; // dropping the stream closes it
                 }
-                refusing = false;
+                if let Some(ended) = refusing.end() {
+                    tracing::info!(refused = ended.count, "taking simulator clients again");
+                }
                 // set_nodelay only fails on a socket that is already gone.
                 let _ = stream.set_nodelay(true);
                 let button = button.clone();
@@ -89,33 +78,6 @@ pub async fn serve(
     }
     connections.shutdown().await;
     Ok(())
-}
-
-/// Backoff after failed `accept`s: 10 ms doubling to 1 s, logged once per burst.
-#[derive(Debug, Default)]
-struct Backoff {
-    failures: u32,
-}
-
-impl Backoff {
-    fn failed(&mut self, error: &io::Error) -> Duration {
-        if self.failures == 0 {
-            tracing::warn!(%error, "accepting a simulator client failed; retrying with backoff");
-        }
-        self.failures += 1;
-        Duration::from_millis(10 << self.failures.min(8).saturating_sub(1))
-            .min(Duration::from_secs(1))
-    }
-
-    fn succeeded(&mut self) {
-        if self.failures > 0 {
-            tracing::info!(
-                failures = self.failures,
-                "accepting simulator clients again"
-            );
-            self.failures = 0;
-        }
-    }
 }
 
 /// Why a connection was closed early.
@@ -235,22 +197,5 @@ fn execute(button: &SimButton, request: wire::Request, reads: &mut Vec<u8>) -> S
             ErrorKind::ArbitrationLoss => Status::ArbitrationLoss,
             _ => Status::Other,
         },
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn accept_backoff_doubles_from_10_ms_to_1_s_and_starts_over_after_a_success() {
-        let error = io::Error::from_raw_os_error(24); // EMFILE
-        let mut backoff = Backoff::default();
-        let delays: Vec<u64> = (0..10)
-            .map(|_| backoff.failed(&error).as_millis() as u64)
-            .collect();
-        assert_eq!(delays, [10, 20, 40, 80, 160, 320, 640, 1000, 1000, 1000]);
-        backoff.succeeded();
-        assert_eq!(backoff.failed(&error), Duration::from_millis(10));
     }
 }

@@ -3,74 +3,19 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a failed unwrap is a failed test
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use embedded_hal::i2c::{Error as _, ErrorKind, I2c, NoAcknowledgeSource, Operation};
 use qwiic_bus::{BusSpec, TcpBus, TcpBusError, TcpTimeouts, server};
 use qwiic_button::{Address, LedConfig, QwiicButton};
 use qwiic_sim::{Fault, SimButton};
-use tokio_util::sync::CancellationToken;
-
-/// A simulator server on its own runtime thread; dropping it shuts the server down.
-struct Server {
-    address: SocketAddr,
-    stop: CancellationToken,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Server {
-    fn start(button: SimButton) -> Server {
-        Self::start_on("127.0.0.1:0".parse().unwrap(), button)
-    }
-
-    fn start_on(address: SocketAddr, button: SimButton) -> Server {
-        Self::start_with(address, button, server::Limits::default())
-    }
-
-    fn start_with(address: SocketAddr, button: SimButton, limits: server::Limits) -> Server {
-        let std_listener = std::net::TcpListener::bind(address).unwrap();
-        std_listener.set_nonblocking(true).unwrap();
-        let address = std_listener.local_addr().unwrap();
-        let stop = CancellationToken::new();
-        let stopped = stop.clone();
-        let thread = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            runtime.block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(std_listener).unwrap();
-                server::serve(listener, button, limits, stopped)
-                    .await
-                    .unwrap();
-            });
-        });
-        Server {
-            address,
-            stop,
-            thread: Some(thread),
-        }
-    }
-
-    fn client(&self) -> TcpBus {
-        TcpBus::new("127.0.0.1", self.address.port(), TcpTimeouts::default())
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.stop.cancel();
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
+use test_kit::SimServer;
 
 #[test]
 fn the_driver_works_over_tcp() {
     let sim = SimButton::new();
-    let server = Server::start(sim.clone());
+    let server = SimServer::start(sim.clone());
     let mut button = QwiicButton::new(server.client(), Address::DEFAULT);
     assert_eq!(button.check_identity().unwrap().to_string(), "1.3");
     sim.press();
@@ -83,7 +28,7 @@ fn the_driver_works_over_tcp() {
 #[test]
 fn the_bus_string_opens_a_tcp_bus() {
     let sim = SimButton::new();
-    let server = Server::start(sim);
+    let server = SimServer::start(sim);
     let spec: BusSpec = format!("tcp://127.0.0.1:{}", server.address.port())
         .parse()
         .unwrap();
@@ -94,7 +39,7 @@ fn the_bus_string_opens_a_tcp_bus() {
 #[test]
 fn device_errors_travel_as_i2c_error_kinds() {
     let sim = SimButton::new();
-    let server = Server::start(sim.clone());
+    let server = SimServer::start(sim.clone());
     let mut bus = server.client();
     let error = bus.write_read(0x10, &[0], &mut [0]).unwrap_err();
     assert_eq!(
@@ -131,7 +76,7 @@ fn device_errors_travel_as_i2c_error_kinds() {
 #[test]
 fn a_dead_server_is_a_clear_error_and_the_client_reconnects_when_it_returns() {
     let sim = SimButton::new();
-    let server = Server::start(sim.clone());
+    let server = SimServer::start(sim.clone());
     let address = server.address;
     let mut bus = server.client();
     bus.write_read(0x6F, &[0], &mut [0]).unwrap();
@@ -155,7 +100,7 @@ fn a_dead_server_is_a_clear_error_and_the_client_reconnects_when_it_returns() {
         "{error}"
     );
 
-    let _server = Server::start_on(address, sim);
+    let _server = SimServer::start_with(address, sim, server::Limits::default());
     let mut id = [0];
     bus.write_read(0x6F, &[0], &mut id).unwrap();
     assert_eq!(id, [0x5D]);
@@ -163,7 +108,7 @@ fn a_dead_server_is_a_clear_error_and_the_client_reconnects_when_it_returns() {
 
 #[test]
 fn two_reads_in_one_transaction_each_get_their_own_bytes() {
-    let server = Server::start(SimButton::new());
+    let server = SimServer::start(SimButton::new());
     let mut bus = server.client();
     let (mut id, mut minor) = ([0u8; 1], [0u8; 1]);
     bus.transaction(
@@ -207,7 +152,7 @@ fn an_unresolvable_host_is_a_connect_error() {
 #[test]
 fn a_slow_device_times_out_at_the_io_timeout() {
     let sim = SimButton::new();
-    let server = Server::start(sim.clone());
+    let server = SimServer::start(sim.clone());
     sim.set_delay(Duration::from_millis(500));
     let timeouts = TcpTimeouts {
         io: Duration::from_millis(100),
@@ -231,7 +176,7 @@ fn a_slow_device_times_out_at_the_io_timeout() {
 
 #[test]
 fn transactions_too_big_for_the_protocol_are_refused_locally() {
-    let server = Server::start(SimButton::new());
+    let server = SimServer::start(SimButton::new());
     let mut bus = server.client();
     let mut big = vec![0; 2000];
     let error = bus.read(0x6F, &mut big).unwrap_err();
@@ -244,7 +189,7 @@ fn transactions_too_big_for_the_protocol_are_refused_locally() {
     bus.write_read(0x6F, &[0], &mut [0]).unwrap();
 }
 
-fn raw_exchange(server: &Server, frame: &[u8]) -> Vec<u8> {
+fn raw_exchange(server: &SimServer, frame: &[u8]) -> Vec<u8> {
     let mut stream = TcpStream::connect(server.address).unwrap();
     stream
         .set_read_timeout(Some(Duration::from_secs(5)))
@@ -258,7 +203,7 @@ fn raw_exchange(server: &Server, frame: &[u8]) -> Vec<u8> {
 #[test]
 fn malformed_frames_close_only_that_connection() {
     let sim = SimButton::new();
-    let server = Server::start(sim);
+    let server = SimServer::start(sim);
     let mut good = server.client();
     good.write_read(0x6F, &[0], &mut [0]).unwrap();
 
@@ -329,7 +274,7 @@ async fn a_client_idle_up_to_the_limit_stays_and_past_it_is_dropped() {
 
 #[test]
 fn clients_over_the_cap_are_closed_and_the_others_carry_on() {
-    let server = Server::start_with(
+    let server = SimServer::start_with(
         "127.0.0.1:0".parse().unwrap(),
         SimButton::new(),
         server::Limits {
@@ -353,7 +298,7 @@ fn clients_over_the_cap_are_closed_and_the_others_carry_on() {
 
 #[test]
 fn a_client_opens_a_new_connection_rather_than_reuse_one_the_server_may_have_dropped() {
-    let server = Server::start_with(
+    let server = SimServer::start_with(
         "127.0.0.1:0".parse().unwrap(),
         SimButton::new(),
         server::Limits {
@@ -380,7 +325,7 @@ fn a_client_opens_a_new_connection_rather_than_reuse_one_the_server_may_have_dro
 #[test]
 fn concurrent_clients_never_see_a_torn_transaction() {
     let sim = SimButton::new();
-    let server = Server::start(sim);
+    let server = SimServer::start(sim);
     let port = server.address.port();
     let writers: Vec<_> = (1..=3u8)
         .map(|n| {

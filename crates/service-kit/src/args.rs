@@ -1,33 +1,29 @@
 //! The flags the services take: [`ServiceArgs`], the ones led-service and button-service share
-//! (flattened into each one's own), the parsers clap uses for addresses and durations, and
-//! [`reference`], every setting of a command as data for `print-config` and the drift tests.
+//! (flattened into each one's own), the parsers clap uses for durations, [`ResolveError`] for
+//! what resolving them can fail on (secret files, MQTT settings), and [`reference`], every
+//! setting of a command as data for `print-config` and the drift tests.
+//!
+//! Flags are checked when they are parsed; what needs the file system (a secret file) is read
+//! once, when a service resolves its flags into the settings it runs with.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
-use qwiic_bus::{Bus, BusCounters, BusSpec, DeviceLink};
-use qwiic_button::Address;
 use serde::Serialize;
 
 use crate::logging::LogFormat;
+use crate::secret::{self, Secret, SecretError};
 
 /// The flags led-service and button-service share. Each service gives `--listen` its own
 /// default (a `mut_arg` on its command line: clap's derive would share one default between
 /// all instances of a generic struct).
 #[derive(Debug, Clone, clap::Args)]
 pub struct ServiceArgs {
-    /// The I2C bus: a Linux i2c-dev path, `sim` (in-process simulator), or tcp://HOST:PORT
-    /// (the simulator server).
-    #[arg(long, env = "BUS", default_value = "/dev/i2c-1")]
-    pub bus: BusSpec,
-    /// The button's I2C address, 0x08-0x77.
-    #[arg(long, env = "I2C_ADDRESS", default_value = "0x6F", value_parser = parse_address)]
-    pub address: Address,
     /// The API token: led-service requires it on POST and PUT (when set and not empty),
     /// button-service sends it.
-    #[arg(long, env = "API_TOKEN", hide_env_values = true)]
-    pub api_token: Option<String>,
+    #[arg(long, env = "API_TOKEN", hide_env_values = true, value_parser = Secret::parse)]
+    pub api_token: Option<Secret>,
     /// A file holding the API token (a Docker or Kubernetes secret), instead of API_TOKEN.
     /// (An empty API_TOKEN counts as unset: compose passes one when `.env` has none.)
     #[arg(long, env = "API_TOKEN_FILE")]
@@ -40,18 +36,29 @@ pub struct ServiceArgs {
     pub listen: SocketAddr,
 }
 
+/// What [`ServiceArgs`] resolve into.
+#[derive(Debug, Clone)]
+pub struct ServiceSettings {
+    /// Where the service listens.
+    pub listen: SocketAddr,
+    /// The API token: required by led-service, sent by button-service, when set.
+    pub token: Option<Secret>,
+}
+
 impl ServiceArgs {
-    /// A link to the button at `--address` on `bus` (opened from `--bus`, or a test's own).
-    /// `retrying` says in the outage log line how the service goes on ("retrying every poll").
-    pub fn link(&self, bus: Bus, counters: BusCounters, retrying: &'static str) -> DeviceLink {
-        DeviceLink::new(bus, self.bus.clone(), self.address, counters, retrying)
+    /// Reads the token file, if one is named.
+    pub fn resolve(&self) -> Result<ServiceSettings, ResolveError> {
+        Ok(ServiceSettings {
+            listen: self.listen,
+            token: self.api_token()?,
+        })
     }
 
     /// The API token from `--api-token` or the file `--api-token-file` names (trailing line
     /// break and spaces removed); `None` when neither is set or the token is empty.
-    pub fn api_token(&self) -> Result<Option<String>, SecretError> {
-        secret(
-            self.api_token.as_deref(),
+    pub fn api_token(&self) -> Result<Option<Secret>, SecretError> {
+        secret::resolve(
+            self.api_token.as_ref(),
             self.api_token_file.as_deref(),
             "the API token",
             "API_TOKEN",
@@ -59,75 +66,15 @@ impl ServiceArgs {
     }
 }
 
-/// A secret given as a value or as a file that holds it (a Docker or Kubernetes secret),
-/// `VARIABLE` and `VARIABLE_FILE`: the file's content without its trailing line break and
-/// spaces; `None` when neither is set or it is empty. An empty value counts as unset (compose
-/// passes one when `.env` has none).
-pub fn secret(
-    value: Option<&str>,
-    file: Option<&Path>,
-    what: &'static str,
-    variable: &'static str,
-) -> Result<Option<String>, SecretError> {
-    let given = value.unwrap_or_default();
-    let secret = match file {
-        Some(_) if !given.is_empty() => return Err(SecretError::Both { variable }),
-        Some(path) => std::fs::read_to_string(path)
-            .map_err(|source| SecretError::File {
-                what,
-                variable,
-                path: path.to_owned(),
-                source,
-            })?
-            .trim_end()
-            .to_owned(),
-        None => given.to_owned(),
-    };
-    Ok((!secret.is_empty()).then_some(secret))
-}
-
-/// A secret could not be determined.
+/// Why a service's flags could not be resolved into the settings it runs with.
 #[derive(Debug, thiserror::Error)]
-pub enum SecretError {
-    /// Both ways are set, so which one is meant is unclear.
-    #[error(
-        "both {variable} and {variable}_FILE are set: use one (the file keeps it out of `docker inspect`), and unset or empty the other"
-    )]
-    Both {
-        /// The variable, such as `API_TOKEN`.
-        variable: &'static str,
-    },
-    /// The file could not be read.
-    #[error(
-        "cannot read {what} from {} ({variable}_FILE): {source}; mount the secret there, readable by uid 65532, or set {variable} instead",
-        path.display()
-    )]
-    File {
-        /// What it is, such as "the API token".
-        what: &'static str,
-        /// The variable, such as `API_TOKEN`.
-        variable: &'static str,
-        /// The file named.
-        path: PathBuf,
-        /// Why it could not be read.
-        source: std::io::Error,
-    },
-}
-
-/// Parses an I2C address for clap: `0x6F`, `0x6f` or `111`, checked to be 0x08-0x77.
-pub fn parse_address(input: &str) -> Result<Address, String> {
-    let trimmed = input.trim();
-    let value = match trimmed
-        .strip_prefix("0x")
-        .or_else(|| trimmed.strip_prefix("0X"))
-    {
-        Some(hex) => u8::from_str_radix(hex, 16),
-        None => trimmed.parse::<u8>(),
-    }
-    .map_err(|_| {
-        format!("{input:?} is not an I2C address: give 0x08 to 0x77 in hex (0x6F) or decimal (111)")
-    })?;
-    Address::new(value).map_err(|error| error.to_string())
+pub enum ResolveError {
+    /// A secret (the API token, the MQTT user name or password) could not be read.
+    #[error(transparent)]
+    Secret(#[from] SecretError),
+    /// The MQTT settings are unusable: what is wrong and what is accepted.
+    #[error("{0}")]
+    Mqtt(String),
 }
 
 /// Parses a duration for clap: `20ms`, `1s`, `1.5s`, `2m` (units ms, s, m).
@@ -207,20 +154,6 @@ mod tests {
     }
 
     #[test]
-    fn addresses_parse_in_hex_and_decimal_and_are_range_checked() {
-        assert_eq!(parse_address("0x6F").unwrap().get(), 0x6F);
-        assert_eq!(parse_address("0x6f").unwrap().get(), 0x6F);
-        assert_eq!(parse_address("111").unwrap().get(), 111);
-        assert!(parse_address("0x78").unwrap_err().contains("0x08 to 0x77"));
-        assert!(
-            parse_address("zz")
-                .unwrap_err()
-                .contains("not an I2C address")
-        );
-        assert!(parse_address("0x1FF").is_err());
-    }
-
-    #[test]
     fn durations_parse_with_units() {
         assert_eq!(parse_duration("20ms").unwrap(), Duration::from_millis(20));
         assert_eq!(parse_duration("1s").unwrap(), Duration::from_secs(1));
@@ -258,11 +191,15 @@ mod tests {
         std::fs::write(&file, "s3cret\n").unwrap();
         let from_file = Cli::parse_from(["service", "--api-token-file", file.to_str().unwrap()]);
         assert_eq!(
-            from_file.args.api_token().unwrap().as_deref(),
-            Some("s3cret")
+            from_file
+                .args
+                .api_token()
+                .unwrap()
+                .map(|t| t.expose().to_owned()),
+            Some("s3cret".to_owned())
         );
         let empty = Cli::parse_from(["service", "--api-token", ""]);
-        assert_eq!(empty.args.api_token().unwrap(), None);
+        assert!(empty.args.api_token().unwrap().is_none());
         let both = Cli::parse_from([
             "service",
             "--api-token",
@@ -284,8 +221,12 @@ mod tests {
             file.to_str().unwrap(),
         ]);
         assert_eq!(
-            empty_and_file.args.api_token().unwrap().as_deref(),
-            Some("s3cret")
+            empty_and_file
+                .args
+                .api_token()
+                .unwrap()
+                .map(|t| t.expose().to_owned()),
+            Some("s3cret".to_owned())
         );
         let missing = Cli::parse_from(["service", "--api-token-file", "/nonexistent/token"]);
         let message = missing.args.api_token().unwrap_err().to_string();

@@ -18,6 +18,7 @@ use axum::extract::ConnectInfo;
 use hyper::body::{Body as _, Incoming};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
+use runtime_kit::{Acceptor, Burst};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -43,8 +44,6 @@ pub struct Limits {
     pub local_reserve: usize,
     /// After shutdown starts, how long in-flight requests get to finish.
     pub grace: Duration,
-    /// Requests a service handles at once where it limits them (more are answered 503 at once).
-    pub requests: usize,
 }
 
 impl Default for Limits {
@@ -55,7 +54,6 @@ impl Default for Limits {
             connections: 256,
             local_reserve: 8,
             grace: Duration::from_millis(500),
-            requests: 512,
         }
     }
 }
@@ -76,23 +74,15 @@ pub async fn serve(
     let network = Arc::new(Semaphore::new(limits.connections));
     let local = Arc::new(Semaphore::new(limits.local_reserve));
     let graceful = GracefulShutdown::new();
-    let mut refusing = false;
+    let mut acceptor = Acceptor::new(listener, "connections");
+    let mut refusing = Burst::default();
     loop {
         let (stream, peer) = tokio::select! {
             () = shutdown.cancelled() => break,
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                // Out of file descriptors or an aborted handshake: pause, keep serving.
-                Err(error) => {
-                    tracing::warn!(%error, "accepting a connection failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
+            accepted = acceptor.accept() => accepted,
         };
         let Some(permit) = slot(&network, &local, peer.ip()) else {
-            if !refusing {
-                refusing = true;
+            if refusing.hit() {
                 tracing::warn!(
                     limit = limits.connections,
                     "too many open connections: refusing new ones until some close"
@@ -101,9 +91,10 @@ pub async fn serve(
             tokio::spawn(refuse(stream));
             continue;
         };
-        if refusing && network.available_permits() > 0 {
-            refusing = false;
-            tracing::info!("accepting connections again");
+        if network.available_permits() > 0 {
+            if let Some(ended) = refusing.end() {
+                tracing::info!(refused = ended.count, "accepting connections again");
+            }
         }
         let _ = stream.set_nodelay(true);
         let router = router.clone();
@@ -125,7 +116,7 @@ pub async fn serve(
             drop(permit);
         });
     }
-    drop(listener);
+    drop(acceptor);
     if tokio::time::timeout(limits.grace, graceful.shutdown())
         .await
         .is_err()

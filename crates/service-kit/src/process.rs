@@ -20,28 +20,42 @@ pub enum Command {
     PrintConfig,
 }
 
-/// A service's command line: its settings (each flag with its environment variable), or one of
-/// the subcommands. [`Settings::describe`] gives it the service's name, version and defaults.
+/// A service's command line: its flags (each with its environment variable), or one of the
+/// subcommands. [`CommandLine`] gives it the service's name, version and defaults.
 #[derive(Debug)]
 pub struct Cli<C> {
     /// What to do; without a subcommand the service runs.
     pub command: Option<Command>,
-    /// The service's settings.
+    /// The service's flags.
     pub config: C,
 }
 
-/// What [`main`] needs to know of a service's settings.
-pub trait Settings: clap::Args {
-    /// The command line's name, version, one-line description, and the service's own defaults
-    /// for the flags services share (such as where it listens).
-    fn describe(command: clap::Command) -> clap::Command;
+/// What [`main`] needs to know of a service's flags.
+pub trait CommandLine: clap::Args {
+    /// The binary's name.
+    const NAME: &'static str;
+    /// Its version (the service crate's).
+    const VERSION: &'static str;
+    /// One line on what it does.
+    const ABOUT: &'static str;
+    /// Its own default for `--listen` (a flag the services share), if it takes one.
+    const LISTEN: Option<&'static str> = None;
     /// Where the service answers `/healthz` (the `healthcheck` subcommand asks there).
     fn health_listen(&self) -> SocketAddr;
     /// How it logs.
     fn log_format(&self) -> LogFormat;
 }
 
-/// [`Cli`] as clap derives it, before [`Settings::describe`].
+/// The command line of `C`, named and with its defaults.
+fn describe<C: CommandLine>(command: clap::Command) -> clap::Command {
+    let command = command.name(C::NAME).version(C::VERSION).about(C::ABOUT);
+    match C::LISTEN {
+        Some(listen) => command.mut_arg("listen", |arg| arg.default_value(listen)),
+        None => command,
+    }
+}
+
+/// [`Cli`] as clap derives it, before it is described.
 #[derive(clap::Parser)]
 struct Derived<C: clap::Args> {
     #[command(subcommand)]
@@ -50,17 +64,17 @@ struct Derived<C: clap::Args> {
     config: C,
 }
 
-impl<C: Settings> clap::CommandFactory for Cli<C> {
+impl<C: CommandLine> clap::CommandFactory for Cli<C> {
     fn command() -> clap::Command {
-        C::describe(Derived::<C>::command())
+        describe::<C>(Derived::<C>::command())
     }
 
     fn command_for_update() -> clap::Command {
-        C::describe(Derived::<C>::command_for_update())
+        describe::<C>(Derived::<C>::command_for_update())
     }
 }
 
-impl<C: Settings> clap::FromArgMatches for Cli<C> {
+impl<C: CommandLine> clap::FromArgMatches for Cli<C> {
     fn from_arg_matches(matches: &clap::ArgMatches) -> Result<Self, clap::Error> {
         let Derived { command, config } = Derived::<C>::from_arg_matches(matches)?;
         Ok(Cli { command, config })
@@ -74,12 +88,12 @@ impl<C: Settings> clap::FromArgMatches for Cli<C> {
     }
 }
 
-impl<C: Settings> clap::Parser for Cli<C> {}
+impl<C: CommandLine> clap::Parser for Cli<C> {}
 
 /// Runs a service binary from its command line. `healthcheck` probes `/healthz` where the
 /// service listens; `print-config` prints its settings; otherwise logging is set up, threads
 /// are checked, and `serve` runs with the settings, its error chain logged once.
-pub fn main<C: Settings>(serve: impl FnOnce(C) -> anyhow::Result<()>) -> ExitCode {
+pub fn main<C: CommandLine>(serve: impl FnOnce(C) -> anyhow::Result<()>) -> ExitCode {
     use clap::{CommandFactory as _, Parser as _};
     let Cli { command, config } = Cli::<C>::parse();
     match command {

@@ -1,8 +1,8 @@
-//! A real headless browser for the pages' tests (feature `browser`): Debian's chromium, driven
+//! A real headless browser for the pages' tests: Debian's chromium, driven
 //! over the DevTools protocol. Panics are the point here: a failed step is a failed test.
 //!
 //! ```no_run
-//! # use service_kit::browser::Browser;
+//! # use test_kit::browser::Browser;
 //! let browser = Browser::launch("http://127.0.0.1:8080/");
 //! let mut page = browser.page("http://127.0.0.1:8080/");
 //! page.wait_for("the LED", "document.getElementById('state').textContent === 'off'");

@@ -1,8 +1,10 @@
 //! A simulated button on a `tcp://` bus, as the simulator container serves it, for tests that
-//! run the services over the real protocol without Docker.
+//! run the services (or the bus client) over the real protocol without Docker.
 
 use std::net::SocketAddr;
 
+use qwiic_bus::server::Limits;
+use qwiic_bus::{TcpBus, TcpTimeouts};
 use qwiic_sim::SimButton;
 use tokio_util::sync::CancellationToken;
 
@@ -10,14 +12,21 @@ use tokio_util::sync::CancellationToken;
 pub struct SimServer {
     /// Where it listens (127.0.0.1, a port of its own).
     pub address: SocketAddr,
+    limits: Limits,
     running: Option<(CancellationToken, std::thread::JoinHandle<()>)>,
 }
 
 impl SimServer {
     /// Serves `button` on a free loopback port.
     pub fn start(button: SimButton) -> SimServer {
+        Self::start_with("127.0.0.1:0".parse().unwrap(), button, Limits::default())
+    }
+
+    /// Serves `button` on `address` (port 0: a free one) within `limits`.
+    pub fn start_with(address: SocketAddr, button: SimButton, limits: Limits) -> SimServer {
         let mut server = SimServer {
-            address: "127.0.0.1:0".parse().unwrap(),
+            address,
+            limits,
             running: None,
         };
         server.serve(button);
@@ -27,6 +36,15 @@ impl SimServer {
     /// `tcp://127.0.0.1:<port>`, the services' `BUS`.
     pub fn url(&self) -> String {
         format!("tcp://{}", self.address)
+    }
+
+    /// A client of it, with the default timeouts.
+    pub fn client(&self) -> TcpBus {
+        TcpBus::new(
+            self.address.ip().to_string(),
+            self.address.port(),
+            TcpTimeouts::default(),
+        )
     }
 
     /// Stops it: every client's connection is dropped, and new ones are refused.
@@ -51,6 +69,7 @@ impl SimServer {
         self.address = listener.local_addr().unwrap();
         let stop = CancellationToken::new();
         let stopped = stop.clone();
+        let limits = self.limits;
         let thread = std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -58,7 +77,7 @@ impl SimServer {
                 .unwrap();
             runtime.block_on(async move {
                 let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-                qwiic_bus::server::serve(listener, button, Default::default(), stopped)
+                qwiic_bus::server::serve(listener, button, limits, stopped)
                     .await
                     .unwrap();
             });

@@ -1,7 +1,15 @@
-//! Running a service in tests (feature `testing`): in-process with a cancellation token
-//! ([`Background`]), or as its binary, configured by environment variables as a container runs
-//! it ([`RunningBinary`]). Services listen on port 0 and tests read the bound address from the
-//! service's own "ready" log line, so no port is ever probed and re-bound.
+//! What the project's tests share, and only its tests (a dev-dependency of every crate that
+//! tests a service; nothing here reaches a production binary):
+//!
+//! - running a service in-process with a cancellation token ([`Background`]), or as its binary,
+//!   configured by environment variables as a container runs it ([`RunningBinary`]). Services
+//!   listen on port 0 and tests read the bound address from the service's own "ready" log line,
+//!   so no port is ever probed and re-bound;
+//! - time bounds that stretch under emulation ([`scaled`]) and waiting on a condition
+//!   ([`wait_until`]);
+//! - [`SimServer`]: a simulated button on a `tcp://` bus, as the simulator container serves it;
+//! - [`mqtt`]: a real Mosquitto and a client that watches it;
+//! - [`browser`]: a headless chromium for the pages' tests.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a failed expectation is a failed test
 
 use std::future::Future;
@@ -13,6 +21,7 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
+pub mod browser;
 pub mod mqtt;
 mod sim_server;
 
@@ -231,26 +240,6 @@ impl RunningBinary {
         self.read_to_end();
     }
 
-    /// Waits at most `within` for the process to exit by itself.
-    pub fn wait_exit(&mut self, within: Duration) -> ExitStatus {
-        let until = Instant::now() + within;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                self.read_to_end();
-                return status;
-            }
-            assert!(
-                Instant::now() < until,
-                "{} still running after {within:?}:\n{}",
-                self.path,
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(5));
-        }
-    }
-}
-
-impl RunningBinary {
     /// Waits until the exited process's last log lines are read (its stderr has closed).
     fn read_to_end(&mut self) {
         if let Some(reader) = self.reader.take() {

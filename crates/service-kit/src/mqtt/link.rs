@@ -1,0 +1,382 @@
+//! One service's connection to the broker, kept up by itself. A broker outage is a fault like
+//! any other: the service goes on over HTTP, the connection is tried again with a growing
+//! pause (1 s to 30 s), the outage is logged once when it starts and once when it ends, and
+//! everything retained is published again on reconnect.
+//!
+//! Each service has `<prefix>/<service>/availability`: `online` once connected, `offline` on a
+//! clean stop, and `offline` from the broker (the last will) when the service dies or its link
+//! drops. Retained messages are kept here too, so a reconnect, or Home Assistant announcing
+//! itself on `<discovery prefix>/status`, gets them all again.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use rumqttc::{AsyncClient, ConnectionError, Event, EventLoop, LastWill, MqttOptions, Packet, QoS};
+use runtime_kit::{Backoff, Burst, Policy};
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+use super::settings::MqttSettings;
+
+/// The pauses between connection attempts.
+const RECONNECT: Policy = Policy {
+    first: Duration::from_secs(1),
+    cap: Duration::from_secs(30),
+    jitter: 0.2,
+};
+/// Messages the service may have waiting for the connection (more are dropped and counted).
+const QUEUE: usize = 64;
+/// Largest message accepted from the broker: commands are small.
+const MAX_INCOMING: usize = 4096;
+
+/// The link's state, for `/healthz` (informative: MQTT never fails a service's health).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MqttHealth {
+    /// Not connected yet.
+    Connecting,
+    /// Connected to the broker.
+    Connected,
+    /// The broker cannot be reached, or refused: why.
+    Down(String),
+}
+
+impl std::fmt::Display for MqttHealth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MqttHealth::Connecting => f.write_str("connecting"),
+            MqttHealth::Connected => f.write_str("connected"),
+            MqttHealth::Down(why) => write!(f, "down: {why}"),
+        }
+    }
+}
+
+/// The link's counters in /metrics. Clones share the values.
+#[derive(Debug, Clone, Default)]
+pub struct MqttCounters {
+    /// Messages handed to the link.
+    pub published: Counter,
+    /// Messages dropped because the link's queue was full (the broker away for long).
+    pub dropped: Counter,
+    /// Messages received on the service's subscriptions.
+    pub received: Counter,
+    /// Connection attempts that failed.
+    pub connection_failures: Counter,
+    /// 1 while connected.
+    pub connected: Gauge,
+}
+
+impl MqttCounters {
+    /// Registers them as `mqtt_published`, `mqtt_dropped`, `mqtt_received`,
+    /// `mqtt_connection_failures` and `mqtt_connected`.
+    pub fn register(&self, registry: &mut Registry) {
+        for (name, help, counter) in [
+            (
+                "mqtt_published",
+                "MQTT messages handed to the link",
+                &self.published,
+            ),
+            (
+                "mqtt_dropped",
+                "MQTT messages dropped while the broker was away too long",
+                &self.dropped,
+            ),
+            (
+                "mqtt_received",
+                "MQTT messages received on the service's subscriptions",
+                &self.received,
+            ),
+            (
+                "mqtt_connection_failures",
+                "MQTT connection attempts that failed",
+                &self.connection_failures,
+            ),
+        ] {
+            registry.register(name, help, counter.clone());
+        }
+        registry.register(
+            "mqtt_connected",
+            "1 while connected to the MQTT broker",
+            self.connected.clone(),
+        );
+    }
+}
+
+/// A message from the broker on one of the service's subscriptions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Incoming {
+    /// Its topic.
+    pub topic: String,
+    /// Its payload.
+    pub payload: Vec<u8>,
+}
+
+/// What is published again at every connection: retained messages by topic, and the
+/// subscriptions.
+#[derive(Debug, Default)]
+struct Replay {
+    retained: BTreeMap<String, Vec<u8>>,
+    subscriptions: Vec<String>,
+}
+
+/// One service's link to the broker. Clones share it.
+#[derive(Debug, Clone)]
+pub struct Mqtt {
+    client: AsyncClient,
+    replay: Arc<Mutex<Replay>>,
+    health: watch::Receiver<MqttHealth>,
+    counters: MqttCounters,
+    pub(super) settings: Arc<MqttSettings>,
+    pub(super) availability: String,
+    closing: CancellationToken,
+    driver: Arc<Mutex<Option<tokio::task::JoinHandle<()>>>>,
+}
+
+impl Mqtt {
+    /// Connects `service` (such as `button`) with `settings`, in a task that keeps the link up
+    /// until [`Mqtt::close`]. Returns the link and the messages that arrive on its
+    /// subscriptions. Must be called within a tokio runtime.
+    pub fn start(
+        service: &'static str,
+        settings: MqttSettings,
+        counters: MqttCounters,
+    ) -> (Mqtt, mpsc::Receiver<Incoming>) {
+        let availability = format!("{}/{service}/availability", settings.prefix);
+        let client_id = format!("{}-{service}", settings.prefix.replace('/', "-"));
+        let mut options = MqttOptions::new(
+            client_id,
+            settings.broker.host.clone(),
+            settings.broker.port,
+        );
+        options
+            .set_keep_alive(Duration::from_secs(60))
+            .set_max_packet_size(MAX_INCOMING, 64 * 1024)
+            .set_last_will(LastWill::new(
+                &availability,
+                "offline",
+                QoS::AtLeastOnce,
+                true,
+            ));
+        if let Some((user, password)) = &settings.credentials {
+            options.set_credentials(user.expose(), password.expose());
+        }
+        let (client, eventloop) = AsyncClient::new(options, QUEUE);
+        let (health_tx, health) = watch::channel(MqttHealth::Connecting);
+        let (incoming_tx, incoming) = mpsc::channel(QUEUE);
+        let mqtt = Mqtt {
+            client,
+            replay: Arc::default(),
+            health,
+            counters,
+            settings: Arc::new(settings),
+            availability,
+            closing: CancellationToken::new(),
+            driver: Arc::default(),
+        };
+        mqtt.publish(&mqtt.availability.clone(), "online", true);
+        mqtt.subscribe(&format!("{}/status", mqtt.settings.discovery_prefix));
+        let driver = Driver {
+            mqtt: mqtt.clone(),
+            eventloop,
+            health: health_tx,
+            incoming: incoming_tx,
+            outage: Burst::default(),
+        };
+        let task = tokio::spawn(driver.run(mqtt.closing.clone()));
+        *mqtt.driver.lock().unwrap_or_else(PoisonError::into_inner) = Some(task);
+        (mqtt, incoming)
+    }
+
+    /// Says `offline` (retained), disconnects cleanly, and stops the link: within a second.
+    pub async fn close(&self) {
+        self.closing.cancel();
+        let task = self
+            .driver
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(task) = task {
+            let _ = tokio::time::timeout(Duration::from_secs(1), task).await;
+        }
+    }
+
+    /// `<prefix>/<suffix>`.
+    pub fn topic(&self, suffix: &str) -> String {
+        format!("{}/{suffix}", self.settings.prefix)
+    }
+
+    /// Publishes with QoS 1; a retained message is also published again at every connection
+    /// (an empty retained payload deletes the broker's copy, and is not kept). Never waits:
+    /// with the broker away for long, the oldest waiting messages are kept and this one is
+    /// dropped and counted.
+    pub fn publish(&self, topic: &str, payload: impl Into<Vec<u8>>, retain: bool) {
+        let payload = payload.into();
+        if retain {
+            let mut replay = self.replay.lock().unwrap_or_else(PoisonError::into_inner);
+            if payload.is_empty() {
+                replay.retained.remove(topic);
+            } else {
+                replay.retained.insert(topic.to_owned(), payload.clone());
+            }
+        }
+        match self
+            .client
+            .try_publish(topic, QoS::AtLeastOnce, retain, payload)
+        {
+            Ok(()) => self.counters.published.inc(),
+            Err(_) => self.counters.dropped.inc(),
+        };
+    }
+
+    /// Subscribes to `topic` with QoS 1, now and after every reconnect.
+    pub fn subscribe(&self, topic: &str) {
+        self.replay
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .subscriptions
+            .push(topic.to_owned());
+        let _ = self.client.try_subscribe(topic, QoS::AtLeastOnce);
+    }
+
+    /// The link's state.
+    pub fn health(&self) -> MqttHealth {
+        self.health.borrow().clone()
+    }
+
+    /// The link's state as it changes.
+    pub fn health_updates(&self) -> watch::Receiver<MqttHealth> {
+        self.health.clone()
+    }
+
+    /// Publishes again everything retained, and subscribes again.
+    fn replay(&self) {
+        let replay = self.replay.lock().unwrap_or_else(PoisonError::into_inner);
+        for topic in &replay.subscriptions {
+            let _ = self.client.try_subscribe(topic, QoS::AtLeastOnce);
+        }
+        for (topic, payload) in &replay.retained {
+            match self
+                .client
+                .try_publish(topic, QoS::AtLeastOnce, true, payload.clone())
+            {
+                Ok(()) => self.counters.published.inc(),
+                Err(_) => self.counters.dropped.inc(),
+            };
+        }
+    }
+}
+
+/// The task that drives the connection.
+struct Driver {
+    mqtt: Mqtt,
+    eventloop: EventLoop,
+    health: watch::Sender<MqttHealth>,
+    incoming: mpsc::Sender<Incoming>,
+    outage: Burst,
+}
+
+impl Driver {
+    async fn run(mut self, shutdown: CancellationToken) {
+        let mut backoff = Backoff::new(RECONNECT);
+        let broker = self.mqtt.settings.broker.to_string();
+        loop {
+            let event = tokio::select! {
+                () = shutdown.cancelled() => break,
+                event = self.eventloop.poll() => event,
+            };
+            match event {
+                Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                    backoff.reset();
+                    self.mqtt.counters.connected.set(1);
+                    self.health.send_replace(MqttHealth::Connected);
+                    match self.outage.end() {
+                        Some(outage) => tracing::info!(
+                            %broker,
+                            outage_ms = outage.lasted_ms(),
+                            "the MQTT broker answers again; publishing the retained state again"
+                        ),
+                        None => tracing::info!(%broker, "connected to the MQTT broker"),
+                    }
+                    // What was queued goes out first; then the latest of everything retained.
+                    self.mqtt.replay();
+                }
+                Ok(Event::Incoming(Packet::Publish(message))) => {
+                    self.received(message.topic, message.payload.to_vec());
+                }
+                Ok(_) => {}
+                Err(error) => {
+                    self.mqtt.counters.connection_failures.inc();
+                    self.mqtt.counters.connected.set(0);
+                    let why = describe(&error);
+                    if self.outage.hit() {
+                        tracing::warn!(%broker, "the MQTT broker is not reachable: {why}; the service goes on over HTTP and tries again every {}-{} s", RECONNECT.first.as_secs(), RECONNECT.cap.as_secs());
+                    }
+                    self.health.send_replace(MqttHealth::Down(why));
+                    // The next poll connects again at once, so pause here.
+                    tokio::select! {
+                        () = shutdown.cancelled() => break,
+                        () = tokio::time::sleep(backoff.next_delay()) => {}
+                    }
+                }
+            }
+        }
+        self.say_goodbye().await;
+    }
+
+    /// A message on a subscription: Home Assistant's birth makes the link publish again what
+    /// it retains (discovery and state); anything else goes to the service.
+    fn received(&mut self, topic: String, payload: Vec<u8>) {
+        let status = format!("{}/status", self.mqtt.settings.discovery_prefix);
+        if topic == status {
+            if payload == b"online" {
+                tracing::info!("Home Assistant came online: announcing again");
+                self.mqtt.replay();
+            }
+            return;
+        }
+        self.mqtt.counters.received.inc();
+        if self.incoming.try_send(Incoming { topic, payload }).is_err() {
+            self.mqtt.counters.dropped.inc();
+        }
+    }
+
+    /// `offline`, retained, then a clean disconnect, within half a second.
+    async fn say_goodbye(mut self) {
+        if self.health.borrow().clone() != MqttHealth::Connected {
+            return;
+        }
+        self.mqtt
+            .publish(&self.mqtt.availability.clone(), "offline", true);
+        let _ = self.mqtt.client.try_disconnect();
+        let _ = tokio::time::timeout(Duration::from_millis(500), async {
+            while let Ok(event) = self.eventloop.poll().await {
+                if matches!(event, Event::Outgoing(rumqttc::Outgoing::Disconnect)) {
+                    break;
+                }
+            }
+        })
+        .await;
+        self.mqtt.counters.connected.set(0);
+    }
+}
+
+/// What went wrong, in words a person can act on.
+fn describe(error: &ConnectionError) -> String {
+    use rumqttc::ConnectReturnCode as Code;
+    match error {
+        ConnectionError::ConnectionRefused(Code::NotAuthorized | Code::BadUserNamePassword) => {
+            "the broker refused the user name or password (MQTT_USERNAME, MQTT_PASSWORD)".into()
+        }
+        ConnectionError::ConnectionRefused(code) => format!("the broker refused: {code:?}"),
+        ConnectionError::Io(io) if io.kind() == std::io::ErrorKind::ConnectionRefused => {
+            "nothing listens there (is the broker running? check MQTT_URL)".into()
+        }
+        ConnectionError::NetworkTimeout => {
+            "no answer within 5 s (check MQTT_URL and the network)".into()
+        }
+        other => other.to_string(),
+    }
+}
