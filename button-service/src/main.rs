@@ -6,8 +6,7 @@ use anyhow::Context as _;
 use button_service::config::Config;
 use button_service::{Service, run};
 
-/// The allocator: mimalloc. The images link musl (scripts/lib/cross.sh), whose own allocator
-/// halves the request rate; mimalloc is as fast as glibc's or faster, in the same memory.
+/// mimalloc: the images link musl, whose own allocator is slow (scripts/lib/cross.sh).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -32,18 +32,13 @@ pub mod spelling;
 pub mod state;
 pub mod views;
 
-use std::time::Duration;
-
 use qwiic_button::LedConfig;
 use service_kit::CancellationToken;
 use tokio::net::TcpListener;
 
 pub use api::app;
-pub use limits::Limits;
+pub use limits::{Limits, SWITCH_OFF_DEADLINE};
 pub use state::{AppState, StartError};
-
-/// How long switching the LED off at shutdown may take.
-pub const SWITCH_OFF_DEADLINE: Duration = Duration::from_millis(300);
 
 /// Serves `state` on `listener` until `shutdown` is cancelled (the state's own token or a
 /// parent of it), within the state's [`Limits`]; then stops

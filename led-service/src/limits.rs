@@ -11,6 +11,8 @@ pub const MAX_BODY_BYTES: usize = 4 * 1024;
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// Live event streams at once (each holds a connection and a little memory).
 pub const MAX_EVENT_STREAMS: usize = 64;
+/// How long switching the LED off at shutdown may take.
+pub const SWITCH_OFF_DEADLINE: Duration = Duration::from_millis(300);
 
 /// How much the service gives its peers at once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

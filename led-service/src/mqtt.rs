@@ -141,7 +141,7 @@ pub async fn run(
     }
     // The service switches the LED off on its way out: show that, then say offline.
     let _ = tokio::time::timeout(
-        crate::SWITCH_OFF_DEADLINE + Duration::from_millis(200),
+        crate::limits::SWITCH_OFF_DEADLINE + Duration::from_millis(200),
         async {
             loop {
                 let off =

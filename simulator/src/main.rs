@@ -6,8 +6,7 @@ use anyhow::Context as _;
 use qwiic_sim::{Settings, SimButton, SimConfig, SystemClock};
 use simulator::config::Config;
 
-/// The allocator: mimalloc. The images link musl (scripts/lib/cross.sh), whose own allocator
-/// halves the request rate; mimalloc is as fast as glibc's or faster, in the same memory.
+/// mimalloc: the images link musl, whose own allocator is slow (scripts/lib/cross.sh).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -17,7 +16,7 @@ fn main() -> ExitCode {
 
 fn serve(config: Config) -> anyhow::Result<()> {
     // One thread: the device is one mutex anyway, and a single-threaded runtime answers a
-    // client's round trip without a cross-thread wake-up (~15% more transactions per second).
+    // client's round trip without a cross-thread wake-up.
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -3,6 +3,7 @@
 
 use std::collections::VecDeque;
 
+use crate::fault::FaultState;
 use crate::queue::TimestampQueue;
 use crate::registers::*;
 use crate::{Fault, LedRegisters, Settings, SimConfig, SimEvent, SimEventKind, SimStats};
@@ -72,31 +73,6 @@ pub struct Device {
     /// Something was scheduled for later since this was last taken (for the wake-up hooks).
     pub scheduled: bool,
     history: VecDeque<SimEvent>,
-}
-
-#[derive(Debug, Default)]
-struct FaultState {
-    fail_next: u32,
-    fail_next_kind: Option<Fault>,
-    rate: f64,
-    rate_kind: Option<Fault>,
-    delay_ms: u64,
-    corrupt_rate: f64,
-    bounce_ms: u64,
-    lose_writes: u32,
-    rng: u64,
-}
-
-impl FaultState {
-    /// xorshift64: deterministic for a given seed, good enough to spread faults.
-    fn draw(&mut self) -> f64 {
-        let mut x = self.rng;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.rng = x;
-        (x >> 11) as f64 / (1u64 << 53) as f64
-    }
 }
 
 impl Device {
@@ -402,38 +378,13 @@ impl Device {
         corrupt
     }
 
-    pub fn lose_next_writes(&mut self, count: u32) {
-        self.faults.lose_writes = count;
-    }
-
-    pub fn set_corrupt_rate(&mut self, rate: f64) {
-        self.faults.corrupt_rate = rate;
-    }
-
-    pub fn set_bounce_ms(&mut self, bounce_ms: u64) {
-        self.faults.bounce_ms = bounce_ms;
-    }
-
     pub fn set_jumpers(&mut self, jumpers: u8) {
         self.jumpers = jumpers & 0x0F;
     }
 
-    pub fn fail_next(&mut self, count: u32, fault: Fault) {
-        self.faults.fail_next = count;
-        self.faults.fail_next_kind = Some(fault);
-    }
-
-    pub fn set_fault_rate(&mut self, rate: f64, fault: Fault) {
-        self.faults.rate = rate;
-        self.faults.rate_kind = (rate > 0.0).then_some(fault);
-    }
-
-    pub fn set_delay_ms(&mut self, delay_ms: u64) {
-        self.faults.delay_ms = delay_ms;
-    }
-
-    pub fn delay_ms(&self) -> u64 {
-        self.faults.delay_ms
+    /// What is injected into transactions (the button's setters change it).
+    pub fn faults(&mut self) -> &mut FaultState {
+        &mut self.faults
     }
 
     pub fn count_transaction(&mut self, failed: bool) {

@@ -1,0 +1,67 @@
+//! What tests and pages observe of the simulated device: its [`SimEvent`]s, stamped with the
+//! simulator's clock, and its [`SimStats`] counters.
+
+use crate::config::LedRegisters;
+use crate::registers::MAP_SIZE;
+
+/// What happened to the simulated device, stamped with the simulator's clock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SimEvent {
+    /// [`Clock::now_ms`] when it happened.
+    pub at_ms: u64,
+    /// What happened.
+    pub kind: SimEventKind,
+}
+
+/// The kinds of [`SimEvent`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SimEventKind {
+    /// The switch went down.
+    Pressed,
+    /// The switch came up.
+    Released,
+    /// A write changed the LED registers.
+    Led(LedRegisters),
+    /// The device was disconnected.
+    Unplugged,
+    /// The device was reconnected and powered up.
+    Replugged,
+    /// The device moved to a new address.
+    AddressChanged(u8),
+}
+
+/// Counters for tests and benchmarks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SimStats {
+    /// Transactions addressed to the device, including failed ones.
+    pub transactions: u64,
+    /// Transactions that were not acknowledged or failed by injection.
+    pub failed_transactions: u64,
+    /// Data bytes read.
+    pub bytes_read: u64,
+    /// Data bytes written (not counting the register pointer byte).
+    pub bytes_written: u64,
+    /// Write transactions that stored at least one byte in 0x19-0x1E.
+    pub led_writes: u64,
+    /// Bytes written to each register address.
+    pub register_writes: [u64; MAP_SIZE],
+    /// EEPROM bytes rewritten because a setting changed.
+    pub eeprom_byte_writes: u64,
+    /// Reads returned bit-shifted by the injected clock-stretching fault.
+    pub corrupted_reads: u64,
+}
+
+impl Default for SimStats {
+    fn default() -> Self {
+        SimStats {
+            transactions: 0,
+            failed_transactions: 0,
+            bytes_read: 0,
+            bytes_written: 0,
+            led_writes: 0,
+            register_writes: [0; MAP_SIZE],
+            eeprom_byte_writes: 0,
+            corrupted_reads: 0,
+        }
+    }
+}

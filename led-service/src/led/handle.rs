@@ -1,0 +1,159 @@
+//! [`LedDevice`]: the handle handlers hold. It sends commands to the owner thread over a bounded
+//! channel and waits for each answer with a deadline, and answers a repeat of what the LED
+//! already holds itself.
+
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc::{self, TrySendError};
+use std::time::Duration;
+
+use qwiic_bus::{DeviceLink, FRESH, HealthView};
+use qwiic_button::{FirmwareVersion, LedConfig};
+use tokio::sync::{oneshot, watch};
+
+use super::owner::Owner;
+use super::{Command, DeviceFault, LedState, QUEUE_DEPTH};
+use crate::metrics::Metrics;
+
+/// A handle to the LED's owner thread. Clones share it.
+#[derive(Debug, Clone)]
+pub struct LedDevice {
+    commands: mpsc::SyncSender<Command>,
+    updates: watch::Receiver<Option<LedState>>,
+    health: HealthView,
+    timeout: Duration,
+    /// Changes sent to the thread and not yet answered (held ones included).
+    changes_in_flight: Arc<AtomicUsize>,
+    /// False while the published state may not be what the device holds (a write whose
+    /// read-back failed may or may not have landed).
+    published_is_held: Arc<AtomicBool>,
+    metrics: Metrics,
+}
+
+impl LedDevice {
+    /// Starts the owner thread for the button behind `link`. Every call is answered within
+    /// `timeout` or reported as [`DeviceFault::Timeout`].
+    pub fn spawn(
+        link: DeviceLink,
+        metrics: &Metrics,
+        timeout: Duration,
+    ) -> std::io::Result<LedDevice> {
+        let (commands, receiver) = mpsc::sync_channel(QUEUE_DEPTH);
+        let (updates_tx, updates) = watch::channel(None);
+        let health = link.health();
+        let changes_in_flight = Arc::new(AtomicUsize::new(0));
+        let published_is_held = Arc::new(AtomicBool::new(true));
+        let owner = Owner::new(
+            link,
+            updates_tx,
+            metrics.clone(),
+            changes_in_flight.clone(),
+            published_is_held.clone(),
+        );
+        std::thread::Builder::new()
+            .name("led-owner".into())
+            .spawn(move || owner.run(receiver))?;
+        Ok(LedDevice {
+            commands,
+            updates,
+            health,
+            timeout,
+            changes_in_flight,
+            published_is_held,
+            metrics: metrics.clone(),
+        })
+    }
+
+    /// Sets the LED unless it already holds `led`; `by` is recorded as who changed it (written
+    /// out only then).
+    pub async fn set(
+        &self,
+        led: LedConfig,
+        by: impl fmt::Display,
+    ) -> Result<LedState, DeviceFault> {
+        if let Some(state) = self.already(led) {
+            self.metrics.led_writes_skipped.inc();
+            return Ok(state);
+        }
+        let by = by.to_string();
+        let (reply, answer) = oneshot::channel();
+        self.changes_in_flight.fetch_add(1, Ordering::SeqCst);
+        if let Err(refused) = self.send(Command::Set { led, by, reply }) {
+            // It never reached the thread, which counts down what it answers.
+            self.changes_in_flight.fetch_sub(1, Ordering::SeqCst);
+            return Err(refused);
+        }
+        self.wait(answer).await
+    }
+
+    /// The LED's state, when it holds `led` for sure: no change on its way, the state the
+    /// thread last published and still vouches for, and a device that answered within
+    /// [`FRESH`].
+    fn already(&self, led: LedConfig) -> Option<LedState> {
+        if self.changes_in_flight.load(Ordering::SeqCst) != 0
+            || !self.published_is_held.load(Ordering::SeqCst)
+        {
+            return None;
+        }
+        self.health.answered_within(FRESH)?;
+        let state = self.updates.borrow().clone()?;
+        (state.led == led).then_some(state)
+    }
+
+    /// Reads the LED from the device.
+    pub async fn get(&self) -> Result<LedState, DeviceFault> {
+        self.ask(|reply| Command::Get { reply }).await
+    }
+
+    /// Ok while a Qwiic Button answers: at once when a transaction succeeded within the last
+    /// second (so a busy service never queues its health check behind requests), else after a
+    /// read of its ID.
+    pub async fn health(&self) -> Result<FirmwareVersion, DeviceFault> {
+        if let Some(firmware) = self.health.answered_within(FRESH) {
+            return Ok(firmware);
+        }
+        self.ask(|reply| Command::Health { reply }).await
+    }
+
+    /// The button's link, as the thread sees it (its firmware, for announcements).
+    pub fn button(&self) -> HealthView {
+        self.health.clone()
+    }
+
+    /// The LED after every change, for live updates; `None` until first known.
+    pub fn updates(&self) -> watch::Receiver<Option<LedState>> {
+        self.updates.clone()
+    }
+
+    async fn ask<T>(
+        &self,
+        command: impl FnOnce(oneshot::Sender<Result<T, DeviceFault>>) -> Command,
+    ) -> Result<T, DeviceFault> {
+        let (reply, answer) = oneshot::channel();
+        self.send(command(reply))?;
+        self.wait(answer).await
+    }
+
+    /// Queues a command for the thread, unless the queue is full or the thread has ended.
+    fn send(&self, command: Command) -> Result<(), DeviceFault> {
+        self.commands
+            .try_send(command)
+            .map_err(|error| match error {
+                TrySendError::Full(_) => DeviceFault::Busy,
+                TrySendError::Disconnected(_) => DeviceFault::Stopped,
+            })
+    }
+
+    /// The thread's answer, or a timeout.
+    async fn wait<T>(
+        &self,
+        answer: oneshot::Receiver<Result<T, DeviceFault>>,
+    ) -> Result<T, DeviceFault> {
+        match tokio::time::timeout(self.timeout, answer).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(DeviceFault::Stopped),
+            Err(_) => Err(DeviceFault::Timeout(self.timeout)),
+        }
+    }
+}

@@ -1,0 +1,263 @@
+//! The owner thread: the one holder of the button's [`DeviceLink`] in this service. It
+//! coalesces changes within a window, writes only what differs, reads back every write, and
+//! publishes the LED after every change.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::time::{Instant, SystemTime};
+
+use qwiic_bus::{DeviceLink, FRESH, HealthView};
+use qwiic_button::{FirmwareVersion, LedConfig};
+use tokio::sync::{oneshot, watch};
+
+use super::{
+    COALESCE_WINDOW, Change, Command, DeviceFault, LedState, READ_ATTEMPTS, eeprom_bytes_changed,
+};
+use crate::metrics::Metrics;
+
+/// Replies to requests waiting for the LED.
+type Reply = oneshot::Sender<Result<LedState, DeviceFault>>;
+
+/// Changes held until the window closes: the last one wins; everyone waiting gets its result.
+struct Held {
+    led: LedConfig,
+    by: String,
+    replies: Vec<Reply>,
+}
+
+pub(super) struct Owner {
+    link: DeviceLink,
+    /// Whether the device answered lately: the cache is trusted only within [`FRESH`] of an
+    /// answer, so a repeat reads the device about once a second (and a handle, seeing that
+    /// answer, may answer repeats itself).
+    freshness: HealthView,
+    /// When the LED was last written, for the coalescing window.
+    last_write: Option<Instant>,
+    held: Option<Held>,
+    /// What the LED registers hold, while we are sure of it; `None` after any error and
+    /// after every re-identification, because the device may have been power-cycled or
+    /// replaced meanwhile.
+    cached: Option<LedConfig>,
+    last_change: Option<Change>,
+    eeprom_byte_writes: u64,
+    updates: watch::Sender<Option<LedState>>,
+    metrics: Metrics,
+    /// Shared with the handles: counted down here once a change is answered.
+    changes_in_flight: Arc<AtomicUsize>,
+    /// Shared with the handles: cleared before a write, set again when a state is published.
+    published_is_held: Arc<AtomicBool>,
+}
+
+impl Owner {
+    /// The owner of `link`, publishing on `updates`, sharing the two flags with the handles.
+    pub(super) fn new(
+        link: DeviceLink,
+        updates: watch::Sender<Option<LedState>>,
+        metrics: Metrics,
+        changes_in_flight: Arc<AtomicUsize>,
+        published_is_held: Arc<AtomicBool>,
+    ) -> Self {
+        Owner {
+            freshness: link.health(),
+            link,
+            last_write: None,
+            held: None,
+            cached: None,
+            last_change: None,
+            eeprom_byte_writes: 0,
+            updates,
+            metrics,
+            changes_in_flight,
+            published_is_held,
+        }
+    }
+
+    pub(super) fn run(mut self, commands: mpsc::Receiver<Command>) {
+        loop {
+            let command = match self.window_end() {
+                Some(end) => {
+                    match commands.recv_timeout(end.saturating_duration_since(Instant::now())) {
+                        Ok(command) => command,
+                        Err(RecvTimeoutError::Timeout) => {
+                            self.flush();
+                            continue;
+                        }
+                        Err(RecvTimeoutError::Disconnected) => return self.flush(),
+                    }
+                }
+                None => match commands.recv() {
+                    Ok(command) => command,
+                    Err(_) => return,
+                },
+            };
+            // A send error means the caller gave up waiting (timeout): nothing to do.
+            match command {
+                Command::Set { led, by, reply } => self.request(led, by, reply),
+                Command::Get { reply } => {
+                    let _ = reply.send(self.get());
+                }
+                Command::Health { reply } => {
+                    let _ = reply.send(self.check());
+                }
+            }
+        }
+    }
+
+    /// When the held changes are due: the end of the window after the last write.
+    fn window_end(&self) -> Option<Instant> {
+        self.held.as_ref()?;
+        self.last_write.map(|at| at + COALESCE_WINDOW)
+    }
+
+    /// A change: at once outside the window, held and merged inside it.
+    fn request(&mut self, led: LedConfig, by: String, reply: Reply) {
+        let in_window = self
+            .last_write
+            .is_some_and(|at| at.elapsed() < COALESCE_WINDOW);
+        if !in_window && self.held.is_none() {
+            let result = self.set(led, by);
+            self.answered(1);
+            let _ = reply.send(result);
+            return;
+        }
+        if self.held.is_some() {
+            // The change held so far is superseded: it never gets its own write.
+            self.metrics.led_writes_coalesced.inc();
+        }
+        let held = self.held.get_or_insert_with(|| Held {
+            led,
+            by: String::new(),
+            replies: Vec::new(),
+        });
+        held.led = led;
+        held.by = by;
+        held.replies.push(reply);
+    }
+
+    /// Writes what is held, once, and answers everyone who waited for it.
+    fn flush(&mut self) {
+        if let Some(held) = self.held.take() {
+            let result = self.set(held.led, held.by);
+            self.answered(held.replies.len());
+            for reply in held.replies {
+                let _ = reply.send(result.clone());
+            }
+        }
+    }
+
+    fn set(&mut self, wanted: LedConfig, by: String) -> Result<LedState, DeviceFault> {
+        let current = self.current()?;
+        if current == wanted {
+            self.metrics.led_writes_skipped.inc();
+            return Ok(self.publish(wanted));
+        }
+        self.cached = None;
+        // Until a state is published again, the published one may not be what the LED holds.
+        self.published_is_held.store(false, Ordering::SeqCst);
+        self.write(current, wanted)?;
+        // Read back what the device holds; on a mismatch write once more, then give up.
+        let found = self.read_led()?;
+        if found != wanted {
+            self.metrics.led_write_mismatches.inc();
+            tracing::warn!(
+                ?wanted,
+                ?found,
+                "the LED read back something else; writing again"
+            );
+            self.write(found, wanted)?;
+            let again = self.read_led()?;
+            if again != wanted {
+                self.metrics.led_write_mismatches.inc();
+                return Err(DeviceFault::NotVerified {
+                    wanted,
+                    found: again,
+                });
+            }
+        }
+        self.cached = Some(wanted);
+        tracing::info!(brightness = wanted.brightness, pulse_ms = wanted.cycle_time_ms, %by, "LED changed");
+        self.last_change = Some(Change {
+            at: SystemTime::now(),
+            by,
+        });
+        self.metrics.led_changes.inc();
+        Ok(self.publish(wanted))
+    }
+
+    /// One write of the whole setting over `from` (what the device held), counting the EEPROM
+    /// bytes it changes.
+    fn write(&mut self, from: LedConfig, to: LedConfig) -> Result<(), DeviceFault> {
+        self.last_write = Some(Instant::now());
+        self.link.run(|button, _| button.set_led(to))?;
+        let changed = eeprom_bytes_changed(from, to);
+        self.eeprom_byte_writes += changed;
+        self.metrics.eeprom_byte_writes.inc_by(changed);
+        Ok(())
+    }
+
+    fn get(&mut self) -> Result<LedState, DeviceFault> {
+        self.cached = None; // a GET reads the device, not our memory
+        let led = self.current()?;
+        Ok(self.publish(led))
+    }
+
+    /// The LED registers: from the cache, or read from the device.
+    fn current(&mut self) -> Result<LedConfig, DeviceFault> {
+        if self
+            .link
+            .identify()
+            .inspect_err(|_| self.cached = None)?
+            .fresh
+            || self.freshness.answered_within(FRESH).is_none()
+        {
+            self.cached = None;
+        }
+        if let Some(led) = self.cached {
+            return Ok(led);
+        }
+        let led = self.read_led()?;
+        self.cached = Some(led);
+        Ok(led)
+    }
+
+    /// The LED registers, read until a reading is not rejected as corrupted (a few tries).
+    fn read_led(&mut self) -> Result<LedConfig, DeviceFault> {
+        let mut attempt = 1;
+        loop {
+            match self.link.run(|button, _| button.led()) {
+                Err(error) if error.is_corrupted() && attempt < READ_ATTEMPTS => attempt += 1,
+                result => return Ok(result?),
+            }
+        }
+    }
+
+    /// Whether the button answers (a read of its ID unless one just succeeded).
+    fn check(&mut self) -> Result<FirmwareVersion, DeviceFault> {
+        let firmware = self.link.check().inspect_err(|_| self.cached = None)?;
+        Ok(firmware)
+    }
+
+    /// `count` changes are answered: after the state they leave is published, so a handle
+    /// that sees none in flight sees their outcome.
+    fn answered(&self, count: usize) {
+        self.changes_in_flight.fetch_sub(count, Ordering::SeqCst);
+    }
+
+    fn publish(&self, led: LedConfig) -> LedState {
+        let state = LedState {
+            led,
+            change: self.last_change.clone(),
+            eeprom_byte_writes: self.eeprom_byte_writes,
+        };
+        self.updates.send_if_modified(|current| {
+            let changed = current.as_ref() != Some(&state);
+            if changed {
+                *current = Some(state.clone());
+            }
+            changed
+        });
+        self.published_is_held.store(true, Ordering::SeqCst);
+        state
+    }
+}
