@@ -91,7 +91,11 @@ pub fn app(state: AppState) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         // Each `layer` call wraps every route once more, and each wrapping costs every request
         // a boxed clone of the route and a boxed future: the front door is the only one.
-        .layer(FrontDoorLayer::new(state.metrics.clone(), labels))
+        .layer(FrontDoorLayer::new(
+            state.metrics.clone(),
+            labels,
+            state.allowed_hosts.clone(),
+        ))
         .with_state(state)
 }
 
@@ -110,6 +114,7 @@ pub fn app(state: AppState) -> Router {
         (status = 200, description = "The LED after the change", body = LedView),
         (status = 401, description = "Missing or wrong token", body = ErrorBody),
         (status = 403, description = "Sent by a browser from a page of another site", body = ErrorBody),
+        (status = 421, description = "Asked by a name the service does not answer to (ALLOWED_HOSTS)", body = ErrorBody),
         (status = 413, description = "Body too large", body = ErrorBody),
         (status = 422, description = "Not a state; lists the accepted values", body = ErrorBody),
         (status = 503, description = "The button does not answer", body = ErrorBody),
@@ -158,6 +163,7 @@ async fn get_led(_: RequestSlot, State(state): State<AppState>) -> Result<Json<L
         (status = 400, description = "Malformed JSON", body = ErrorBody),
         (status = 401, description = "Missing or wrong token", body = ErrorBody),
         (status = 403, description = "Sent by a browser from a page of another site", body = ErrorBody),
+        (status = 421, description = "Asked by a name the service does not answer to (ALLOWED_HOSTS)", body = ErrorBody),
         (status = 413, description = "Body too large", body = ErrorBody),
         (status = 415, description = "Not application/json", body = ErrorBody),
         (status = 422, description = "Out-of-range or unknown fields", body = ErrorBody),
@@ -211,8 +217,11 @@ async fn openapi() -> impl IntoResponse {
     Json(ApiDoc::openapi())
 }
 
-async fn page() -> Html<&'static str> {
-    Html(include_str!("../static/index.html"))
+async fn page() -> impl IntoResponse {
+    (
+        service_kit::guard::PAGE_HEADERS,
+        Html(include_str!("../static/index.html")),
+    )
 }
 
 async fn not_found() -> ApiError {

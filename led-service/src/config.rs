@@ -8,6 +8,7 @@ use std::time::Duration;
 use qwiic_bus::args::DeviceArgs;
 use service_kit::ResolveError;
 use service_kit::args::{ServiceArgs, ServiceSettings, parse_duration};
+use service_kit::guard::{AllowedHosts, HostArgs};
 use service_kit::logging::LogFormat;
 use service_kit::mqtt::{MqttArgs, MqttSettings};
 
@@ -23,6 +24,9 @@ pub struct Config {
     /// What both services take: token, log format, listen address.
     #[command(flatten)]
     pub service: ServiceArgs,
+    /// The host names the API answers to.
+    #[command(flatten)]
+    pub hosts: HostArgs,
     /// Brightness of `POST /true`, 1-255.
     #[arg(long, env = "LED_BRIGHTNESS", default_value_t = 255, value_parser = clap::value_parser!(u8).range(1..))]
     pub brightness: u8,
@@ -57,6 +61,8 @@ pub struct Settings {
     /// Where the API listens; when the token is set, mutating routes need
     /// `Authorization: Bearer <token>`.
     pub service: ServiceSettings,
+    /// The names the API answers to (besides any address).
+    pub allowed_hosts: AllowedHosts,
     /// Brightness of `POST /true`.
     pub brightness: u8,
     /// Longest wait for the button on one request.
@@ -71,6 +77,7 @@ impl Config {
         Ok(Settings {
             device: self.device.clone(),
             service: self.service.resolve()?,
+            allowed_hosts: AllowedHosts::new(&self.hosts.allowed_hosts),
             brightness: self.brightness,
             bus_timeout: self.bus_timeout,
             mqtt: self.mqtt.resolve()?,

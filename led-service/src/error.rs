@@ -44,6 +44,9 @@ pub enum ApiError {
     /// Missing or wrong token.
     #[error("this route needs `Authorization: Bearer <token>` with the service's API token")]
     Unauthorized,
+    /// A name the service does not answer to (DNS rebinding): what to do.
+    #[error("{0}")]
+    UnknownHost(String),
     /// A browser sent a request from a page of another site.
     #[error(
         "cross-site requests may not change the LED: this one came from a page of {0}; use the LED service's own page, or a client that is not a browser (curl)"
@@ -81,6 +84,7 @@ impl ApiError {
             ApiError::InvalidBody { status, .. } => *status,
             ApiError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::UnknownHost(_) => StatusCode::MISDIRECTED_REQUEST,
             ApiError::CrossSite(_) => StatusCode::FORBIDDEN,
             ApiError::Overloaded | ApiError::TooManyStreams => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Device(DeviceFault::Timeout(_)) => StatusCode::GATEWAY_TIMEOUT,

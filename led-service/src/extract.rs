@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 
 use axum::Json;
 use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
-use axum::http::{HeaderName, HeaderValue, header, request::Parts};
+use axum::http::{HeaderValue, header, request::Parts};
 use serde::de::DeserializeOwned;
 use subtle::ConstantTimeEq;
 
@@ -79,28 +79,10 @@ impl<S: Sync> FromRequestParts<S> for SameOrigin {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
-        let header = |name| {
-            parts
-                .headers
-                .get(name)
-                .map(|value| value.to_str().unwrap_or("?"))
-        };
-        let origin = header(header::ORIGIN);
-        let cross_site = match (header(HeaderName::from_static("sec-fetch-site")), origin) {
-            // The browser's own verdict: "none" is a person typing the URL.
-            (Some(site), _) => !matches!(site, "same-origin" | "none"),
-            (None, Some(origin)) => {
-                let host = header(header::HOST).unwrap_or_default();
-                !(origin == format!("http://{host}") || origin == format!("https://{host}"))
-            }
-            (None, None) => false,
-        };
-        if cross_site {
-            return Err(ApiError::CrossSite(
-                origin.unwrap_or("another site").chars().take(100).collect(),
-            ));
+        match service_kit::guard::cross_site(&parts.headers) {
+            Some(site) => Err(ApiError::CrossSite(site)),
+            None => Ok(SameOrigin),
         }
-        Ok(SameOrigin)
     }
 }
 

@@ -1,6 +1,7 @@
 //! Where every request comes in: it is recorded in the metrics when it ends (answered or
-//! abandoned), and a body announced as larger than [`MAX_BODY_BYTES`] is refused with 413 at
-//! once instead of read.
+//! abandoned), a request by a name the service does not answer to is refused with 421 (DNS
+//! rebinding, see [`service_kit::guard`]), and a body announced as larger than
+//! [`MAX_BODY_BYTES`] is refused with 413 at once instead of read.
 //!
 //! A tower layer rather than `axum::middleware::from_fn`, which boxes a future and clones the
 //! inner service into a box for every request. Its state is one allocation, cloned once per
@@ -20,6 +21,8 @@ use axum::http::{Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use tower::{Layer, Service};
 
+use service_kit::guard::AllowedHosts;
+
 use crate::error::ApiError;
 use crate::limits::MAX_BODY_BYTES;
 use crate::metrics::{Metrics, RequestLabels, RouteLabels};
@@ -34,16 +37,19 @@ pub struct FrontDoorLayer {
 #[derive(Debug)]
 struct Door {
     metrics: Metrics,
+    allowed_hosts: AllowedHosts,
     /// The patterns of the routes served: their labels are borrowed from here.
     routes: Box<[&'static str]>,
 }
 
 impl FrontDoorLayer {
-    /// Records into `metrics`, labelling requests with the patterns of `routes`.
-    pub fn new(metrics: Metrics, routes: Vec<&'static str>) -> Self {
+    /// Records into `metrics`, labelling requests with the patterns of `routes`; lets in
+    /// requests by the names of `allowed_hosts` only.
+    pub fn new(metrics: Metrics, routes: Vec<&'static str>, allowed_hosts: AllowedHosts) -> Self {
         FrontDoorLayer {
             door: Arc::new(Door {
                 metrics,
+                allowed_hosts,
                 routes: routes.into_boxed_slice(),
             }),
         }
@@ -83,7 +89,13 @@ where
 
     fn call(&mut self, request: Request) -> Self::Future {
         let observation = Observation::start(&self.door, &request);
-        let answer = match refuse_oversized_body(&request) {
+        let refusal = match self.door.allowed_hosts.check(request.headers()) {
+            Err(asked) => {
+                Some(ApiError::UnknownHost(self.door.allowed_hosts.refusal(&asked)).into_response())
+            }
+            Ok(()) => refuse_oversized_body(&request),
+        };
+        let answer = match refusal {
             Some(refusal) => Answer::Refused(Some(refusal)),
             None => Answer::Routed(self.inner.call(request)),
         };

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
 
 use qwiic_bus::Bus;
+use service_kit::guard::AllowedHosts;
 use service_kit::mqtt::Mqtt;
 use service_kit::{CancellationToken, Secret};
 use tokio::sync::Semaphore;
@@ -37,6 +38,8 @@ pub struct Shared {
     pub metrics: Metrics,
     /// When set, mutating routes need `Authorization: Bearer <token>`.
     pub token: Option<Secret>,
+    /// The names the API answers to (besides any address).
+    pub allowed_hosts: AllowedHosts,
     /// Brightness of `POST /true`.
     pub default_brightness: u8,
     /// Cancelled when the service starts shutting down: live streams end.
@@ -96,6 +99,7 @@ impl AppState {
             led,
             metrics,
             token: settings.service.token.clone(),
+            allowed_hosts: settings.allowed_hosts.clone(),
             default_brightness: settings.brightness,
             shutdown,
             instance: Arc::from(format!("{:016x}", fastrand::u64(..))),

@@ -61,7 +61,7 @@ async fn connect_from_the_network(address: SocketAddr) -> TcpStream {
 async fn put_a_body_that_stalls(address: SocketAddr) -> TcpStream {
     let mut stream = connect_from_the_network(address).await;
     stream
-        .write_all(b"PUT /led HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{")
+        .write_all(b"PUT /led HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{")
         .await
         .unwrap();
     stream
@@ -215,7 +215,7 @@ async fn a_request_head_that_never_ends_is_cut_off_at_the_deadline() {
     .await;
     let mut partial = connect_from_the_network(service.address).await;
     partial
-        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
         .await
         .unwrap();
     let (_, took) = read_until_closed(&mut partial, Duration::from_secs(5)).await;
@@ -233,7 +233,7 @@ async fn an_idle_kept_alive_connection_is_closed_after_the_head_deadline() {
     })
     .await;
     let mut idle = connect_from_the_network(service.address).await;
-    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
         .await
         .unwrap();
     let (answer, took) = read_until_closed(&mut idle, Duration::from_secs(5)).await;
@@ -263,7 +263,7 @@ async fn a_connection_in_use_outlives_the_head_deadline_and_closes_that_long_aft
     // A request every 100 ms for twice the deadline, all on the one connection.
     while started.elapsed() < 2 * idle {
         connection
-            .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            .write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
             .await
             .unwrap();
         last_request = Instant::now();
@@ -447,7 +447,7 @@ async fn a_lowercase_bearer_scheme_is_accepted_and_a_huge_announced_body_is_refu
         assert_eq!(response.status(), 200, "{scheme}");
     }
     let mut huge = TcpStream::connect(address).await.unwrap();
-    huge.write_all(b"PUT /led HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 10000000000\r\n\r\n")
+    huge.write_all(b"PUT /led HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 10000000000\r\n\r\n")
         .await
         .unwrap();
     let started = Instant::now();
@@ -459,4 +459,100 @@ async fn a_lowercase_bearer_scheme_is_accepted_and_a_huge_announced_body_is_refu
     let answer = String::from_utf8_lossy(&answer[..read]);
     assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
     assert!(started.elapsed() < Duration::from_secs(1));
+}
+
+#[tokio::test]
+async fn a_request_by_a_name_the_service_does_not_answer_to_is_refused_with_421() {
+    let service = start(Limits::default()).await;
+    let client = reqwest::Client::new();
+    let port = service.address.port();
+    // DNS rebinding: the attacker's name now points at the device, and its page is
+    // same-origin with it as far as the browser knows.
+    for (method, path) in [("POST", "/true"), ("GET", "/led"), ("GET", "/metrics")] {
+        let response = client
+            .request(method.parse().unwrap(), url(&service, path))
+            .header("host", format!("rebind.attacker.example:{port}"))
+            .header("origin", format!("http://rebind.attacker.example:{port}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 421, "{method} {path}");
+        let body: serde_json::Value = response.json().await.unwrap();
+        let error = body["error"].as_str().unwrap();
+        assert!(
+            error.contains("rebind.attacker.example") && error.contains("ALLOWED_HOSTS"),
+            "{error}"
+        );
+    }
+    assert_eq!(service.sim.led().brightness, 0, "nothing changed");
+    // Addresses, localhost and this machine's own name are answered.
+    let own = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    for host in [
+        format!("192.168.1.7:{port}"),
+        format!("[fe80::7]:{port}"),
+        format!("localhost:{port}"),
+        format!("{}:{port}", own.trim()),
+    ] {
+        let response = client
+            .get(url(&service, "/healthz"))
+            .header("host", &host)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{host}");
+    }
+}
+
+#[tokio::test]
+async fn the_page_may_not_be_framed_by_another_site() {
+    let service = start(Limits::default()).await;
+    let page = reqwest::get(url(&service, "/")).await.unwrap();
+    assert_eq!(
+        page.headers()["content-security-policy"],
+        "frame-ancestors 'none'"
+    );
+    assert_eq!(page.headers()["x-frame-options"], "DENY");
+}
+
+/// A client whose every request comes from `source`, another peer on the network, on a
+/// connection of its own (as a probe or a curl does).
+fn client_from(source: &str) -> reqwest::Client {
+    reqwest::Client::builder()
+        .local_address(source.parse::<std::net::IpAddr>().unwrap())
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn one_host_holding_every_connection_it_can_leaves_the_others_served() {
+    let service = start(Limits::default()).await;
+    let address = service.address;
+    // 127.0.0.2 opens partial heads, keeps them, and goes on opening more.
+    let mut held = Vec::new();
+    for _ in 0..300 {
+        let mut stream = connect_from_the_network(address).await;
+        if stream.write_all(b"GET /healthz HTTP/1.1\r\n").await.is_ok() {
+            held.push(stream);
+        }
+    }
+    let attack = tokio::spawn(async move {
+        loop {
+            let mut stream = connect_from_the_network(address).await;
+            let _ = stream.write_all(b"GET /healthz HTTP/1.1\r\n").await;
+            tokio::task::yield_now().await;
+        }
+    });
+    // Meanwhile another peer (button-service, a person, a probe) asks 50 times, each time on
+    // a new connection.
+    let other = client_from("127.0.0.3");
+    let mut served = 0;
+    for _ in 0..50 {
+        let response = other.get(url(&service, "/healthz")).send().await.unwrap();
+        served += usize::from(response.status() == 200);
+    }
+    attack.abort();
+    eprintln!("figure: another peer served {served} of 50 while one host held all it could");
+    assert_eq!(served, 50);
+    drop(held);
 }

@@ -3,9 +3,11 @@
 
 use std::time::Duration;
 
-use axum::extract::State;
 use axum::extract::rejection::JsonRejection;
+use axum::extract::{Request, State};
+use axum::http::Method;
 use axum::http::StatusCode;
+use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
@@ -14,6 +16,7 @@ use qwiic_sim::{Fault, LedRegisters, SimButton, SimEvent, SimEventKind};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use service_kit::CancellationToken;
+use service_kit::guard::AllowedHosts;
 use tokio::sync::broadcast;
 use tokio_stream::wrappers::BroadcastStream;
 
@@ -33,6 +36,8 @@ pub struct AppState {
     pub shutdown: CancellationToken,
     /// How many clients the `tcp://` bus takes, and how long they may idle.
     pub bus_limits: qwiic_bus::server::Limits,
+    /// The names the page and the control API answer to (besides any address).
+    pub allowed_hosts: AllowedHosts,
 }
 
 /// The routes.
@@ -51,7 +56,23 @@ pub fn app(state: AppState) -> Router {
         .route("/api/events", get(events))
         .route("/api/events/recent", get(recent_events))
         .fallback(|| async { ApiError::NotFound })
+        .layer(middleware::from_fn_with_state(state.clone(), guard))
         .with_state(state)
+}
+
+/// Keeps web pages out (see [`service_kit::guard`]): a request by a name the simulator does not
+/// answer to is refused (421), and so is a request from a page of another site that would
+/// change something (403): the control API has no token, and it presses the button.
+async fn guard(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    if let Err(asked) = state.allowed_hosts.check(request.headers()) {
+        return ApiError::UnknownHost(state.allowed_hosts.refusal(&asked)).into_response();
+    }
+    if request.method() != Method::GET {
+        if let Some(site) = service_kit::guard::cross_site(request.headers()) {
+            return ApiError::CrossSite(site).into_response();
+        }
+    }
+    next.run(request).await
 }
 
 /// An error as JSON.
@@ -63,6 +84,14 @@ pub enum ApiError {
     /// No such route.
     #[error("no such route; the control API is under /api (see the README)")]
     NotFound,
+    /// A name the simulator does not answer to: what to do.
+    #[error("{0}")]
+    UnknownHost(String),
+    /// A browser sent a request from a page of another site.
+    #[error(
+        "cross-site requests may not drive the simulator: this one came from a page of {0}; use the simulator's own page, or a client that is not a browser (curl)"
+    )]
+    CrossSite(String),
 }
 
 impl IntoResponse for ApiError {
@@ -70,6 +99,8 @@ impl IntoResponse for ApiError {
         let status = match self {
             ApiError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::UnknownHost(_) => StatusCode::MISDIRECTED_REQUEST,
+            ApiError::CrossSite(_) => StatusCode::FORBIDDEN,
         };
         (status, Json(json!({"error": self.to_string()}))).into_response()
     }
@@ -339,6 +370,9 @@ async fn recent_events(State(state): State<AppState>) -> Json<Vec<EventView>> {
     )
 }
 
-async fn page() -> Html<&'static str> {
-    Html(include_str!("../static/index.html"))
+async fn page() -> impl IntoResponse {
+    (
+        service_kit::guard::PAGE_HEADERS,
+        Html(include_str!("../static/index.html")),
+    )
 }

@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 
 use qwiic_bus::args::parse_address;
 use qwiic_button::Address;
+use service_kit::guard::HostArgs;
 use service_kit::logging::LogFormat;
 
 /// The command line: these settings, or a subcommand.
@@ -27,6 +28,9 @@ pub struct Config {
     /// Log format.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
+    /// The host names the page and the control API answer to.
+    #[command(flatten)]
+    pub hosts: HostArgs,
 }
 
 impl service_kit::process::CommandLine for Config {

@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use qwiic_sim::SimButton;
 use service_kit::CancellationToken;
+use service_kit::guard::AllowedHosts;
 use service_kit::http::Limits;
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, broadcast};
@@ -39,7 +40,14 @@ impl AppState {
             events,
             shutdown,
             bus_limits: qwiic_bus::server::Limits::default(),
+            allowed_hosts: AllowedHosts::new(&[]),
         }
+    }
+
+    /// The same state answering to `allowed_hosts` (besides any address).
+    pub fn with_allowed_hosts(mut self, allowed_hosts: AllowedHosts) -> AppState {
+        self.allowed_hosts = allowed_hosts;
+        self
     }
 }
 

@@ -40,7 +40,9 @@ fn serve(config: Config) -> anyhow::Result<()> {
             SystemClock::new(),
         );
         let shutdown = service_kit::shutdown::on_signal();
-        let state = simulator::AppState::new(button, shutdown.clone());
+        let state = simulator::AppState::new(button, shutdown.clone()).with_allowed_hosts(
+            service_kit::guard::AllowedHosts::new(&config.hosts.allowed_hosts),
+        );
         tracing::info!(
             tcp = %tcp.local_addr()?, http = %http.local_addr()?, address = %config.address,
             firmware = %format!("{}.{}", config.firmware.0, config.firmware.1),

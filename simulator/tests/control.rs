@@ -373,3 +373,35 @@ async fn shutdown_closes_streams_and_clients_at_once() {
     let mut bus = bus;
     assert!(blocking(move || bus.write_read(0x6F, &[0], &mut [0]).is_err()).await);
 }
+
+#[tokio::test]
+async fn web_pages_of_other_sites_and_rebound_names_cannot_drive_the_simulator() {
+    let simulator = Simulator::start().await;
+    let client = reqwest::Client::new();
+    let press = client.post(format!("{}/api/press", simulator.http));
+    let response = press
+        .try_clone()
+        .unwrap()
+        .header("origin", "http://evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 403);
+    let response = press
+        .header("host", "rebind.attacker.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 421);
+    let (_, state) = simulator
+        .call(reqwest::Method::GET, "/api/state", None)
+        .await;
+    assert_eq!(state["held"], false, "{state}");
+    let page = reqwest::get(format!("{}/", simulator.http)).await.unwrap();
+    assert_eq!(
+        page.headers()["content-security-policy"],
+        "frame-ancestors 'none'"
+    );
+    // The page's own requests and curl's still work.
+    simulator.post("/api/press").await;
+}

@@ -8,17 +8,21 @@
 //! - [`sleep_until`] and [`tick`]: waiting for a deadline or an interval that may not be set,
 //!   as one branch of a `select!`;
 //! - [`Acceptor`]: accepting connections through a failing `accept` (out of file descriptors),
-//!   with backoff, logged once per burst.
+//!   with backoff, logged once per burst;
+//! - [`Admission`]: connection slots shared fairly between peers, with a reserve for this
+//!   machine.
 //!
 //! No dependency on the device or on HTTP: the device crates and the services use it alike.
 #![deny(unsafe_code, missing_docs)]
 
 mod accept;
+mod admission;
 mod backoff;
 mod burst;
 mod wait;
 
 pub use accept::Acceptor;
+pub use admission::{Admission, Refusal, Slots, Ticket, is_local};
 pub use backoff::{Backoff, Policy};
 pub use burst::{Burst, Ended};
 pub use wait::{sleep_until, tick};

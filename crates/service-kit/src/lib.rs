@@ -10,6 +10,7 @@
 //!   resolving them into settings can fail on;
 //! - [`secret`]: tokens and passwords, read from values or files, never printed;
 //! - [`http`]: serving HTTP with deadlines and caps a LAN peer cannot stretch;
+//! - [`guard`]: what keeps web pages away: allowed host names, cross-site requests, framing;
 //! - [`probe`]: the HTTP probe of the `healthcheck` subcommand (the images have no curl);
 //! - [`metrics`]: one pattern for every service's Prometheus metrics and `/metrics`;
 //! - [`sse`]: server-sent events of JSON values for the pages;
@@ -19,6 +20,7 @@
 #![deny(unsafe_code, missing_docs)]
 
 pub mod args;
+pub mod guard;
 pub mod http;
 pub mod logging;
 pub mod metrics;
