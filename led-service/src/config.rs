@@ -6,6 +6,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use qwiic_bus::args::DeviceArgs;
+
+use crate::limits::Limits;
 use service_kit::ResolveError;
 use service_kit::args::{ServiceArgs, ServiceSettings, parse_duration};
 use service_kit::guard::{AllowedHosts, HostArgs};
@@ -69,6 +71,8 @@ pub struct Settings {
     pub bus_timeout: Duration,
     /// The MQTT link, when a broker is set.
     pub mqtt: Option<MqttSettings>,
+    /// How much the service gives its peers (not flags: tests make them small).
+    pub limits: Limits,
 }
 
 impl Config {
@@ -81,6 +85,7 @@ impl Config {
             brightness: self.brightness,
             bus_timeout: self.bus_timeout,
             mqtt: self.mqtt.resolve()?,
+            limits: Limits::default(),
         })
     }
 }

@@ -88,6 +88,7 @@ impl ApiError {
             ApiError::CrossSite(_) => StatusCode::FORBIDDEN,
             ApiError::Overloaded | ApiError::TooManyStreams => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Device(DeviceFault::Timeout(_)) => StatusCode::GATEWAY_TIMEOUT,
+            ApiError::Device(DeviceFault::WearLimit(_)) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Device(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
@@ -109,13 +110,17 @@ impl IntoResponse for ApiError {
                 .headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
-        if matches!(
-            self,
-            ApiError::Device(DeviceFault::Busy) | ApiError::Overloaded | ApiError::TooManyStreams
-        ) {
+        let retry_after = match &self {
+            ApiError::Device(DeviceFault::WearLimit(wait)) => Some(wait.as_secs().max(1)),
+            ApiError::Device(DeviceFault::Busy)
+            | ApiError::Overloaded
+            | ApiError::TooManyStreams => Some(1),
+            _ => None,
+        };
+        if let Some(seconds) = retry_after {
             response
                 .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
         response
     }

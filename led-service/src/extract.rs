@@ -60,12 +60,23 @@ impl FromRequestParts<AppState> for Authorized {
             .and_then(|value| value.split_once(' '))
             .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
             .map_or("", |(_, token)| token.trim_start());
-        if bool::from(given.as_bytes().ct_eq(expected.expose().as_bytes())) {
+        if tokens_match(given.as_bytes(), expected.expose().as_bytes()) {
             Ok(Authorized)
         } else {
             Err(ApiError::Unauthorized)
         }
     }
+}
+
+/// Whether `given` is `expected`, in a time that depends on `expected`'s length only: every
+/// byte of it is compared, whatever `given`'s length or content (a comparison that stops at a
+/// length mismatch tells the length away).
+fn tokens_match(given: &[u8], expected: &[u8]) -> bool {
+    let mut same = (given.len() as u64).ct_eq(&(expected.len() as u64));
+    for (at, byte) in expected.iter().enumerate() {
+        same &= given.get(at).copied().unwrap_or(!*byte).ct_eq(byte);
+    }
+    bool::from(same)
 }
 
 /// Present in a handler's arguments when the route mutates: refuses a request a browser sent
@@ -108,16 +119,25 @@ impl<S: Sync> FromRequestParts<S> for Requester {
 }
 
 impl fmt::Display for Requester {
+    /// The peer address as the server saw it, then what the client says it is, quoted and
+    /// marked as its own words: `192.168.1.5, User-Agent "curl/8.0"`. A client cannot pass
+    /// itself off as another address or as `shutdown`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let agent = self
             .agent
             .as_ref()
             .and_then(|value| value.to_str().ok())
-            .map(|agent| agent.chars().take(64).collect::<String>());
+            .map(|agent| {
+                agent
+                    .chars()
+                    .filter(|c| !c.is_control() && *c != '"' && *c != '\\')
+                    .take(64)
+                    .collect::<String>()
+            });
         match (self.peer, agent) {
-            (Some(peer), Some(agent)) => write!(f, "{peer} ({agent})"),
+            (Some(peer), Some(agent)) => write!(f, "{peer}, User-Agent \"{agent}\""),
             (Some(peer), None) => write!(f, "{peer}"),
-            (None, Some(agent)) => f.write_str(&agent),
+            (None, Some(agent)) => write!(f, "User-Agent \"{agent}\""),
             (None, None) => f.write_str("unknown"),
         }
     }
@@ -136,5 +156,44 @@ where
     async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
         let Json(value) = Json::<T>::from_request(request, state).await?;
         Ok(AppJson(value))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_match_only_when_equal_whatever_the_lengths() {
+        assert!(tokens_match(b"s3cret", b"s3cret"));
+        for given in [&b"s3cre"[..], b"s3cret!", b"", b"S3cret", b"s3cre\0"] {
+            assert!(!tokens_match(given, b"s3cret"), "{given:?}");
+        }
+    }
+
+    #[test]
+    fn who_asked_is_the_address_then_the_client_s_own_words_quoted() {
+        let requester = |peer: Option<&str>, agent: Option<&str>| Requester {
+            peer: peer.map(|peer| peer.parse().unwrap_or(IpAddr::from([0, 0, 0, 0]))),
+            agent: agent.and_then(|agent| HeaderValue::from_str(agent).ok()),
+        };
+        let cases = [
+            (
+                Some("192.168.1.5"),
+                Some("curl/8.0"),
+                "192.168.1.5, User-Agent \"curl/8.0\"",
+            ),
+            (
+                Some("192.168.1.5"),
+                Some("x\" 10.0.0.1 \"shutdown"),
+                "192.168.1.5, User-Agent \"x 10.0.0.1 shutdown\"",
+            ),
+            (Some("192.168.1.5"), None, "192.168.1.5"),
+            (None, Some("shutdown"), "User-Agent \"shutdown\""),
+            (None, None, "unknown"),
+        ];
+        for (peer, agent, shown) in cases {
+            assert_eq!(requester(peer, agent).to_string(), shown);
+        }
     }
 }

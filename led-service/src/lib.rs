@@ -32,7 +32,6 @@ pub mod spelling;
 pub mod state;
 pub mod views;
 
-use qwiic_button::LedConfig;
 use service_kit::CancellationToken;
 use tokio::net::TcpListener;
 
@@ -51,7 +50,7 @@ pub async fn run(
 ) -> std::io::Result<()> {
     let (led, limits, tasks) = (state.led.clone(), state.limits, state.tasks.clone());
     service_kit::http::serve(listener, app(state), limits.http, shutdown).await?;
-    match tokio::time::timeout(SWITCH_OFF_DEADLINE, led.set(LedConfig::OFF, "shutdown")).await {
+    match tokio::time::timeout(SWITCH_OFF_DEADLINE, led.switch_off()).await {
         Ok(Ok(_)) => tracing::info!("LED switched off; bye"),
         Ok(Err(error)) => tracing::warn!(%error, "could not switch the LED off at shutdown"),
         Err(_) => tracing::warn!("switching the LED off took too long; exiting anyway"),

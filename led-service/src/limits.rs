@@ -14,14 +14,26 @@ pub const MAX_EVENT_STREAMS: usize = 64;
 /// How long switching the LED off at shutdown may take.
 pub const SWITCH_OFF_DEADLINE: Duration = Duration::from_millis(300);
 
-/// How much the service gives its peers at once.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How much the service gives its peers.
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Limits {
     /// Connections: how many, and how long a peer may hold one (every service's).
     pub http: service_kit::http::Limits,
     /// Requests on the routes that use the device at once; more are answered 503 at once
     /// (shed, never queued).
     pub requests: usize,
+    /// LED writes: a burst, then a steady rate (the button's EEPROM wears with each).
+    pub wear: WearBudget,
+}
+
+/// How many LED writes the EEPROM may take: [`WearBudget::burst`] at once, then
+/// [`WearBudget::per_second`] on average; a change beyond it is answered 429.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct WearBudget {
+    /// Writes at once.
+    pub burst: u32,
+    /// Writes a second, on average, once the burst is spent.
+    pub per_second: f64,
 }
 
 impl Default for Limits {
@@ -29,6 +41,12 @@ impl Default for Limits {
         Limits {
             http: service_kit::http::Limits::default(),
             requests: 512,
+            // Under a sustained flood the brightness byte's ~100,000 write cycles last
+            // 100,000 s (about 28 hours) instead of the 10,000 s coalescing alone allows.
+            wear: WearBudget {
+                burst: 60,
+                per_second: 1.0,
+            },
         }
     }
 }

@@ -54,6 +54,10 @@ pub struct Instruments {
     pub eeprom_byte_writes: Counter,
     /// Requests whose change was merged into a later one (at most one write per window).
     pub led_writes_coalesced: Counter,
+    /// Changes refused because the EEPROM wear budget was spent (429).
+    pub led_writes_refused: Counter,
+    /// Changes not written because every caller had gone (answered 504, or hung up).
+    pub led_writes_abandoned: Counter,
     /// Live event streams now.
     pub event_streams: Gauge,
     /// The MQTT link's messages and connection (zero without MQTT).
@@ -78,6 +82,8 @@ impl Default for Instruments {
             led_write_mismatches: Counter::default(),
             eeprom_byte_writes: Counter::default(),
             led_writes_coalesced: Counter::default(),
+            led_writes_refused: Counter::default(),
+            led_writes_abandoned: Counter::default(),
             event_streams: Gauge::default(),
             mqtt: MqttCounters::default(),
             mqtt_commands_rejected: Counter::default(),
@@ -126,6 +132,16 @@ impl service_kit::metrics::Instruments for Instruments {
                 "led_writes_coalesced",
                 "requests whose LED change was merged into a later one (a flood costs at most 10 writes a second)",
                 &self.led_writes_coalesced,
+            ),
+            (
+                "led_writes_refused",
+                "LED changes refused because the EEPROM wear budget was spent (answered 429)",
+                &self.led_writes_refused,
+            ),
+            (
+                "led_writes_abandoned",
+                "LED changes not written because every caller had gone (answered 504, or hung up)",
+                &self.led_writes_abandoned,
             ),
             (
                 "eeprom_byte_writes",

@@ -81,7 +81,7 @@ impl AppState {
         let link = settings
             .device
             .link(bus, metrics.bus.clone(), "retrying on every request");
-        let led = LedDevice::spawn(link, &metrics, settings.bus_timeout)?;
+        let led = LedDevice::spawn(link, &metrics, settings.bus_timeout, settings.limits.wear)?;
         let tasks = TaskTracker::new();
         let mqtt = settings.mqtt.clone().map(|mqtt_settings| {
             let (mqtt, commands) = Mqtt::start("led", mqtt_settings, metrics.mqtt.clone());
@@ -105,15 +105,9 @@ impl AppState {
             instance: Arc::from(format!("{:016x}", fastrand::u64(..))),
             streams: Arc::new(Semaphore::new(MAX_EVENT_STREAMS)),
             device_requests: Arc::new(AtomicUsize::new(0)),
-            limits: Limits::default(),
+            limits: settings.limits,
             mqtt,
             tasks,
         })))
-    }
-
-    /// The same state with other limits (tests use small ones).
-    pub fn with_limits(mut self, limits: Limits) -> AppState {
-        Arc::make_mut(&mut self.0).limits = limits;
-        self
     }
 }

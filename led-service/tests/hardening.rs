@@ -27,15 +27,23 @@ struct Service {
 }
 
 async fn start(limits: Limits) -> Service {
+    start_with(limits, &[]).await
+}
+
+/// [`start`] with more flags.
+async fn start_with(limits: Limits, flags: &[&str]) -> Service {
     let sim = SimButton::new();
-    let Cli { config, .. } = Cli::parse_from(["led-service", "--bus=sim"]);
+    let args = ["led-service", "--bus=sim"]
+        .into_iter()
+        .chain(flags.iter().copied());
+    let Cli { config, .. } = Cli::parse_from(args);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     let bus = Bus::Sim(sim.clone());
     let shutdown = service_kit::CancellationToken::new();
-    let state = AppState::start(bus, &config.resolve().unwrap(), shutdown.clone())
-        .unwrap()
-        .with_limits(limits);
+    let mut settings = config.resolve().unwrap();
+    settings.limits = limits;
+    let state = AppState::start(bus, &settings, shutdown.clone()).unwrap();
     let metrics = state.metrics.clone();
     let server = Background::new(shutdown.clone(), run(listener, state, shutdown));
     Service {
@@ -555,4 +563,135 @@ async fn one_host_holding_every_connection_it_can_leaves_the_others_served() {
     eprintln!("figure: another peer served {served} of 50 while one host held all it could");
     assert_eq!(served, 50);
     drop(held);
+}
+
+/// POSTs `/true` or `/false` as a client of its own would; the status.
+async fn switch(client: &reqwest::Client, service: &Service, on: bool) -> u16 {
+    let path = if on { "/true" } else { "/false" };
+    let response = client.post(url(service, path)).send().await.unwrap();
+    response.status().as_u16()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_never_starve_changes_on_a_slow_bus() {
+    let service = start(Limits::default()).await;
+    // A real 100 kHz transaction takes about a millisecond.
+    service.sim.set_delay(Duration::from_millis(1));
+    let read = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let readers: Vec<_> = (0..64)
+        .map(|_| {
+            let (url, read) = (url(&service, "/led"), read.clone());
+            tokio::spawn(async move {
+                let client = reqwest::Client::new();
+                loop {
+                    let _ = client.get(&url).send().await;
+                    read.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    // The readers are all at it before the changes come.
+    let until = Instant::now() + Duration::from_secs(10);
+    while read.load(std::sync::atomic::Ordering::Relaxed) < 256 {
+        assert!(Instant::now() < until, "the readers never got going");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // Six changes at once: the first is written at once, the others are held for the end of
+    // its window and merged, while the readers keep asking.
+    let changes: Vec<_> = (0..6)
+        .map(|change| {
+            let url = url(&service, if change % 2 == 0 { "/true" } else { "/false" });
+            tokio::spawn(async move {
+                let response = reqwest::Client::new().post(&url).send().await.unwrap();
+                response.status().as_u16()
+            })
+        })
+        .collect();
+    let mut statuses = Vec::new();
+    for change in changes {
+        statuses.push(change.await.unwrap());
+    }
+    for reader in readers {
+        reader.abort();
+    }
+    assert_eq!(statuses, [200; 6], "LED changes among 64 readers");
+}
+
+#[tokio::test]
+async fn a_change_whose_caller_was_answered_504_is_never_written() {
+    let service = start_with(Limits::default(), &["--bus-timeout=200ms"]).await;
+    let client = reqwest::Client::new();
+    assert_eq!(
+        switch(&client, &service, false).await,
+        200,
+        "the button found"
+    );
+    // Once what the service knows of the LED is older than a second, a change reads the LED
+    // first; every transaction now takes longer than a caller waits, so that read outlasts
+    // the caller's deadline.
+    tokio::time::sleep(qwiic_bus::FRESH + Duration::from_millis(100)).await;
+    service.sim.set_delay(Duration::from_millis(300));
+    assert_eq!(switch(&client, &service, true).await, 504);
+    // The owner finishes what it started (the read), then must not write.
+    let until = Instant::now() + Duration::from_secs(5);
+    while service.metrics.led_writes_abandoned.get() == 0 {
+        assert!(
+            Instant::now() < until,
+            "the abandoned change was never dropped: {} LED writes, LED {:?}",
+            service.sim.stats().led_writes,
+            service.sim.led(),
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        service.sim.led().brightness,
+        0,
+        "nothing written after the 504"
+    );
+    assert_eq!(service.sim.stats().led_writes, 0, "no LED write at all");
+}
+
+#[tokio::test]
+async fn a_sustained_flood_is_held_to_the_wear_budget_and_told_when_to_retry() {
+    let service = start(Limits {
+        wear: led_service::limits::WearBudget {
+            burst: 3,
+            per_second: 5.0,
+        },
+        ..Limits::default()
+    })
+    .await;
+    let client = reqwest::Client::new();
+    let started = Instant::now();
+    let (mut refused, mut retry_after) = (0, None);
+    let mut on = true;
+    while started.elapsed() < Duration::from_secs(2) {
+        let path = if on { "/true" } else { "/false" };
+        let response = client.post(url(&service, path)).send().await.unwrap();
+        if response.status() == 429 {
+            refused += 1;
+            retry_after = response.headers().get("retry-after").cloned();
+            let body: serde_json::Value = response.json().await.unwrap();
+            assert!(
+                body["error"]
+                    .as_str()
+                    .unwrap()
+                    .contains("wears the button's EEPROM"),
+                "{body}"
+            );
+        }
+        on = !on;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let writes = service.sim.stats().led_writes;
+    eprintln!(
+        "figure: a flood of {elapsed:.1} s wrote the LED {writes} times with a burst of 3 and 5 a second ({refused} refused)"
+    );
+    assert!(refused > 0, "nothing was refused");
+    assert_eq!(retry_after.unwrap(), "1");
+    assert!(
+        (writes as f64) <= 3.0 + 5.0 * elapsed + 1.0,
+        "{writes} writes in {elapsed:.1} s"
+    );
+    assert_eq!(service.metrics.led_writes_refused.get(), refused);
 }

@@ -43,7 +43,10 @@ async fn a_real_socket_records_who_changed_the_led() {
         .unwrap();
     assert_eq!(response.status(), 200);
     let body: Value = response.json().await.unwrap();
-    assert_eq!(body["changed_by"], "127.0.0.1 (python-requests/2.31)");
+    assert_eq!(
+        body["changed_by"],
+        "127.0.0.1, User-Agent \"python-requests/2.31\""
+    );
     assert_eq!(service.sim.led().brightness, 255);
 }
 
@@ -78,8 +81,10 @@ async fn shutdown_finishes_in_flight_requests_switches_the_led_off_and_returns_w
         let client = client.clone();
         let url = service.url.clone();
         async move {
+            // A change (a read would be answered from what the service knows).
             client
-                .get(format!("{url}/led"))
+                .put(format!("{url}/led"))
+                .json(&serde_json::json!({"on": true, "brightness": 100}))
                 .send()
                 .await
                 .map(|r| r.status())

@@ -348,6 +348,7 @@ fn the_limits_the_api_section_gives_are_the_code_s() {
     let led_service::Limits {
         http: limits,
         requests,
+        ..
     } = led_service::Limits::default();
     let seconds = |duration: std::time::Duration| duration.as_secs();
     for claim in [

@@ -10,7 +10,8 @@
 //! - [`Acceptor`]: accepting connections through a failing `accept` (out of file descriptors),
 //!   with backoff, logged once per burst;
 //! - [`Admission`]: connection slots shared fairly between peers, with a reserve for this
-//!   machine.
+//!   machine;
+//! - [`TokenBucket`]: a burst, then a steady rate (EEPROM writes, replays).
 //!
 //! No dependency on the device or on HTTP: the device crates and the services use it alike.
 #![deny(unsafe_code, missing_docs)]
@@ -18,11 +19,13 @@
 mod accept;
 mod admission;
 mod backoff;
+mod bucket;
 mod burst;
 mod wait;
 
 pub use accept::Acceptor;
 pub use admission::{Admission, Refusal, Slots, Ticket, is_local};
 pub use backoff::{Backoff, Policy};
+pub use bucket::TokenBucket;
 pub use burst::{Burst, Ended};
 pub use wait::{sleep_until, tick};

@@ -46,8 +46,10 @@ impl fmt::Display for Secret {
 }
 
 /// A secret given as a value or as a file that holds it, `VARIABLE` and `VARIABLE_FILE`: the
-/// file's content without its trailing line break and spaces; `None` when neither is set or
-/// it is empty. An empty value counts as unset (compose passes one when `.env` has none).
+/// file's content without its trailing line break and spaces; `None` when neither is set. An
+/// empty value counts as unset (compose passes one when `.env` has none), but an empty file
+/// is an error: it was named to hold the secret (a Kubernetes Secret made from an unset
+/// variable is empty), and taking it for "none" would turn authentication off unseen.
 pub fn resolve(
     value: Option<&Secret>,
     file: Option<&Path>,
@@ -65,11 +67,19 @@ pub fn resolve(
                 path: path.to_owned(),
                 source,
             })?;
-            Secret::new(text.trim_end())
+            let secret = Secret::new(text.trim_end());
+            if secret.is_empty() {
+                return Err(SecretError::Empty {
+                    what,
+                    variable,
+                    path: path.to_owned(),
+                });
+            }
+            secret
         }
         (None, None) => return Ok(None),
     };
-    Ok((!secret.is_empty()).then_some(secret))
+    Ok(Some(secret))
 }
 
 /// A secret could not be determined.
@@ -82,6 +92,19 @@ pub enum SecretError {
     Both {
         /// The variable, such as `API_TOKEN`.
         variable: &'static str,
+    },
+    /// The file holds nothing.
+    #[error(
+        "{} ({variable}_FILE) is empty: put {what} in it, or unset {variable}_FILE (a Kubernetes Secret made from an unset variable is empty; an empty file never means \"none\")",
+        path.display()
+    )]
+    Empty {
+        /// What it is, such as "the API token".
+        what: &'static str,
+        /// The variable, such as `API_TOKEN`.
+        variable: &'static str,
+        /// The file named.
+        path: PathBuf,
     },
     /// The file could not be read.
     #[error(
@@ -127,5 +150,25 @@ mod tests {
             assert!(printed.contains("[redacted]"), "{printed}");
         }
         assert_eq!(secret.expose(), "s3cret");
+    }
+
+    #[test]
+    fn an_empty_file_is_an_error_and_an_empty_value_is_unset() {
+        let file = std::env::temp_dir().join(format!("empty-secret-{}", std::process::id()));
+        std::fs::write(&file, "\n").unwrap();
+        let message = resolve(None, Some(&file), "the API token", "API_TOKEN")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            message.contains("API_TOKEN_FILE) is empty") && message.contains("never means"),
+            "{message}"
+        );
+        std::fs::remove_file(&file).unwrap();
+        let empty = Secret::new("");
+        assert!(
+            resolve(Some(&empty), None, "the API token", "API_TOKEN")
+                .unwrap()
+                .is_none()
+        );
     }
 }

@@ -14,6 +14,7 @@ use tokio::sync::{oneshot, watch};
 
 use super::owner::Owner;
 use super::{Command, DeviceFault, LedState, QUEUE_DEPTH};
+use crate::limits::WearBudget;
 use crate::metrics::Metrics;
 
 /// A handle to the LED's owner thread. Clones share it.
@@ -32,12 +33,13 @@ pub struct LedDevice {
 }
 
 impl LedDevice {
-    /// Starts the owner thread for the button behind `link`. Every call is answered within
-    /// `timeout` or reported as [`DeviceFault::Timeout`].
+    /// Starts the owner thread for the button behind `link`, writing within `wear`. Every call
+    /// is answered within `timeout` or reported as [`DeviceFault::Timeout`].
     pub fn spawn(
         link: DeviceLink,
         metrics: &Metrics,
         timeout: Duration,
+        wear: WearBudget,
     ) -> std::io::Result<LedDevice> {
         let (commands, receiver) = mpsc::sync_channel(QUEUE_DEPTH);
         let (updates_tx, updates) = watch::channel(None);
@@ -46,6 +48,7 @@ impl LedDevice {
         let published_is_held = Arc::new(AtomicBool::new(true));
         let owner = Owner::new(
             link,
+            wear,
             updates_tx,
             metrics.clone(),
             changes_in_flight.clone(),
@@ -66,11 +69,25 @@ impl LedDevice {
     }
 
     /// Sets the LED unless it already holds `led`; `by` is recorded as who changed it (written
-    /// out only then).
+    /// out only then). Within the wear budget: beyond it, [`DeviceFault::WearLimit`].
     pub async fn set(
         &self,
         led: LedConfig,
         by: impl fmt::Display,
+    ) -> Result<LedState, DeviceFault> {
+        self.change(led, by, false).await
+    }
+
+    /// Switches the LED off on the way out, whatever the wear budget says.
+    pub async fn switch_off(&self) -> Result<LedState, DeviceFault> {
+        self.change(LedConfig::OFF, "shutdown", true).await
+    }
+
+    async fn change(
+        &self,
+        led: LedConfig,
+        by: impl fmt::Display,
+        essential: bool,
     ) -> Result<LedState, DeviceFault> {
         if let Some(state) = self.already(led) {
             self.metrics.led_writes_skipped.inc();
@@ -79,7 +96,13 @@ impl LedDevice {
         let by = by.to_string();
         let (reply, answer) = oneshot::channel();
         self.changes_in_flight.fetch_add(1, Ordering::SeqCst);
-        if let Err(refused) = self.send(Command::Set { led, by, reply }) {
+        let command = Command::Set {
+            led,
+            by,
+            essential,
+            reply,
+        };
+        if let Err(refused) = self.send(command) {
             // It never reached the thread, which counts down what it answers.
             self.changes_in_flight.fetch_sub(1, Ordering::SeqCst);
             return Err(refused);
@@ -87,22 +110,28 @@ impl LedDevice {
         self.wait(answer).await
     }
 
-    /// The LED's state, when it holds `led` for sure: no change on its way, the state the
-    /// thread last published and still vouches for, and a device that answered within
-    /// [`FRESH`].
+    /// The LED's state, when it holds `led` for sure.
     fn already(&self, led: LedConfig) -> Option<LedState> {
+        self.known().filter(|state| state.led == led)
+    }
+
+    /// The LED's state, when it is known for sure: no change on its way, the state the thread
+    /// last published and still vouches for, and a device that answered within [`FRESH`].
+    fn known(&self) -> Option<LedState> {
         if self.changes_in_flight.load(Ordering::SeqCst) != 0
             || !self.published_is_held.load(Ordering::SeqCst)
         {
             return None;
         }
         self.health.answered_within(FRESH)?;
-        let state = self.updates.borrow().clone()?;
-        (state.led == led).then_some(state)
+        self.updates.borrow().clone()
     }
 
-    /// Reads the LED from the device.
+    /// The LED as the device holds it: known for sure (see above), or read from the device.
     pub async fn get(&self) -> Result<LedState, DeviceFault> {
+        if let Some(state) = self.known() {
+            return Ok(state);
+        }
         self.ask(|reply| Command::Get { reply }).await
     }
 

@@ -7,14 +7,19 @@
 //! dropped, after the server has switched the LED off on its way out.
 //!
 //! Writes are coalesced: a change comes at once when there was no write in the last
-//! [`COALESCE_WINDOW`]; changes within the window are held and merged (the last one wins) into
-//! one write when it closes, and every request held gets the result. A flood of alternating
-//! requests, from the LAN or a browser, so costs at most ten writes a second.
+//! [`COALESCE_WINDOW`]; changes within the window are held and merged (the last one whose
+//! caller still waits wins) into one write when it closes, whatever else is queued, and every
+//! request held gets the result. A change whose caller has gone (answered 504, or hung up) is
+//! never written. On top, a wear budget ([`WearBudget`](crate::limits::WearBudget): a burst,
+//! then a steady rate) refuses changes beyond it: a flood of alternating requests, from the
+//! LAN or a browser, costs at most one write a second on average.
 //!
-//! A request for the setting the LED already holds is answered by the handle itself, without
-//! the thread, when nothing else is on its way to the device and the device answered within
-//! [`FRESH`]: the LED registers have one writer, this service, so what it last read or wrote
-//! is what they hold. That is the common case (the button service and `curl` repeat states).
+//! A request for the setting the LED already holds, and a read of the LED, are answered by the
+//! handle itself, without the thread, when nothing else is on its way to the device and the
+//! device answered within [`FRESH`](qwiic_bus::FRESH): the LED registers have one writer,
+//! this service, so what it last read or wrote is what they hold. That is the common case (the
+//! button service and `curl` repeat states, pages read), and it keeps reads from queueing
+//! before changes.
 //!
 //! The handle is in `handle.rs`, the thread in `owner.rs`; both share the types below.
 
@@ -90,6 +95,15 @@ pub enum DeviceFault {
     /// The owner thread has stopped (the service is shutting down).
     #[error("the service is shutting down")]
     Stopped,
+    /// Every caller of the change had gone before it was written: it was not written.
+    #[error("the request was given up before the LED was written; nothing changed")]
+    Abandoned,
+    /// The EEPROM wear budget is spent: the LED changes again once it refills.
+    #[error(
+        "the LED changed too often: each change wears the button's EEPROM, so changes beyond a burst are written at about one a second; retry in {} s",
+        .0.as_secs().max(1)
+    )]
+    WearLimit(Duration),
     /// The LED registers did not read back what was written, twice.
     #[error(
         "the LED registers read back {found:?} after writing {wanted:?} twice: the bus corrupts transfers (on a Raspberry Pi, its clock-stretching bug: see the README)"
@@ -113,6 +127,8 @@ pub(crate) enum Command {
     Set {
         led: LedConfig,
         by: String,
+        /// Written whatever the wear budget says (the switch-off at shutdown).
+        essential: bool,
         reply: oneshot::Sender<Result<LedState, DeviceFault>>,
     },
     Get {
@@ -142,7 +158,13 @@ mod tests {
             metrics.bus.clone(),
             "retrying on the next request",
         );
-        LedDevice::spawn(link, metrics, Duration::from_secs(2)).unwrap()
+        LedDevice::spawn(
+            link,
+            metrics,
+            Duration::from_secs(2),
+            crate::Limits::default().wear,
+        )
+        .unwrap()
     }
 
     const ON: LedConfig = LedConfig::steady(255);
@@ -214,7 +236,7 @@ mod tests {
         let led = device(&sim, &metrics);
         led.set(ON, "first").await.unwrap();
         sim.set_fault_rate(1.0, qwiic_sim::Fault::Nack).unwrap();
-        assert!(led.get().await.is_err());
+        assert!(led.set(OFF, "fails").await.is_err());
         // The device failed since it last answered: the repeat is not taken on trust.
         let error = led.set(ON, "again").await.unwrap_err();
         assert!(matches!(error, DeviceFault::Unavailable(_)), "{error:?}");

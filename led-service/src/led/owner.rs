@@ -1,6 +1,6 @@
 //! The owner thread: the one holder of the button's [`DeviceLink`] in this service. It
-//! coalesces changes within a window, writes only what differs, reads back every write, and
-//! publishes the LED after every change.
+//! coalesces changes within a window, writes only what differs and only within the wear
+//! budget, reads back every write, and publishes the LED after every change.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -9,21 +9,23 @@ use std::time::{Instant, SystemTime};
 
 use qwiic_bus::{DeviceLink, FRESH, HealthView};
 use qwiic_button::{FirmwareVersion, LedConfig};
+use runtime_kit::TokenBucket;
 use tokio::sync::{oneshot, watch};
 
 use super::{
     COALESCE_WINDOW, Change, Command, DeviceFault, LedState, READ_ATTEMPTS, eeprom_bytes_changed,
 };
+use crate::limits::WearBudget;
 use crate::metrics::Metrics;
 
 /// Replies to requests waiting for the LED.
 type Reply = oneshot::Sender<Result<LedState, DeviceFault>>;
 
-/// Changes held until the window closes: the last one wins; everyone waiting gets its result.
+/// Changes held until the window closes: the last one whose caller still waits wins; everyone
+/// waiting gets its result.
+#[derive(Default)]
 struct Held {
-    led: LedConfig,
-    by: String,
-    replies: Vec<Reply>,
+    changes: Vec<(LedConfig, String, Reply)>,
 }
 
 pub(super) struct Owner {
@@ -41,6 +43,8 @@ pub(super) struct Owner {
     cached: Option<LedConfig>,
     last_change: Option<Change>,
     eeprom_byte_writes: u64,
+    /// LED writes allowed from now on (EEPROM wear).
+    budget: TokenBucket,
     updates: watch::Sender<Option<LedState>>,
     metrics: Metrics,
     /// Shared with the handles: counted down here once a change is answered.
@@ -53,6 +57,7 @@ impl Owner {
     /// The owner of `link`, publishing on `updates`, sharing the two flags with the handles.
     pub(super) fn new(
         link: DeviceLink,
+        wear: WearBudget,
         updates: watch::Sender<Option<LedState>>,
         metrics: Metrics,
         changes_in_flight: Arc<AtomicUsize>,
@@ -66,6 +71,7 @@ impl Owner {
             cached: None,
             last_change: None,
             eeprom_byte_writes: 0,
+            budget: TokenBucket::new(wear.burst, wear.per_second),
             updates,
             metrics,
             changes_in_flight,
@@ -76,30 +82,41 @@ impl Owner {
     pub(super) fn run(mut self, commands: mpsc::Receiver<Command>) {
         loop {
             let command = match self.window_end() {
-                Some(end) => {
-                    match commands.recv_timeout(end.saturating_duration_since(Instant::now())) {
-                        Ok(command) => command,
-                        Err(RecvTimeoutError::Timeout) => {
-                            self.flush();
-                            continue;
-                        }
-                        Err(RecvTimeoutError::Disconnected) => return self.flush(),
-                    }
+                // The window has closed: what is held goes first, whatever else is queued.
+                Some(end) if end <= Instant::now() => {
+                    self.flush();
+                    continue;
                 }
+                Some(end) => match commands.recv_timeout(end - Instant::now()) {
+                    Ok(command) => command,
+                    Err(RecvTimeoutError::Timeout) => {
+                        self.flush();
+                        continue;
+                    }
+                    Err(RecvTimeoutError::Disconnected) => return self.flush(),
+                },
                 None => match commands.recv() {
                     Ok(command) => command,
                     Err(_) => return,
                 },
             };
-            // A send error means the caller gave up waiting (timeout): nothing to do.
+            // A caller that has gone (answered 504 at its deadline, or hung up) gets nothing
+            // done: above all, its change is not written later.
             match command {
-                Command::Set { led, by, reply } => self.request(led, by, reply),
-                Command::Get { reply } => {
+                Command::Set { reply, .. } if reply.is_closed() => self.answered(1),
+                Command::Set {
+                    led,
+                    by,
+                    essential,
+                    reply,
+                } => self.request(led, by, essential, reply),
+                Command::Get { reply } if !reply.is_closed() => {
                     let _ = reply.send(self.get());
                 }
-                Command::Health { reply } => {
+                Command::Health { reply } if !reply.is_closed() => {
                     let _ = reply.send(self.check());
                 }
+                Command::Get { .. } | Command::Health { .. } => {}
             }
         }
     }
@@ -110,13 +127,13 @@ impl Owner {
         self.last_write.map(|at| at + COALESCE_WINDOW)
     }
 
-    /// A change: at once outside the window, held and merged inside it.
-    fn request(&mut self, led: LedConfig, by: String, reply: Reply) {
+    /// A change: at once outside the window (or when essential), held and merged inside it.
+    fn request(&mut self, led: LedConfig, by: String, essential: bool, reply: Reply) {
         let in_window = self
             .last_write
             .is_some_and(|at| at.elapsed() < COALESCE_WINDOW);
-        if !in_window && self.held.is_none() {
-            let result = self.set(led, by);
+        if essential || (!in_window && self.held.is_none()) {
+            let result = self.set(led, by, essential, &|| !reply.is_closed());
             self.answered(1);
             let _ = reply.send(result);
             return;
@@ -125,32 +142,62 @@ impl Owner {
             // The change held so far is superseded: it never gets its own write.
             self.metrics.led_writes_coalesced.inc();
         }
-        let held = self.held.get_or_insert_with(|| Held {
-            led,
-            by: String::new(),
-            replies: Vec::new(),
-        });
-        held.led = led;
-        held.by = by;
-        held.replies.push(reply);
+        self.held
+            .get_or_insert_with(Held::default)
+            .changes
+            .push((led, by, reply));
     }
 
-    /// Writes what is held, once, and answers everyone who waited for it.
+    /// Writes what is held, once, and answers everyone who waited for it: the latest change
+    /// whose caller still waits; nothing when every caller has gone.
     fn flush(&mut self) {
-        if let Some(held) = self.held.take() {
-            let result = self.set(held.led, held.by);
-            self.answered(held.replies.len());
-            for reply in held.replies {
+        let Some(held) = self.held.take() else {
+            return;
+        };
+        let waiting = held.changes.len();
+        let (replies, wanted): (Vec<Reply>, Option<(LedConfig, String)>) = held
+            .changes
+            .into_iter()
+            .filter(|(_, _, reply)| !reply.is_closed())
+            .fold((Vec::new(), None), |(mut replies, _), (led, by, reply)| {
+                replies.push(reply);
+                (replies, Some((led, by)))
+            });
+        if let Some((led, by)) = wanted {
+            let result = self.set(led, by, false, &|| {
+                replies.iter().any(|reply| !reply.is_closed())
+            });
+            for reply in replies {
                 let _ = reply.send(result.clone());
             }
         }
+        self.answered(waiting);
     }
 
-    fn set(&mut self, wanted: LedConfig, by: String) -> Result<LedState, DeviceFault> {
+    /// Writes `wanted` unless the LED holds it, within the wear budget unless `essential`,
+    /// and only while `still_wanted` (a caller still waits: reading the LED first can outlast
+    /// a caller's deadline).
+    fn set(
+        &mut self,
+        wanted: LedConfig,
+        by: String,
+        essential: bool,
+        still_wanted: &dyn Fn() -> bool,
+    ) -> Result<LedState, DeviceFault> {
         let current = self.current()?;
         if current == wanted {
             self.metrics.led_writes_skipped.inc();
             return Ok(self.publish(wanted));
+        }
+        if !still_wanted() {
+            self.metrics.led_writes_abandoned.inc();
+            return Err(DeviceFault::Abandoned);
+        }
+        if let Err(retry_after) = self.budget.take(Instant::now()) {
+            if !essential {
+                self.metrics.led_writes_refused.inc();
+                return Err(DeviceFault::WearLimit(retry_after));
+            }
         }
         self.cached = None;
         // Until a state is published again, the published one may not be what the LED holds.
@@ -197,7 +244,6 @@ impl Owner {
     }
 
     fn get(&mut self) -> Result<LedState, DeviceFault> {
-        self.cached = None; // a GET reads the device, not our memory
         let led = self.current()?;
         Ok(self.publish(led))
     }
