@@ -264,3 +264,50 @@ async fn a_refused_password_is_logged_once_and_the_service_stays_healthy() {
         service.log()
     );
 }
+
+#[tokio::test]
+async fn a_storm_of_home_assistant_births_is_answered_at_most_once_a_second_and_logged_once() {
+    let broker = Broker::start();
+    let discovery = "homeassistant/light/qwiic_test-led-storm_led/config";
+    let mut watcher = Watcher::connect(&broker, &[discovery]).await;
+    let service = led_service(&broker, &[("MQTT_TOPIC_PREFIX", "qwiic/test-led-storm")]);
+    // The first announcement (retained), then 500 births in about a second.
+    watcher
+        .wait_for(discovery, WAIT, |m| !m.payload.is_empty())
+        .await;
+    let started = std::time::Instant::now();
+    for _ in 0..500 {
+        watcher
+            .publish("homeassistant/status", "online", false)
+            .await;
+    }
+    let storm = started.elapsed();
+    let announcements = watcher.collect(Duration::from_secs(2)).await.len();
+    let seconds = (storm + Duration::from_secs(2)).as_secs_f64();
+    eprintln!("figure: 500 births in {storm:?}: announced again {announcements} times");
+    assert!(
+        announcements >= 1 && (announcements as f64) <= seconds + 1.0,
+        "{announcements} announcements in {seconds:.1} s"
+    );
+    let log = service.log();
+    assert_eq!(log.matches("came online").count(), 1, "{log}");
+}
+
+#[tokio::test]
+async fn two_devices_left_on_one_prefix_do_not_kick_each_other_off_the_broker() {
+    let broker = Broker::start();
+    let prefix = ("MQTT_TOPIC_PREFIX", "qwiic/test-led-twins");
+    let first = led_service(&broker, &[prefix]);
+    let second = led_service(&broker, &[prefix]);
+    for service in [&first, &second] {
+        service.wait_for_log("connected to the MQTT broker", WAIT);
+    }
+    // A broker drops the older of two clients with one id at once; watch for a while.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    for service in [&first, &second] {
+        let log = service.log();
+        assert!(!log.contains("not reachable"), "{log}");
+        let health = http(service, reqwest::Method::GET, "/healthz").await;
+        assert_eq!(health["mqtt"], "connected", "{health}");
+    }
+}

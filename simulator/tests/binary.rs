@@ -115,3 +115,24 @@ fn cpu_seconds(pid: u32) -> f64 {
     let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
     ticks / 100.0
 }
+
+#[test]
+fn a_flood_of_malformed_connections_is_logged_once_at_each_end() {
+    use std::io::{Read, Write};
+    let simulator = RunningBinary::start(BINARY, &ANYWHERE);
+    let bus = simulator.address("tcp", Duration::from_secs(10));
+    for _ in 0..50 {
+        let mut garbage = TcpStream::connect(bus).unwrap();
+        garbage.write_all(&[3, 0, 9, 9, 9]).unwrap(); // version 9: refused
+        let mut answer = Vec::new();
+        let _ = garbage.read_to_end(&mut answer); // the server answers, then closes
+    }
+    // A client served well (then gone) ends the burst.
+    let mut button = button_at(bus, 0x6F);
+    button.check_identity().unwrap();
+    drop(button);
+    simulator.wait_for_log("served well again", Duration::from_secs(10));
+    let log = simulator.log();
+    assert_eq!(log.matches("that misbehave").count(), 1, "{log}");
+    assert!(log.contains("\"closed\":50"), "{log}");
+}

@@ -3,16 +3,19 @@
 //! Each request is applied with [`SimButton::apply_transaction`], under the device lock, so
 //! transactions from different connections never interleave. A malformed frame, an unknown
 //! operation, a client that stalls mid-frame or idles past [`Limits::idle`] closes that
-//! connection with one log line; the server and the other clients carry on. At most
-//! [`Limits::clients`] clients at once (more are closed at once, logged once per burst), and a
-//! failing `accept` (out of file descriptors) is ridden out by [`Acceptor`].
+//! connection; the server and the other clients carry on, and a run of such closings is logged
+//! once when it starts and once when a client is served well again. At most
+//! [`Limits::clients`] clients at once, [`Limits::per_peer`] of them from one address (more are
+//! closed at once, logged once per burst), so that one host cannot take the slots the services
+//! need when they reconnect; a failing `accept` (out of file descriptors) is ridden out by
+//! [`Acceptor`].
 
 use std::io;
 use std::time::Duration;
 
 use embedded_hal::i2c::{Error as _, ErrorKind, NoAcknowledgeSource, Operation};
 use qwiic_sim::SimButton;
-use runtime_kit::{Acceptor, Burst};
+use runtime_kit::{Acceptor, Admission, Burst, Refusal, Slots};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
@@ -28,6 +31,8 @@ pub const FRAME_TIMEOUT: Duration = Duration::from_secs(2);
 pub struct Limits {
     /// Clients connected at once.
     pub clients: usize,
+    /// Clients connected at once from one address (127.0.0.1 and ::1 excepted).
+    pub per_peer: usize,
     /// How long a client may send nothing between frames.
     pub idle: Duration,
 }
@@ -36,6 +41,7 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             clients: 64,
+            per_peer: 8,
             idle: wire::SERVER_IDLE_TIMEOUT,
         }
     }
@@ -50,17 +56,29 @@ pub async fn serve(
 ) -> io::Result<()> {
     let mut connections = JoinSet::new();
     let mut acceptor = Acceptor::new(listener, "simulator clients");
-    let mut refusing = Burst::default();
+    let admission = Admission::new(Slots {
+        total: limits.clients,
+        per_peer: limits.per_peer,
+        local_reserve: 0,
+    });
+    let (mut refusing, mut failing) = (Burst::default(), Burst::default());
     loop {
         tokio::select! {
             () = shutdown.cancelled() => break,
             (stream, peer) = acceptor.accept() => {
-                if connections.len() >= limits.clients {
-                    if refusing.hit() {
-                        tracing::warn!(clients = limits.clients, "too many simulator clients: closing new ones until some leave");
+                let ticket = match admission.admit(peer.ip()) {
+                    Ok(ticket) => ticket,
+                    Err(refusal) => {
+                        if refusing.hit() {
+                            let why = match refusal {
+                                Refusal::Full => "too many simulator clients",
+                                Refusal::PeerFull => "one address holds its share of the simulator's clients",
+                            };
+                            tracing::warn!(%peer, clients = limits.clients, per_peer = limits.per_peer, "{why}: closing new ones until some leave");
+                        }
+                        continue; // dropping the stream closes it
                     }
-                    continue; // dropping the stream closes it
-                }
+                };
                 if let Some(ended) = refusing.end() {
                     tracing::info!(refused = ended.count, "taking simulator clients again");
                 }
@@ -68,12 +86,27 @@ pub async fn serve(
                 let _ = stream.set_nodelay(true);
                 let button = button.clone();
                 connections.spawn(async move {
-                    if let Err(error) = serve_connection(stream, button, limits.idle).await {
-                        tracing::info!(%peer, %error, "closed a simulator client connection");
-                    }
+                    let result = serve_connection(stream, button, limits.idle).await;
+                    drop(ticket);
+                    (peer, result)
                 });
             }
-            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            Some(Ok((peer, result))) = connections.join_next(), if !connections.is_empty() => {
+                match result {
+                    // An idle client was let go: housekeeping, not a fault.
+                    Err(ConnectionError::Idle(_)) => {}
+                    Err(error) => {
+                        if failing.hit() {
+                            tracing::info!(%peer, %error, "closing simulator client connections that misbehave (this one, and more until a client is served well)");
+                        }
+                    }
+                    Ok(()) => {
+                        if let Some(ended) = failing.end() {
+                            tracing::info!(closed = ended.count, lasted_ms = ended.lasted_ms(), "simulator clients are served well again");
+                        }
+                    }
+                }
+            }
         }
     }
     connections.shutdown().await;

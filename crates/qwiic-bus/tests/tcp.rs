@@ -350,3 +350,46 @@ fn concurrent_clients_never_see_a_torn_transaction() {
         writer.join().unwrap();
     }
 }
+
+#[tokio::test]
+async fn one_address_holds_at_most_its_share_of_the_simulator_s_clients() {
+    use tokio::io::AsyncReadExt as _;
+    let server = SimServer::start_with(
+        "127.0.0.1:0".parse().unwrap(),
+        SimButton::new(),
+        server::Limits {
+            per_peer: 3,
+            ..server::Limits::default()
+        },
+    );
+    let connect_from = |source: &'static str| async move {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(format!("{source}:0").parse().unwrap()).unwrap();
+        socket.connect(server.address).await.unwrap()
+    };
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        held.push(connect_from("127.0.0.2").await);
+    }
+    let mut fourth = connect_from("127.0.0.2").await;
+    let mut buffer = [0; 8];
+    let read = tokio::time::timeout(Duration::from_secs(5), fourth.read(&mut buffer))
+        .await
+        .expect("the fourth connection stayed open");
+    assert_eq!(read.unwrap_or(0), 0, "closed at once");
+    // The services, from their own addresses, still get in: the ID, read over the wire.
+    let mut other = connect_from("127.0.0.3").await;
+    let mut request = Vec::new();
+    let operations = [Ok(&[0u8][..]), Err(1)];
+    qwiic_bus::wire::encode_request(0x6F, operations.into_iter(), &mut request).unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut other, &request)
+        .await
+        .unwrap();
+    let mut answer = [0; 4];
+    tokio::time::timeout(Duration::from_secs(5), other.read_exact(&mut answer))
+        .await
+        .expect("no answer")
+        .unwrap();
+    assert_eq!(answer, [2, 0, 0, 0x5D], "length 2, status ok, the ID");
+    drop(held);
+}

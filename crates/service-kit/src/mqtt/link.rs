@@ -10,13 +10,13 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use rumqttc::{AsyncClient, ConnectionError, Event, EventLoop, LastWill, MqttOptions, Packet, QoS};
-use runtime_kit::{Backoff, Burst, Policy};
+use runtime_kit::{Backoff, Burst, Policy, TokenBucket};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
@@ -30,6 +30,8 @@ const RECONNECT: Policy = Policy {
 };
 /// Messages the service may have waiting for the connection (more are dropped and counted).
 const QUEUE: usize = 64;
+/// After this long without a birth, a storm of Home Assistant births has ended.
+const BIRTH_QUIET: Duration = Duration::from_secs(10);
 /// Largest message accepted from the broker: commands are small.
 const MAX_INCOMING: usize = 4096;
 
@@ -145,7 +147,13 @@ impl Mqtt {
         counters: MqttCounters,
     ) -> (Mqtt, mpsc::Receiver<Incoming>) {
         let availability = format!("{}/{service}/availability", settings.prefix);
-        let client_id = format!("{}-{service}", settings.prefix.replace('/', "-"));
+        // Unique to this process: two devices left on the same prefix must not take turns
+        // kicking each other off the broker (each taking the other's "offline" will with it).
+        let client_id = format!(
+            "{}-{service}-{:08x}",
+            settings.prefix.replace('/', "-"),
+            fastrand::u32(..)
+        );
         let mut options = MqttOptions::new(
             client_id,
             settings.broker.host.clone(),
@@ -184,6 +192,9 @@ impl Mqtt {
             health: health_tx,
             incoming: incoming_tx,
             outage: Burst::default(),
+            births: Burst::default(),
+            last_birth: None,
+            replays: TokenBucket::new(1, 1.0),
         };
         let task = tokio::spawn(driver.run(mqtt.closing.clone()));
         *mqtt.driver.lock().unwrap_or_else(PoisonError::into_inner) = Some(task);
@@ -276,6 +287,11 @@ struct Driver {
     health: watch::Sender<MqttHealth>,
     incoming: mpsc::Sender<Incoming>,
     outage: Burst,
+    /// Home Assistant's births: a storm is logged once at each end.
+    births: Burst,
+    last_birth: Option<Instant>,
+    /// Replays for births: at most one a second.
+    replays: TokenBucket,
 }
 
 impl Driver {
@@ -332,14 +348,50 @@ impl Driver {
         let status = format!("{}/status", self.mqtt.settings.discovery_prefix);
         if topic == status {
             if payload == b"online" {
-                tracing::info!("Home Assistant came online: announcing again");
-                self.mqtt.replay();
+                self.born();
             }
+            return;
+        }
+        // Only the topics subscribed to, exactly: a broker that sends others is ignored.
+        let subscribed = self
+            .mqtt
+            .replay
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .subscriptions
+            .contains(&topic);
+        if !subscribed {
+            self.mqtt.counters.dropped.inc();
             return;
         }
         self.mqtt.counters.received.inc();
         if self.incoming.try_send(Incoming { topic, payload }).is_err() {
             self.mqtt.counters.dropped.inc();
+        }
+    }
+
+    /// Home Assistant announced itself: everything retained is published again, at most once a
+    /// second (a storm of births must not crowd out real state), and a storm is logged once
+    /// when it starts and once when it has been quiet for a while.
+    fn born(&mut self) {
+        let now = Instant::now();
+        if self.last_birth.is_some_and(|at| now - at > BIRTH_QUIET) {
+            if let Some(storm) = self.births.end() {
+                if storm.count > 1 {
+                    tracing::info!(
+                        births = storm.count,
+                        "Home Assistant announced itself {} times in a row; announced again at most once a second",
+                        storm.count
+                    );
+                }
+            }
+        }
+        self.last_birth = Some(now);
+        if self.births.hit() {
+            tracing::info!("Home Assistant came online: announcing again");
+        }
+        if self.replays.take(now).is_ok() {
+            self.mqtt.replay();
         }
     }
 
