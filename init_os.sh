@@ -27,8 +27,13 @@ Prepares this device to run qwiic-containers with the real Qwiic Button:
   - makes /dev/i2c-* group-owned by 'i2c' (udev rule) and adds you to the docker and i2c
     groups (the docker group is root-equivalent: add only trusted accounts);
   - checks that a Qwiic Button answers (ID 0x5D at address 0x6F) on the chosen bus;
+  - makes an API token (secrets/api-token) unless it exists or .env sets API_TOKEN, and a
+    password for the bundled MQTT broker (MQTT_PASSWORD in .env, hashed for Mosquitto in
+    secrets/mosquitto-passwd): authentication is on by default;
   - sets COMPOSE_FILE, I2C_DEVICE and I2C_GID in .env (owned by you, mode 0600) so that
-    compose drives the real button; every other line of .env is kept.
+    compose drives the real button with the token, and, when missing, ALLOWED_HOSTS (this
+    device's names), MQTT_TOPIC_PREFIX (qwiic/<host name>), MQTT_USERNAME and MQTT_PASSWORD;
+    every other line of .env is kept, and so is every other compose file in COMPOSE_FILE.
 
 Options:
   --bus N           the I2C bus the button is on (default: the one in .env, else 1: header
@@ -63,6 +68,15 @@ BUTTON_ID=0x5d
 DOCKER_KEY_FINGERPRINT=9DC858229FC7DD38854AE2D88D81803C0EBFCD88
 UDEV_RULE='SUBSYSTEM=="i2c-dev", GROUP="i2c", MODE="0660"'
 ENV_KEYS="COMPOSE_FILE, I2C_DEVICE and I2C_GID"
+SECRETS=$(dirname "$ENV_FILE")/secrets
+# The compose files device mode needs, in order; others the user added are kept after them.
+DEVICE_COMPOSE_FILES=(docker-compose.yml docker-compose.device.yml)
+TOKEN_COMPOSE_FILE=docker-compose.token.yml
+# The groups of the services' user and of the bundled broker's (compose), which read the
+# secrets (tests that run without root name their own).
+SERVICE_GID=${INIT_OS_SERVICE_GID:-65532}
+MOSQUITTO_GID=${INIT_OS_MOSQUITTO_GID:-1883}
+MQTT_USER=qwiic
 
 bus=""
 bus_given=0
@@ -584,7 +598,121 @@ find_button() {
   say "ok: Qwiic Button found at $BUTTON_ADDRESS on /dev/i2c-$bus"
 }
 
-# --- .env --------------------------------------------------------------------------------------
+# --- secrets and .env ---------------------------------------------------------------------------
+
+# The owner of what is written into the project folder (.env, secrets/): whoever runs compose,
+# the sudo user, else the owner of the project directory. Sets $owner (uid:gid) and $owner_name.
+file_owner() {
+  local user=${SUDO_USER:-} dir
+  dir=$(dirname "$ENV_FILE")
+  if [ -n "$user" ] && [ "$user" != root ] && getent passwd "$user" >/dev/null; then
+    owner=$(getent passwd "$user" | cut -d: -f3,4)
+    owner_name=$user
+  else
+    owner=$(stat -c %u:%g "$dir")
+    owner_name=$(stat -c %U "$dir")
+  fi
+}
+
+# Writes $3 to $1 with mode $2 and owner $4 (uid:gid), in one rename. The folder belongs to
+# the user, who could swap a path for a link at any moment: the file is created and written
+# in one open that refuses anything already there (noclobber: O_EXCL), its mode comes from the
+# umask at creation, and its owner is set without following links; nothing of root's is ever
+# reached through a name the user controls.
+write_user_file() {
+  local file=$1 mode=$2 content=$3 who=$4 temp
+  temp="$(dirname "$file")/.$(basename "$file").$$.$RANDOM$RANDOM"
+  temp_paths+=("$temp")
+  if ! (umask "$(printf '%03o' $((0777 & ~0$mode)))" && set -C && printf '%s\n' "$content" >"$temp"); then
+    fail "could not create $(shown "$temp")" "is something else writing in $(shown "$(dirname "$file")")? run: sudo ./init_os.sh again"
+  fi
+  chown -h "$who" "$temp"
+  mv -fT "$temp" "$file"
+}
+
+# Refuses a path that is a link or not a plain file: root writes it and does not follow links.
+plain_file_or_none() {
+  local file=$1
+  if [ -L "$file" ]; then
+    fail "$(shown "$file") is a symbolic link (to $(readlink "$file")): init_os.sh writes it as root and does not follow links" \
+      "make it a plain file (cp --remove-destination \"\$(readlink $(basename "$file"))\" $(basename "$file")), then run: sudo ./init_os.sh again"
+  fi
+  if [ -e "$file" ] && [ ! -f "$file" ]; then
+    fail "$(shown "$file") is not a regular file" "move it away, then run: sudo ./init_os.sh again"
+  fi
+}
+
+# A random secret: 32 letters and digits (190 bits).
+random_secret() {
+  local secret=""
+  while [ ${#secret} -lt 32 ]; do
+    secret+=$(head -c 48 /dev/urandom | base64 -w0 | tr -dc 'A-Za-z0-9')
+  done
+  printf '%s' "${secret:0:32}"
+}
+
+# A line of Mosquitto's password file for user $1 with password $2 (and salt $3, base64; a new
+# random one if not given): $6$, SHA-512 of the password then the salt, as mosquitto_passwd
+# writes too.
+mosquitto_hash() {
+  local user=$1 password=$2 salt=${3:-} hex
+  [ -n "$salt" ] || salt=$(head -c 12 /dev/urandom | base64 -w0)
+  hex=$({ printf '%s' "$password"; printf '%s' "$salt" | base64 -d; } | sha512sum | cut -c1-128)
+  # shellcheck disable=SC2016 # $6$ is Mosquitto's literal marker
+  printf '%s:$6$%s$%s' "$user" "$salt" "$(printf '%b' "$(printf '%s' "$hex" | sed 's/../\\x&/g')" | base64 -w0)"
+}
+
+# The value of KEY in .env, if set there.
+env_value() {
+  [ -f "$ENV_FILE" ] && [ ! -L "$ENV_FILE" ] || return 0
+  sed -n "s|^$1=||p" "$ENV_FILE" | tail -n1
+}
+
+# The secrets: the API token for both services (a file compose mounts), and the bundled
+# broker's password: in .env for the services (MQTT_PASSWORD, made when missing), hashed in
+# secrets/mosquitto-passwd for Mosquitto. Each is made once and kept; the hash follows .env.
+make_secrets() {
+  if [ -n "$(env_value API_TOKEN)" ]; then
+    say "ok: .env sets API_TOKEN: the services use it (no token file)"
+  else
+    make_secret api-token "$SERVICE_GID" "the API token (curl -H \"Authorization: Bearer \$(cat secrets/api-token)\")"
+  fi
+  mqtt_password=$(env_value MQTT_PASSWORD)
+  [ -n "$mqtt_password" ] || mqtt_password=$(random_secret)
+  local hashed=$SECRETS/mosquitto-passwd salt
+  plain_file_or_none "$hashed"
+  salt=$({ grep -s "^$MQTT_USER:" "$hashed" || true; } | head -n1 | cut -d'$' -f3)
+  if [ -n "$salt" ] && [ "$(cat "$hashed")" = "$(mosquitto_hash "$MQTT_USER" "$mqtt_password" "$salt")" ]; then
+    say "ok: $(shown "$hashed") lets $MQTT_USER into the bundled MQTT broker with .env's MQTT_PASSWORD"
+    return
+  fi
+  announce "write $(shown "$hashed") (the bundled broker's password file for $MQTT_USER, mode 0440)"
+  [ "$dry_run" = 0 ] || return 0
+  make_secrets_folder
+  write_user_file "$hashed" 440 "$(mosquitto_hash "$MQTT_USER" "$mqtt_password")" "${owner%%:*}:$MOSQUITTO_GID"
+}
+
+make_secrets_folder() {
+  if [ -L "$SECRETS" ]; then
+    fail "$(shown "$SECRETS") is a symbolic link: init_os.sh writes it as root and does not follow links" "make it a plain folder, then run: sudo ./init_os.sh again"
+  fi
+  [ -d "$SECRETS" ] || { mkdir -m 0750 "$SECRETS" && chown -h "$owner" "$SECRETS"; }
+}
+
+# secrets/$1, readable by its owner and group $2 (mode 0440), made with a random value
+# unless it holds one already.
+make_secret() {
+  local file=$SECRETS/$1 group=$2 what=$3
+  plain_file_or_none "$file"
+  if [ -s "$file" ]; then
+    say "ok: $(shown "$file") holds $what"
+    return
+  fi
+  announce "write $(shown "$file"): $what (mode 0440, group $group)"
+  [ "$dry_run" = 0 ] || return 0
+  make_secrets_folder
+  write_user_file "$file" 440 "$(random_secret)" "${owner%%:*}:$group"
+}
 
 # The bus named in an existing .env, if any.
 env_bus() {
@@ -592,48 +720,72 @@ env_bus() {
   sed -n 's|^I2C_DEVICE=/dev/i2c-\([0-9][0-9]*\)$|\1|p' "$ENV_FILE" | tail -n1
 }
 
-# .env with the keys this script manages set, every other line kept as it was.
+# COMPOSE_FILE for device mode: its files, the token overlay unless .env sets API_TOKEN, then
+# every other file already listed (an overlay the user added stays).
+compose_files() {
+  local files=("${DEVICE_COMPOSE_FILES[@]}") known
+  [ -n "$(env_value API_TOKEN)" ] || files+=("$TOKEN_COMPOSE_FILE")
+  local existing
+  IFS=: read -r -a existing <<<"$(env_value COMPOSE_FILE)"
+  for known in "${existing[@]}"; do
+    [ -n "$known" ] || continue
+    [[ " ${files[*]} docker-compose.override.yml " == *" $known "* ]] || files+=("$known")
+  done
+  (IFS=:; printf '%s' "${files[*]}")
+}
+
+# This device's names for ALLOWED_HOSTS: its host name, and that name in .local (mDNS).
+device_names() {
+  local host
+  host=$(cat "$ROOT/etc/hostname" 2>/dev/null || hostname 2>/dev/null || true)
+  host=$(printf '%s' "$host" | tr -d '[:space:]' | tr '[:upper:]' '[:lower:]')
+  [ -n "$host" ] || return 0
+  printf '%s,%s.local' "$host" "$host"
+}
+
+# .env with the keys this script manages set, the keys it fills in added when missing, and
+# every other line kept as it was.
 env_content() {
-  local managed="COMPOSE_FILE=docker-compose.yml:docker-compose.device.yml
+  local files managed
+  files=$(compose_files)
+  managed="COMPOSE_FILE=$files
 I2C_DEVICE=/dev/i2c-$bus
 I2C_GID=$1"
+  local host names defaults=""
+  names=$(device_names)
+  host=${names%%,*}
+  [ -z "$names" ] || defaults+="ALLOWED_HOSTS=$names"$'\n'
+  [ -z "$host" ] || defaults+="MQTT_TOPIC_PREFIX=qwiic/$host"$'\n'
+  defaults+="MQTT_USERNAME=$MQTT_USER"$'\n'
+  defaults+="MQTT_PASSWORD=$mqtt_password"
   [ -s "$ENV_FILE" ] || say "# Compose device mode: init_os.sh sets $ENV_KEYS and keeps every other line."
   { [ ! -f "$ENV_FILE" ] || cat "$ENV_FILE"; } |
-    MANAGED=$managed awk '
+    MANAGED=$managed DEFAULTS=$defaults awk '
       BEGIN {
         n = split(ENVIRON["MANAGED"], line, "\n")
         for (i = 1; i <= n; i++) { key = substr(line[i], 1, index(line[i], "=") - 1); order[i] = key; want[key] = line[i] }
+        d = split(ENVIRON["DEFAULTS"], fill, "\n")
+        for (i = 1; i <= d; i++) { key = substr(fill[i], 1, index(fill[i], "=") - 1); forder[i] = key; default[key] = fill[i] }
       }
       /^[A-Za-z_][A-Za-z_0-9]*=/ {
         key = substr($0, 1, index($0, "=") - 1)
         if (key in want) { print want[key]; done[key] = 1; next }
+        if (key in default) { done[key] = 1 }
       }
       { print }
-      END { for (i = 1; i <= n; i++) if (!(order[i] in done)) print want[order[i]] }
+      END {
+        for (i = 1; i <= n; i++) if (!(order[i] in done)) print want[order[i]]
+        for (i = 1; i <= d; i++) if (!(forder[i] in done)) print default[forder[i]]
+      }
     '
 }
 
 write_env() {
   local gid
   gid=$(group_gid i2c || true)
-  if [ -L "$ENV_FILE" ]; then
-    fail "$(shown "$ENV_FILE") is a symbolic link (to $(readlink "$ENV_FILE")): init_os.sh writes .env as root and does not follow links" \
-      "make it a plain file (cp --remove-destination \"\$(readlink .env)\" .env), then run: sudo ./init_os.sh again"
-  fi
-  if [ -e "$ENV_FILE" ] && [ ! -f "$ENV_FILE" ]; then
-    fail "$(shown "$ENV_FILE") is not a regular file" "move it away, then run: sudo ./init_os.sh again"
-  fi
-  # Owned by whoever runs compose: the sudo user, else the owner of the project directory.
-  local dir owner user=${SUDO_USER:-}
-  dir=$(dirname "$ENV_FILE")
-  if [ -n "$user" ] && [ "$user" != root ] && getent passwd "$user" >/dev/null; then
-    owner=$(getent passwd "$user" | cut -d: -f3,4)
-  else
-    owner=$(stat -c %u:%g "$dir")
-    user=$(stat -c %U "$dir")
-  fi
+  plain_file_or_none "$ENV_FILE"
   local what
-  what="set $ENV_KEYS in $(shown "$ENV_FILE") (I2C_DEVICE=/dev/i2c-$bus; owner $user, mode 0600)"
+  what="set $ENV_KEYS in $(shown "$ENV_FILE") (I2C_DEVICE=/dev/i2c-$bus; owner $owner_name, mode 0600)"
   if [ -z "$gid" ]; then
     announce "$what" # a dry run before group i2c exists
     return
@@ -647,15 +799,7 @@ write_env() {
   fi
   announce "$what"
   [ "$dry_run" = 0 ] || return 0
-  # A new file in the same directory, renamed over .env: atomic, and a link that appears
-  # meanwhile is replaced, not followed.
-  local temp
-  temp=$(mktemp "$dir/.env.XXXXXX")
-  temp_paths+=("$temp")
-  printf '%s\n' "$content" >"$temp"
-  chmod 600 "$temp"
-  chown "$owner" "$temp"
-  mv -fT "$temp" "$ENV_FILE"
+  write_user_file "$ENV_FILE" 600 "$content" "$owner"
 }
 
 # How to start the system with the compose found. Compose v1 ignores pull_policy and builds a
@@ -681,6 +825,9 @@ main() {
   enable_i2c
   set_up_groups
   if find_button; then
+    local owner owner_name mqtt_password=""
+    file_owner
+    make_secrets
     write_env
   fi
   say ""

@@ -311,3 +311,50 @@ async fn two_devices_left_on_one_prefix_do_not_kick_each_other_off_the_broker() 
         assert_eq!(health["mqtt"], "connected", "{health}");
     }
 }
+
+/// init_os.sh's `mosquitto_hash` on its own: the line of a Mosquitto password file it writes.
+fn init_os_hash(user: &str, password: &str) -> String {
+    let script = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../init_os.sh"),
+    )
+    .unwrap();
+    let start = script.find("mosquitto_hash() {").unwrap();
+    let end = start + script[start..].find("\n}\n").unwrap() + 3;
+    let output = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "set -euo pipefail\n{}\nmosquitto_hash \"$1\" \"$2\"",
+            &script[start..end]
+        ))
+        .args(["bash", user, password])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    String::from_utf8(output.stdout).unwrap()
+}
+
+#[tokio::test]
+async fn the_brokers_password_file_init_os_makes_lets_in_that_password_only() {
+    let passwords =
+        std::env::temp_dir().join(format!("qwiic-init-os-passwd-{}", std::process::id()));
+    std::fs::write(&passwords, init_os_hash("qwiic", "Zq8 p4ss\\word")).unwrap();
+    let broker = Broker::start_with_password_file(&passwords);
+    for (password, lets_in) in [("Zq8 p4ss\\word", true), ("guess", false)] {
+        let led = RunningBinary::start(
+            env!("CARGO_BIN_EXE_led-service"),
+            &[
+                ("BUS", "sim"),
+                ("MQTT_URL", broker.url().as_str()),
+                ("MQTT_USERNAME", "qwiic"),
+                ("MQTT_PASSWORD", password),
+            ],
+        );
+        let line = led.wait_for_log("MQTT broker", Duration::from_secs(10));
+        assert_eq!(
+            line.contains("connected to the MQTT broker"),
+            lets_in,
+            "{password}: {line}"
+        );
+    }
+    std::fs::remove_file(passwords).unwrap();
+}

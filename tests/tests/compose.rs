@@ -533,23 +533,31 @@ fn the_mqtt_profile_adds_a_hardened_broker_and_the_services_use_it_when_told() {
         );
         assert_eq!(broker["user"], "1883:1883", "{context}");
         assert!(broker.get("privileged").is_none(), "{context}");
-        let volume = &broker["volumes"][0];
-        let mounted = match compose {
-            Compose::V1 => volume.as_str().unwrap().to_owned(),
-            Compose::V2 => format!(
-                "{}:{}:{}",
-                volume["source"].as_str().unwrap(),
-                volume["target"].as_str().unwrap(),
-                if volume["read_only"] == true {
-                    "ro"
-                } else {
-                    "rw"
-                }
-            ),
-        };
+        let mounted: Vec<String> = broker["volumes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|volume| match compose {
+                Compose::V1 => volume.as_str().unwrap().to_owned(),
+                Compose::V2 => format!(
+                    "{}:{}:{}",
+                    volume["source"].as_str().unwrap(),
+                    volume["target"].as_str().unwrap(),
+                    if volume["read_only"] == true {
+                        "ro"
+                    } else {
+                        "rw"
+                    }
+                ),
+            })
+            .collect();
         assert!(
-            mounted.ends_with("/config/mosquitto.conf:/mosquitto/config/mosquitto.conf:ro"),
+            mounted[0].ends_with("/config/mosquitto.conf:/mosquitto/config/mosquitto.conf:ro"),
             "{context}"
+        );
+        assert!(
+            mounted[1].ends_with("/secrets/mosquitto-passwd:/mosquitto/secrets/passwd:ro"),
+            "{context}: the password file init_os.sh makes"
         );
         let port = &broker["ports"][0];
         let bound = match compose {
@@ -582,6 +590,8 @@ fn the_mqtt_profile_adds_a_hardened_broker_and_the_services_use_it_when_told() {
         .collect();
     for wanted in [
         "listener 1883 0.0.0.0",
+        "allow_anonymous false",
+        "password_file /mosquitto/secrets/passwd",
         "persistence false",
         "log_dest stdout",
     ] {

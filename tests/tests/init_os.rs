@@ -88,9 +88,35 @@ echo "$id""#,
 
 /// Real tools the script may use; nothing else from the host is on its PATH.
 const TOOLS: &[&str] = &[
-    "bash", "sh", "env", "cat", "sed", "grep", "cut", "tr", "mkdir", "dirname", "printf", "chmod",
-    "cp", "touch", "sort", "head", "tail", "uname", "mktemp", "mv", "rm", "awk", "stat", "chown",
-    "install", "readlink",
+    "bash",
+    "sh",
+    "env",
+    "cat",
+    "sed",
+    "grep",
+    "cut",
+    "tr",
+    "mkdir",
+    "dirname",
+    "printf",
+    "chmod",
+    "cp",
+    "touch",
+    "sort",
+    "head",
+    "tail",
+    "uname",
+    "mktemp",
+    "mv",
+    "rm",
+    "awk",
+    "stat",
+    "chown",
+    "install",
+    "readlink",
+    "base64",
+    "basename",
+    "sha512sum",
 ];
 
 struct Device {
@@ -195,6 +221,9 @@ impl Device {
             .env("PATH", &self.stubs)
             .env("INIT_OS_ROOT", &self.root)
             .env("INIT_OS_ENV_FILE", &self.env_file)
+            // The secrets' groups: this test's own, so that the real chown works without root.
+            .env("INIT_OS_SERVICE_GID", self.gid().to_string())
+            .env("INIT_OS_MOSQUITTO_GID", self.gid().to_string())
             .env("SUDO_USER", "pi")
             .env("ROOT", &self.root)
             .env("STUBS", &self.stubs)
@@ -202,6 +231,10 @@ impl Device {
             .env("STUB_LOG", &self.log)
             .output()
             .unwrap()
+    }
+
+    fn gid(&self) -> u32 {
+        fs::metadata(&self.root).unwrap().gid()
     }
 
     fn commands(&self) -> String {
@@ -648,9 +681,12 @@ fn a_root_owned_env_from_an_older_version_becomes_the_users_and_keeps_its_keys()
         "{output}"
     );
     let env = fs::read_to_string(&device.env_file).unwrap();
-    assert_eq!(
-        env,
-        "# Written by init_os.sh\nCOMPOSE_FILE=docker-compose.yml:docker-compose.device.yml\nI2C_DEVICE=/dev/i2c-1\nI2C_GID=990\nAPI_TOKEN=abc\n"
+    // API_TOKEN set: no token file, no token overlay; the broker's user and password added.
+    assert!(
+        env.starts_with(
+            "# Written by init_os.sh\nCOMPOSE_FILE=docker-compose.yml:docker-compose.device.yml\nI2C_DEVICE=/dev/i2c-1\nI2C_GID=990\nAPI_TOKEN=abc\nMQTT_USERNAME=qwiic\nMQTT_PASSWORD="
+        ),
+        "{env}"
     );
     let mode = fs::metadata(&device.env_file).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);
@@ -852,4 +888,91 @@ fn i2c_is_enabled_for_every_model_when_config_txt_ends_in_a_models_section() {
         "{output}"
     );
     assert_second_run_changes_nothing(&device);
+}
+
+#[test]
+fn authentication_is_on_by_default_with_a_token_and_a_broker_password_made_once() {
+    let device = Device::new("secrets", DEBIAN);
+    device.file("dev/i2c-1", "");
+    device.file("etc/hostname", "Jetson\n");
+    device.install("docker");
+    device.state("compose-v2", "");
+    assert_ok(&device.run(&[]));
+    let secrets = device.env_file.parent().unwrap().join("secrets");
+    let token = fs::read_to_string(secrets.join("api-token")).unwrap();
+    assert_eq!(token.trim_end().len(), 32, "{token:?}");
+    assert!(token.trim_end().chars().all(|c| c.is_ascii_alphanumeric()));
+    for name in ["api-token", "mosquitto-passwd"] {
+        let mode = fs::metadata(secrets.join(name))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(mode, 0o440, "{name}");
+    }
+    let hashed = fs::read_to_string(secrets.join("mosquitto-passwd")).unwrap();
+    assert!(hashed.starts_with("qwiic:$6$"), "{hashed}");
+    let env = fs::read_to_string(&device.env_file).unwrap();
+    for line in [
+        "COMPOSE_FILE=docker-compose.yml:docker-compose.device.yml:docker-compose.token.yml",
+        "ALLOWED_HOSTS=jetson,jetson.local",
+        "MQTT_TOPIC_PREFIX=qwiic/jetson",
+        "MQTT_USERNAME=qwiic",
+    ] {
+        assert!(env.lines().any(|l| l == line), "{line} missing:\n{env}");
+    }
+    let password = env
+        .lines()
+        .find_map(|line| line.strip_prefix("MQTT_PASSWORD="))
+        .unwrap();
+    assert_eq!(password.len(), 32, "{env}");
+    assert_second_run_changes_nothing(&device);
+    assert_eq!(
+        fs::read_to_string(secrets.join("api-token")).unwrap(),
+        token,
+        "the token is kept"
+    );
+}
+
+#[test]
+fn later_runs_keep_every_compose_file_and_setting_the_user_added() {
+    let device = Device::new("overlays", DEBIAN);
+    device.file("dev/i2c-1", "");
+    device.install("docker");
+    device.state("compose-v2", "");
+    fs::write(
+        &device.env_file,
+        "COMPOSE_FILE=docker-compose.yml:docker-compose.device.yml:my-overlay.yml\nALLOWED_HOSTS=garage.lan\nMQTT_TOPIC_PREFIX=qwiic/garage\n",
+    )
+    .unwrap();
+    assert_ok(&device.run(&[]));
+    let env = fs::read_to_string(&device.env_file).unwrap();
+    for line in [
+        "COMPOSE_FILE=docker-compose.yml:docker-compose.device.yml:docker-compose.token.yml:my-overlay.yml",
+        "ALLOWED_HOSTS=garage.lan",
+        "MQTT_TOPIC_PREFIX=qwiic/garage",
+    ] {
+        assert!(env.lines().any(|l| l == line), "{line} missing:\n{env}");
+    }
+    assert_second_run_changes_nothing(&device);
+}
+
+#[test]
+fn a_link_where_a_secret_goes_is_refused_and_its_target_untouched() {
+    let device = Device::new("secretlink", DEBIAN);
+    device.file("dev/i2c-1", "");
+    device.install("docker");
+    device.state("compose-v2", "");
+    device.file("etc/target", "precious\n");
+    let secrets = device.env_file.parent().unwrap().join("secrets");
+    fs::create_dir_all(&secrets).unwrap();
+    std::os::unix::fs::symlink(device.root.join("etc/target"), secrets.join("api-token")).unwrap();
+    let output = device.run(&[]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output).contains("api-token is a symbolic link"),
+        "{}",
+        stderr(&output)
+    );
+    assert_eq!(device.read("etc/target"), "precious\n");
 }

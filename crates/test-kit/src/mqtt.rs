@@ -29,7 +29,38 @@ impl Broker {
         Broker::start_with(Some((user, password)))
     }
 
+    /// A broker that lets in whom `passwords`, a Mosquitto password file, names.
+    pub fn start_with_password_file(passwords: &std::path::Path) -> Broker {
+        Broker::start_with_config(&format!(
+            "allow_anonymous false\npassword_file {}\n",
+            passwords.display()
+        ))
+    }
+
     fn start_with(credentials: Option<(&str, &str)>) -> Broker {
+        match credentials {
+            None => Broker::start_with_config("allow_anonymous true\n"),
+            Some((user, password)) => {
+                let passwords = std::env::temp_dir().join(format!(
+                    "qwiic-mosquitto-passwords-{}-{}",
+                    std::process::id(),
+                    fastrand::u64(..)
+                ));
+                let status = Command::new(passwd_binary())
+                    .arg("-c")
+                    .arg("-b")
+                    .arg(&passwords)
+                    .args([user, password])
+                    .status()
+                    .unwrap();
+                assert!(status.success(), "mosquitto_passwd failed");
+                Broker::start_with_password_file(&passwords)
+            }
+        }
+    }
+
+    /// A broker on a free loopback port with `access` (its authentication lines).
+    fn start_with_config(access: &str) -> Broker {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -40,26 +71,9 @@ impl Broker {
         std::fs::create_dir_all(&dir).unwrap();
         // `user root` keeps a root test run from dropping to the user mosquitto, which could
         // not read this directory; it has no effect for anyone else.
-        let mut config =
-            format!("listener {port} 127.0.0.1\npersistence false\nlog_dest stderr\nuser root\n");
-        match credentials {
-            None => config.push_str("allow_anonymous true\n"),
-            Some((user, password)) => {
-                let passwords = dir.join("passwords");
-                let status = Command::new(passwd_binary())
-                    .arg("-c")
-                    .arg("-b")
-                    .arg(&passwords)
-                    .args([user, password])
-                    .status()
-                    .unwrap();
-                assert!(status.success(), "mosquitto_passwd failed");
-                config.push_str(&format!(
-                    "allow_anonymous false\npassword_file {}\n",
-                    passwords.display()
-                ));
-            }
-        }
+        let config = format!(
+            "listener {port} 127.0.0.1\npersistence false\nlog_dest stderr\nuser root\n{access}"
+        );
         std::fs::write(dir.join("mosquitto.conf"), config).unwrap();
         let mut broker = Broker {
             child: None,
