@@ -73,7 +73,7 @@ def compose_images():
 
 
 def is_device_plugin(doc):
-    return any(c["image"].split(":")[0] == DEVICE_PLUGIN_IMAGE
+    return any(c["image"].split("@")[0].split(":")[0].removeprefix("ghcr.io/") == DEVICE_PLUGIN_IMAGE
                for c in doc["spec"]["template"]["spec"]["containers"])
 
 
@@ -310,15 +310,19 @@ def test_no_drift_from_the_services_and_compose(overlay):
         for variable in container.get("env", []):
             assert variable["name"] in accepted, f"{binary} does not read {variable['name']}"
         env = {v["name"]: v["value"] for v in container.get("env", [])}
-        ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+        ports = {p["name"]: p["containerPort"] for p in container.get("ports", [])}
         if binary == "simulator":
             assert set(ports.values()) == {default_port("simulator", "TCP_LISTEN"), default_port("simulator", "HTTP_LISTEN")}
+        elif binary == "button-service":
+            # Its /healthz and /metrics stay inside the Pod: nothing exposed.
+            assert env["LISTEN_ADDR"].startswith("127.0.0.1:") and not ports, env
         else:
             listen = int(env.get("LISTEN_ADDR", f":{default_port(binary, 'LISTEN_ADDR')}").rsplit(":", 1)[1])
             assert listen in ports.values(), f"{binary} listens on {listen}, the manifest exposes {ports}"
         for probe in ("readinessProbe", "livenessProbe"):
-            assert container[probe]["httpGet"]["path"] == "/healthz"
-            assert container[probe]["httpGet"]["port"] in ports
+            # The image's own healthcheck, from 127.0.0.1 inside the container: the per-address
+            # connection share never refuses it.
+            assert container[probe]["exec"]["command"] == [f"/{binary}", "healthcheck"], probe
     # The button reaches the LED service where it listens.
     _, by_name = the_daemonset(render(overlay))
     led_url = next(v["value"] for v in by_name["button"]["env"] if v["name"] == "LED_URL")
@@ -357,7 +361,7 @@ def test_iotedge_manifest_structure():
         assert host["GroupAdd"] == ["${I2C_GID}"]
         assert "Binds" not in host, "a missing host file under Binds becomes a directory: use Mounts"
     led = json.loads(modules["led"]["settings"]["createOptions"])
-    assert led["HostConfig"]["PortBindings"] == {"8080/tcp": [{"HostPort": "${LED_PORT}"}]}
+    assert led["HostConfig"]["PortBindings"] == {"8080/tcp": [{"HostIp": "${LED_BIND}", "HostPort": "${LED_PORT}"}]}
     assert "PortBindings" not in json.loads(modules["button"]["settings"]["createOptions"])["HostConfig"]
 
 
@@ -473,3 +477,23 @@ def test_pull_requests_run_the_projects_ci():
     assert "pull_request" in ci[True]
     runs = [s.get("run", "").replace("\\\n", " ") for job in ci["jobs"].values() for s in job["steps"]]
     assert any(re.search(r"^sudo .*\bbash \.ci/run$", run.strip(), re.M) for run in runs), runs
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_network_policies_let_in_the_led_api_and_keep_the_simulator_to_the_device_pods(overlay):
+    policies = {doc["metadata"]["name"]: doc for doc in render(overlay) if doc.get("kind") == "NetworkPolicy"}
+    app = policies["qwiic"]["spec"]
+    assert app["podSelector"]["matchLabels"] == {"app.kubernetes.io/name": "qwiic"}
+    assert app["ingress"] == [{"ports": [{"port": 8080, "protocol": "TCP"}]}]
+    if overlay == "simulator":
+        simulator = policies["qwiic-simulator"]["spec"]
+        assert simulator["ingress"] == [{
+            "from": [{"podSelector": {"matchLabels": {"app.kubernetes.io/name": "qwiic"}}}],
+            "ports": [{"port": 7070, "protocol": "TCP"}],
+        }], "the bus for the device Pods only; the page through port-forward only"
+
+
+def test_the_device_plugin_is_pinned_by_digest():
+    plugin = next(doc for doc in render("device") if doc.get("kind") == "DaemonSet" and is_device_plugin(doc))
+    [container] = plugin["spec"]["template"]["spec"]["containers"]
+    assert re.fullmatch(r"ghcr\.io/squat/generic-device-plugin@sha256:[0-9a-f]{64}", container["image"]), container["image"]
