@@ -312,3 +312,73 @@ fn real_uid() -> u32 {
         .and_then(|ids| ids.split_whitespace().next()?.parse().ok())
         .unwrap()
 }
+
+/// The process's resident memory now and at its peak, in KiB (`/proc/PID/status`).
+fn rss_kib(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let field = |name: &str| -> u64 {
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix(name))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|kib| kib.parse().ok())
+            .unwrap()
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+/// A connection to `address` from 127.0.0.`host` (another peer on the network).
+async fn connect_from(host: u8, address: std::net::SocketAddr) -> tokio::net::TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket
+        .bind(format!("127.0.0.{host}:0").parse().unwrap())
+        .unwrap();
+    socket.connect(address).await.unwrap()
+}
+
+#[tokio::test]
+async fn oversized_heads_and_every_slot_held_stay_far_inside_the_memory_limit() {
+    use tokio::io::AsyncWriteExt as _;
+    let service = RunningBinary::start(BINARY, &[("BUS", "sim")]);
+    let address = service.address("listen", Duration::from_secs(10));
+    let (idle, _) = rss_kib(service.pid());
+    // 128 connections (four hosts, 32 each) each send 400 KiB of one header line, well within
+    // the head deadline: each is answered 431 at 8 KiB and closed.
+    let huge = format!("GET / HTTP/1.1\r\nX-Big: {}", "b".repeat(400 * 1024));
+    let mut oversized = Vec::new();
+    for host in 2..=5 {
+        for _ in 0..32 {
+            let mut stream = connect_from(host, address).await;
+            let _ = stream.write_all(huge.as_bytes()).await;
+            oversized.push(stream);
+        }
+    }
+    let (_, after_oversized) = rss_kib(service.pid());
+    drop(oversized);
+    // Then eight hosts take their share each (32 connections): every one of the 256 slots
+    // holds a head just under the 8 KiB limit, its last line never ended.
+    let partial = format!(
+        "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Pad: {}",
+        "a".repeat(7 * 1024)
+    );
+    let mut held = Vec::new();
+    for host in 2..=9 {
+        for _ in 0..32 {
+            let mut stream = connect_from(host, address).await;
+            let _ = stream.write_all(partial.as_bytes()).await;
+            held.push(stream);
+        }
+    }
+    let (now, peak) = rss_kib(service.pid());
+    eprintln!(
+        "figure: RSS {idle} KiB idle; peak {after_oversized} KiB after 128 heads of 400 KiB; {now} KiB with all 256 slots holding 7 KiB heads; peak {peak} KiB"
+    );
+    assert!(
+        peak - idle < 8 * 1024,
+        "RSS grew {} KiB: the 32 MiB limit is at risk",
+        peak - idle
+    );
+    // The local health check still answers (its reserve).
+    assert!(service.healthcheck(Duration::from_secs(10)));
+    drop(held);
+}
