@@ -780,3 +780,29 @@ async fn metrics_show_polls_sends_and_the_last_send_age() {
     button.stop().await;
     led.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_button_unplugged_the_bus_rests_at_about_one_transaction_a_second() {
+    let sim = SimButton::new();
+    let led = LedService::start(&sim, "127.0.0.1:0".parse().unwrap()).await;
+    let button = ButtonService::start(&sim, led.address, &["--poll-interval=20ms"]).await;
+    button.wait_ready().await;
+    sim.unplug();
+    // Both services notice; then the bus is watched for a few seconds.
+    let metrics = button.metrics.clone();
+    wait_until("the poller noticed", Duration::from_secs(5), || {
+        metrics.poll_errors.get() > 0
+    })
+    .await;
+    let (before, started) = (sim.stats().transactions, std::time::Instant::now());
+    tokio::time::sleep(Duration::from_secs(4)).await; // the window the rate is measured over
+    let transactions = sim.stats().transactions - before;
+    let seconds = started.elapsed().as_secs_f64();
+    let rate = transactions as f64 / seconds;
+    eprintln!(
+        "figure: {rate:.2} bus transactions a second with the button unplugged (both services)"
+    );
+    assert!(rate <= 2.0, "{transactions} transactions in {seconds:.1} s");
+    button.stop().await;
+    led.stop().await;
+}

@@ -93,12 +93,12 @@ impl<B: I2c> I2c for RetryingBus<B> {
 /// Errors worth trying again at once: the device was there but the transfer failed. A
 /// transport failure (`Other`: the simulator server unreachable, a timeout) is not; repeating
 /// it only multiplies the wait.
+/// A broken transfer is worth trying again at once; a NACK is not: the device is not there
+/// (unplugged, a loose cable), and on a Jetson every NACK is a kernel log line and a reset of
+/// the controller.
 fn transient(kind: embedded_hal::i2c::ErrorKind) -> bool {
     use embedded_hal::i2c::ErrorKind;
-    matches!(
-        kind,
-        ErrorKind::NoAcknowledge(_) | ErrorKind::Bus | ErrorKind::ArbitrationLoss
-    )
+    matches!(kind, ErrorKind::Bus | ErrorKind::ArbitrationLoss)
 }
 
 /// An I2C bus that counts its transactions and failures for /metrics.
@@ -195,5 +195,25 @@ mod tests {
         let mut bus = RetryingBus::new(Unreachable(0), 3);
         assert_eq!(bus.write(0x6F, &[0]), Err(ErrorKind::Other));
         assert_eq!(bus.bus.0, 1, "a transport failure is not repeated");
+
+        /// Answers no acknowledge, like a missing device.
+        struct Missing(u32);
+        impl ErrorType for Missing {
+            type Error = ErrorKind;
+        }
+        impl I2c for Missing {
+            fn transaction(&mut self, _: u8, _: &mut [Operation<'_>]) -> Result<(), ErrorKind> {
+                self.0 += 1;
+                Err(ErrorKind::NoAcknowledge(
+                    embedded_hal::i2c::NoAcknowledgeSource::Address,
+                ))
+            }
+        }
+        let mut bus = RetryingBus::new(Missing(0), 3);
+        assert!(bus.write(0x6F, &[0]).is_err());
+        assert_eq!(
+            bus.bus.0, 1,
+            "a NACK is not repeated (a kernel log line each)"
+        );
     }
 }

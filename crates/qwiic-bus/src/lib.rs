@@ -30,8 +30,8 @@ pub mod wire;
 pub use bus::{Bus, BusError};
 pub use layers::{BusCounters, CountingBus, RetryingBus, ServiceBus, service_bus};
 pub use link::{
-    ConnectError, DeviceError, DeviceLink, FRESH, HealthView, Identified, LinkHealth, LinkedButton,
-    connect,
+    Cause, ConnectError, DeviceError, DeviceLink, FRESH, HealthView, Identified, LinkHealth,
+    LinkedButton, PROBE_INTERVAL, connect,
 };
 pub use open::OpenError;
 pub use spec::{ACCEPTED, BusSpec, BusSpecError};

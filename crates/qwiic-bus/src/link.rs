@@ -28,6 +28,11 @@ const ATTEMPTS: u32 = 3;
 /// this time of the last successful transaction needs no transaction of its own.
 pub const FRESH: Duration = Duration::from_secs(1);
 
+/// While the button does not answer, it is looked for again at most this often: every probe
+/// of a missing device is a NACK, and L4T's i2c-tegra logs each one to the kernel log and
+/// resets the controller (polling every 20 ms wrote ~150 lines a second).
+pub const PROBE_INTERVAL: Duration = Duration::from_secs(1);
+
 /// Whether the button answers, for `/healthz`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LinkHealth {
@@ -95,6 +100,8 @@ pub struct DeviceLink {
     firmware: Option<FirmwareVersion>,
     /// The button not answering, logged once at each end.
     outage: Burst,
+    /// After a failed identification: when to look again, and why it failed.
+    resting: Option<Resting>,
     /// How the service goes on during an outage, for its log line ("retrying every poll").
     retrying: &'static str,
     health: watch::Sender<LinkHealth>,
@@ -129,6 +136,7 @@ impl DeviceLink {
             spec,
             firmware: None,
             outage: Burst::default(),
+            resting: None,
             retrying,
             health: watch::channel(LinkHealth::Starting).0,
             counters,
@@ -176,7 +184,9 @@ impl DeviceLink {
         self.button.address()
     }
 
-    /// Identifies the button unless it is identified already (since the last failure).
+    /// Identifies the button unless it is identified already (since the last failure). After
+    /// a failed identification the button is looked for again only [`PROBE_INTERVAL`] later;
+    /// until then the failure is answered without a transaction.
     pub fn identify(&mut self) -> Result<Identified, DeviceError> {
         if let Some(firmware) = self.firmware {
             return Ok(Identified {
@@ -184,10 +194,33 @@ impl DeviceLink {
                 fresh: false,
             });
         }
+        if let Some(resting) = &self.resting {
+            let now = Instant::now();
+            if now < resting.until {
+                return Err(DeviceError {
+                    bus: self.spec.clone(),
+                    address: self.address(),
+                    cause: Cause::Resting {
+                        last: resting.why.clone(),
+                        absent: resting.absent,
+                        retry_in: resting.until - now,
+                    },
+                });
+            }
+        }
         let firmware = match self.read_identity() {
             Ok(firmware) => firmware,
-            Err(error) => return Err(self.fail(error)),
+            Err(error) => {
+                let error = self.fail(error);
+                self.resting = Some(Resting {
+                    until: Instant::now() + PROBE_INTERVAL,
+                    why: error.to_string(),
+                    absent: error.is_absent(),
+                });
+                return Err(error);
+            }
         };
+        self.resting = None;
         self.firmware = Some(firmware);
         self.answered();
         match self.outage.end() {
@@ -275,6 +308,14 @@ impl DeviceLink {
     }
 }
 
+/// After a failed identification: when the button is looked for again, and why it failed.
+#[derive(Debug, Clone)]
+struct Resting {
+    until: Instant,
+    why: String,
+    absent: bool,
+}
+
 /// A driver error in context: which bus, which address, and what to check.
 #[derive(Debug)]
 pub struct DeviceError {
@@ -282,8 +323,24 @@ pub struct DeviceError {
     pub bus: BusSpec,
     /// The button's address.
     pub address: Address,
-    /// The driver's error.
-    pub error: qwiic_button::Error<BusError>,
+    /// What went wrong.
+    pub cause: Cause,
+}
+
+/// What went wrong with the button.
+#[derive(Debug)]
+pub enum Cause {
+    /// The driver failed now.
+    Driver(qwiic_button::Error<BusError>),
+    /// The button did not answer lately and is not looked for again before `retry_in`.
+    Resting {
+        /// Why the last attempt failed, in words.
+        last: String,
+        /// The last attempt found no device at all.
+        absent: bool,
+        /// Until the next attempt.
+        retry_in: Duration,
+    },
 }
 
 impl DeviceError {
@@ -292,22 +349,23 @@ impl DeviceError {
         DeviceError {
             bus: bus.clone(),
             address,
-            error,
+            cause: Cause::Driver(error),
         }
     }
 
     /// True when a reading was rejected as corrupted (the device answered).
     pub fn is_corrupted(&self) -> bool {
-        self.error.is_corrupted()
+        matches!(&self.cause, Cause::Driver(error) if error.is_corrupted())
     }
 
     /// True when the device did not answer at all (absent, unplugged, simulator down).
     pub fn is_absent(&self) -> bool {
-        match &self.error {
-            qwiic_button::Error::I2C(BusError::Tcp(
+        match &self.cause {
+            Cause::Driver(qwiic_button::Error::I2C(BusError::Tcp(
                 TcpBusError::Connect { .. } | TcpBusError::Io { .. },
-            )) => true,
-            error => error.is_no_acknowledge(),
+            ))) => true,
+            Cause::Driver(error) => error.is_no_acknowledge(),
+            Cause::Resting { absent, .. } => *absent,
         }
     }
 }
@@ -315,7 +373,17 @@ impl DeviceError {
 impl fmt::Display for DeviceError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let (bus, address, hint) = (&self.bus, self.address, self.bus.hint());
-        match &self.error {
+        let error = match &self.cause {
+            Cause::Driver(error) => error,
+            Cause::Resting { last, retry_in, .. } => {
+                return write!(
+                    f,
+                    "{last} (looked for again in {} ms)",
+                    retry_in.as_millis()
+                );
+            }
+        };
+        match error {
             qwiic_button::Error::WrongId { found, .. }
                 if *found == qwiic_button::DEVICE_ID >> 1 =>
             {

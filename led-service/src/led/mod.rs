@@ -242,7 +242,16 @@ mod tests {
         assert!(matches!(error, DeviceFault::Unavailable(_)), "{error:?}");
         sim.set_fault_rate(0.0, qwiic_sim::Fault::Nack).unwrap();
         let before = sim.stats().transactions;
-        assert_eq!(led.set(ON, "again").await.unwrap().led, ON);
+        // The button is looked for again a probe interval after the failure.
+        let until = std::time::Instant::now() + qwiic_bus::PROBE_INTERVAL * 3;
+        let state = loop {
+            match led.set(ON, "again").await {
+                Ok(state) => break state,
+                Err(error) => assert!(std::time::Instant::now() < until, "{error}"),
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        assert_eq!(state.led, ON);
         assert!(sim.stats().transactions > before, "read from the device");
     }
 }
