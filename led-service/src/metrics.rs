@@ -44,7 +44,7 @@ pub struct Instruments {
     pub latency: HistogramFamily,
     /// I2C transactions attempted and failed.
     pub bus: BusCounters,
-    /// LED settings written to the device.
+    /// LED writes that reached the device (each write counts, read back right or not).
     pub led_changes: Counter,
     /// Requests for the setting the LED already had: no write, no EEPROM wear.
     pub led_writes_skipped: Counter,
@@ -115,7 +115,7 @@ impl service_kit::metrics::Instruments for Instruments {
             ),
             (
                 "led_changes",
-                "LED settings written to the device",
+                "LED writes that reached the device (a write read back wrong and written again counts twice)",
                 &self.led_changes,
             ),
             (

@@ -779,3 +779,23 @@ async fn integers_may_be_written_as_json_schema_counts_them() {
         "a bad pulse is refused even when off: {body}"
     );
 }
+
+#[tokio::test]
+async fn under_corrupted_reads_the_led_metrics_count_every_write_that_reached_the_device() {
+    let f = fixture();
+    send(&f.app, get("/healthz")).await;
+    // Most read-backs come back corrupted: some writes are never confirmed.
+    f.sim.set_corrupt_rate(0.6).unwrap();
+    for change in 0..30 {
+        let path = if change % 2 == 0 { "/true" } else { "/false" };
+        send(&f.app, post(path)).await;
+        // Outside the merge window: each change is a write of its own.
+        tokio::time::sleep(led_service::led::COALESCE_WINDOW).await;
+    }
+    f.sim.set_corrupt_rate(0.0).unwrap();
+    assert_eq!(
+        f.metrics.led_changes.get(),
+        f.sim.stats().led_writes,
+        "the metric against the simulator's record"
+    );
+}

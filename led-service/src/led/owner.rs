@@ -228,15 +228,15 @@ impl Owner {
             at: SystemTime::now(),
             by,
         });
-        self.metrics.led_changes.inc();
         Ok(self.publish(wanted))
     }
 
-    /// One write of the whole setting over `from` (what the device held), counting the EEPROM
-    /// bytes it changes.
+    /// One write of the whole setting over `from` (what the device held), counting it and the
+    /// EEPROM bytes it changes: it reached the device, whatever a read-back says afterwards.
     fn write(&mut self, from: LedConfig, to: LedConfig) -> Result<(), DeviceFault> {
         self.last_write = Some(Instant::now());
         self.link.run(|button, _| button.set_led(to))?;
+        self.metrics.led_changes.inc();
         let changed = eeprom_bytes_changed(from, to);
         self.eeprom_byte_writes += changed;
         self.metrics.eeprom_byte_writes.inc_by(changed);
