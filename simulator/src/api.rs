@@ -261,9 +261,15 @@ pub struct FaultRequest {
     pub fail_next: Option<u32>,
     /// Added to every transaction, 0-10000 ms.
     pub delay_ms: Option<u64>,
-    /// Share of reads returned shifted by one bit with no error (a Raspberry Pi's
-    /// clock-stretching bug), 0.0-1.0.
+    /// Share of reads returned shifted by one bit from one of their bytes on, with no error (a
+    /// Raspberry Pi's clock-stretching bug), 0.0-1.0.
     pub corrupt_rate: Option<f64>,
+    /// Share of writes acknowledged and then lost or applied one bit late (the same bug, on
+    /// writes), 0.0-1.0.
+    pub write_corrupt_rate: Option<f64>,
+    /// Share of switch edges followed by one more bounce just after the debounce lockout,
+    /// which the firmware takes for an edge, 0.0-1.0.
+    pub late_bounce_rate: Option<f64>,
     /// How long the switch chatters after each edge (reads of `isPressed` flicker), 0-50 ms.
     pub bounce_ms: Option<u64>,
 }
@@ -318,6 +324,8 @@ async fn set_faults(
     };
     in_range("error_rate", request.error_rate)?;
     in_range("corrupt_rate", request.corrupt_rate)?;
+    in_range("write_corrupt_rate", request.write_corrupt_rate)?;
+    in_range("late_bounce_rate", request.late_bounce_rate)?;
     let button = &state.button;
     let fault = Fault::from(request.error);
     if let Some(rate) = request.error_rate {
@@ -329,6 +337,16 @@ async fn set_faults(
         button
             .set_corrupt_rate(rate)
             .map_err(|error| invalid(format!("corrupt_rate: {error}")))?;
+    }
+    if let Some(rate) = request.write_corrupt_rate {
+        button
+            .set_write_corrupt_rate(rate)
+            .map_err(|error| invalid(format!("write_corrupt_rate: {error}")))?;
+    }
+    if let Some(rate) = request.late_bounce_rate {
+        button
+            .set_late_bounce_rate(rate)
+            .map_err(|error| invalid(format!("late_bounce_rate: {error}")))?;
     }
     if let Some(delay) = request.delay_ms {
         button.set_delay(Duration::from_millis(delay));
@@ -345,6 +363,8 @@ async fn set_faults(
         "fail_next": request.fail_next,
         "delay_ms": request.delay_ms,
         "corrupt_rate": request.corrupt_rate,
+        "write_corrupt_rate": request.write_corrupt_rate,
+        "late_bounce_rate": request.late_bounce_rate,
         "bounce_ms": request.bounce_ms,
     });
     tracing::info!(faults = %answer, "faults set");

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use qwiic_button::{Address, FirmwareVersion, QwiicButton};
+use qwiic_button::{Address, Corruption, FirmwareVersion, QwiicButton};
 use runtime_kit::Burst;
 use tokio::sync::watch;
 
@@ -23,6 +23,9 @@ pub type LinkedButton = QwiicButton<ServiceBus<Bus>>;
 /// Tries per transaction. Every transaction of both services may be repeated: reads, whole LED
 /// settings, the status clear (neither service pops a queue).
 const ATTEMPTS: u32 = 3;
+
+/// Readings of the identity tried before giving up on two agreeing.
+const IDENTITY_READS: u32 = 4;
 
 /// How long an answer from the device counts as proof that it answers: a health check within
 /// this time of the last successful transaction needs no transaction of its own.
@@ -239,21 +242,39 @@ impl DeviceLink {
         })
     }
 
-    /// The ID and firmware, looked at twice when the ID is wrong: on a Raspberry Pi a corrupted
-    /// read shifts the ID (0x5D reads 0x2E), so one wrong ID is a rejected reading, and two in a
-    /// row are another device.
+    /// The ID and firmware, believed only when two readings in a row agree and the firmware is
+    /// one SparkFun released (1.x): on a Raspberry Pi a corrupted read shifts a byte (0x5D reads
+    /// 0x2E, or the ID reads right and the firmware does not), and an identity taken from one
+    /// corrupted reading would make every later reading look corrupted. Each rejected reading
+    /// is counted; after [`IDENTITY_READS`] without two agreeing, the last error stands (a
+    /// wrong ID every time is another device). A bus error ends it at once.
     fn read_identity(&mut self) -> Result<FirmwareVersion, qwiic_button::Error<BusError>> {
-        match self.button.check_identity() {
-            Err(error @ qwiic_button::Error::WrongId { .. }) => {
-                self.rejected(error);
-                let second = self.button.check_identity();
-                if second.is_ok() {
-                    self.clean_reading();
+        let mut previous = None;
+        let mut last = None;
+        for _ in 0..IDENTITY_READS {
+            let error = match self.button.check_identity() {
+                Ok(firmware) if firmware.major == 1 && firmware.minor < 16 => {
+                    if previous == Some(firmware) {
+                        self.clean_reading();
+                        return Ok(firmware);
+                    }
+                    previous = Some(firmware);
+                    continue;
                 }
-                second
-            }
-            result => result,
+                Ok(firmware) => {
+                    qwiic_button::Error::Corrupted(Corruption::UnknownFirmware(firmware))
+                }
+                Err(error @ qwiic_button::Error::WrongId { .. }) => error,
+                Err(error) => return Err(error),
+            };
+            previous = None;
+            last = Some(self.rejected(error));
         }
+        Err(match last.map(|error| error.cause) {
+            Some(Cause::Driver(error)) => error,
+            // Two readings were taken every time and never agreed.
+            _ => qwiic_button::Error::Corrupted(Corruption::Disagreeing),
+        })
     }
 
     /// Runs `operation` on the identified button (identifying it first if needed). A failure

@@ -103,6 +103,10 @@ pub enum Corruption {
     /// The I2C_ADDRESS register, read after the LED registers, did not hold the address the
     /// device answered on.
     Address(u8),
+    /// The firmware registers held a version SparkFun never released (1.x).
+    UnknownFirmware(FirmwareVersion),
+    /// Readings of the identity taken one after another kept disagreeing.
+    Disagreeing,
 }
 
 impl fmt::Display for Corruption {
@@ -116,6 +120,10 @@ impl fmt::Display for Corruption {
             Corruption::Address(found) => {
                 write!(f, "I2C_ADDRESS {found:#04x}, not the address that answered")
             }
+            Corruption::UnknownFirmware(found) => {
+                write!(f, "firmware {found}, which was never released")
+            }
+            Corruption::Disagreeing => f.write_str("the identity read differently every time"),
         }
     }
 }

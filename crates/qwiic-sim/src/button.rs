@@ -185,9 +185,7 @@ impl SimButton {
 
     /// Makes each transaction fail with `fault` with probability `rate` (0.0-1.0).
     pub fn set_fault_rate(&self, rate: f64, fault: Fault) -> Result<(), InvalidRate> {
-        if !(0.0..=1.0).contains(&rate) {
-            return Err(InvalidRate(rate));
-        }
+        check_rate(rate)?;
         self.with_device(|device, _| device.faults().set_rate(rate, fault));
         Ok(())
     }
@@ -200,13 +198,30 @@ impl SimButton {
     }
 
     /// Makes each read come back, with probability `rate` (0.0-1.0), shifted right by one bit
-    /// with no error: what a Raspberry Pi's I2C controller does when it mishandles this
-    /// device's clock stretching (the ID 0x5D reads 0x2E).
+    /// from one of its bytes on, with no error: what a Raspberry Pi's I2C controller does when
+    /// it mishandles this device's clock stretching (from the first byte, the ID 0x5D reads
+    /// 0x2E; from a later one, the ID reads right and a later byte is wrong).
     pub fn set_corrupt_rate(&self, rate: f64) -> Result<(), InvalidRate> {
-        if !(0.0..=1.0).contains(&rate) {
-            return Err(InvalidRate(rate));
-        }
+        check_rate(rate)?;
         self.with_device(|device, _| device.faults().corrupt_rate = rate);
+        Ok(())
+    }
+
+    /// Makes each write with data, with probability `rate` (0.0-1.0), acknowledged and then lost
+    /// (half of them) or applied one bit late from one of its data bytes on: the same bug, on
+    /// writes (a status clear that does not clear).
+    pub fn set_write_corrupt_rate(&self, rate: f64) -> Result<(), InvalidRate> {
+        check_rate(rate)?;
+        self.with_device(|device, _| device.faults().write_corrupt_rate = rate);
+        Ok(())
+    }
+
+    /// Makes the switch, after a share `rate` (0.0-1.0) of its physical edges, bounce once more
+    /// just after the debounce lockout: the firmware takes that for an edge (flags set, an entry
+    /// on the pressed queue) though the switch settles where it was.
+    pub fn set_late_bounce_rate(&self, rate: f64) -> Result<(), InvalidRate> {
+        check_rate(rate)?;
+        self.with_device(|device, _| device.faults().late_bounce_rate = rate);
         Ok(())
     }
 
@@ -362,5 +377,14 @@ impl SimButton {
             device.count_transaction(false);
             apply(device, now, operations)
         })
+    }
+}
+
+/// A rate is a fraction from 0.0 to 1.0.
+fn check_rate(rate: f64) -> Result<(), InvalidRate> {
+    if (0.0..=1.0).contains(&rate) {
+        Ok(())
+    } else {
+        Err(InvalidRate(rate))
     }
 }

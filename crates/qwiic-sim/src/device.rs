@@ -29,6 +29,15 @@ enum Effect {
     Address(u8),
 }
 
+/// A change of the switch's pin, due at `at_ms`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Edge {
+    at_ms: u64,
+    down: bool,
+    /// A bounce of the contact, not a press or release: it bounces no further.
+    bounce: bool,
+}
+
 /// How many past events [`Device::history`] keeps.
 const HISTORY: usize = 64;
 
@@ -49,7 +58,7 @@ pub struct Device {
     /// The physical switch: true while held down.
     switch_down: bool,
     /// Presses and releases not yet reached by the clock (click for N ms).
-    pending_edges: VecDeque<(u64, bool)>,
+    pending_edges: VecDeque<Edge>,
     /// The ISR's `lastClickTime`, in `millis()`.
     last_edge_millis: u32,
     pressed: TimestampQueue,
@@ -97,6 +106,7 @@ impl Device {
             last_physical_edge_ms: None,
             faults: FaultState {
                 rng: config.seed | 1,
+                detail: config.seed.rotate_left(32) | 1,
                 ..FaultState::default()
             },
             stats: SimStats::default(),
@@ -239,12 +249,15 @@ impl Device {
 
     /// Applies the scheduled switch edges and main-loop effects that the clock has reached.
     pub fn sync(&mut self, now_ms: u64) {
-        while let Some(&(at_ms, down)) = self.pending_edges.front() {
-            if at_ms > now_ms {
+        while let Some(&edge) = self.pending_edges.front() {
+            if edge.at_ms > now_ms {
                 break;
             }
             self.pending_edges.pop_front();
-            self.switch_edge(at_ms, down);
+            match edge.bounce {
+                false => self.switch_edge(edge.at_ms, edge.down),
+                true => self.pin_edge(edge.at_ms, edge.down),
+            }
         }
         while let Some(&(at_ms, effect)) = self.pending.front() {
             if at_ms > now_ms {
@@ -275,13 +288,42 @@ impl Device {
         let at_ms = self
             .pending_edges
             .back()
-            .map_or(at_ms, |&(last, _)| at_ms.max(last));
-        self.pending_edges.push_back((at_ms, down));
+            .map_or(at_ms, |last| at_ms.max(last.at_ms));
+        self.pending_edges.push_back(Edge {
+            at_ms,
+            down,
+            bounce: false,
+        });
         self.scheduled = true;
     }
 
-    /// The pin-change ISR (`buttonInterrupt`).
+    /// A physical edge of the switch: the pin changes, and the ISR runs. Sometimes the contact
+    /// bounces once more just after the debounce lockout: the ISR takes that for an edge (a
+    /// flag and a queue entry) though the switch settles where it was.
     fn switch_edge(&mut self, at_ms: u64, down: bool) {
+        if self.switch_down == down {
+            return; // no change on the pin
+        }
+        self.pin_edge(at_ms, down);
+        if self.faults.happens(self.faults.late_bounce_rate) {
+            let debounce = u64::from(self.get_u16(BUTTON_DEBOUNCE_TIME));
+            let spike = at_ms + debounce + 1;
+            // The spike and its return 1 ms later, within the new lockout: one more edge.
+            for (at_ms, down) in [(spike, !down), (spike + 1, down)] {
+                let edge = Edge {
+                    at_ms,
+                    down,
+                    bounce: true,
+                };
+                let at = self.pending_edges.partition_point(|e| e.at_ms <= at_ms);
+                self.pending_edges.insert(at, edge);
+            }
+            self.scheduled = true;
+        }
+    }
+
+    /// The pin-change ISR (`buttonInterrupt`).
+    fn pin_edge(&mut self, at_ms: u64, down: bool) {
         if self.switch_down == down {
             return; // no change on the pin
         }
@@ -368,14 +410,15 @@ impl Device {
         (self.faults.draw() < self.faults.rate).then_some(kind)
     }
 
-    /// Whether this read comes back bit-shifted (the Raspberry Pi's clock-stretching bug).
-    pub fn corrupts_this_read(&mut self) -> bool {
-        let corrupt =
-            self.faults.corrupt_rate > 0.0 && self.faults.draw() < self.faults.corrupt_rate;
-        if corrupt {
-            self.stats.corrupted_reads += 1;
+    /// Whether a read of `len` bytes comes back bit-shifted (the Raspberry Pi's
+    /// clock-stretching bug), and from which byte on: any of them, so a corrupted burst may
+    /// keep a valid ID.
+    pub fn corrupts_this_read(&mut self, len: usize) -> Option<usize> {
+        if !self.faults.happens(self.faults.corrupt_rate) {
+            return None;
         }
-        corrupt
+        self.stats.corrupted_reads += 1;
+        Some(self.faults.position(len))
     }
 
     pub fn set_jumpers(&mut self, jumpers: u8) {
@@ -455,6 +498,22 @@ impl Device {
 
     /// `receiveEvent` then one pass of the main loop: store through the protection map, pop on
     /// request, then move the address and save the settings as the firmware does.
+    /// A write as it reaches the firmware: lost or misapplied when the bus corrupts it (the
+    /// Raspberry Pi's clock-stretching bug hits writes too: acknowledged, and not applied, or
+    /// applied from a byte on one bit late), then `receiveEvent`.
+    pub fn receive(&mut self, now_ms: u64, bytes: &mut [u8]) {
+        if bytes.len() > 1 && self.faults.happens(self.faults.write_corrupt_rate) {
+            self.stats.corrupted_writes += 1;
+            if self.faults.either() {
+                return; // acknowledged, never applied
+            }
+            // The data from some byte on, one bit late (the register byte arrived right).
+            let from = 1 + self.faults.position(bytes.len() - 1);
+            crate::transaction::shift_right_one_bit(bytes, from);
+        }
+        self.write(now_ms, bytes);
+    }
+
     pub fn write(&mut self, now_ms: u64, bytes: &[u8]) {
         let Some((&register, data)) = bytes.split_first() else {
             return; // an address-only probe (i2cdetect's quick write)
@@ -544,7 +603,7 @@ impl Device {
 
     /// When the next scheduled edge or effect is due, if any.
     pub fn next_change_at_ms(&self) -> Option<u64> {
-        let edge = self.pending_edges.front().map(|&(at_ms, _)| at_ms);
+        let edge = self.pending_edges.front().map(|edge| edge.at_ms);
         let effect = self.pending.front().map(|&(at_ms, _)| at_ms);
         edge.into_iter().chain(effect).min()
     }

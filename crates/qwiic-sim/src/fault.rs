@@ -125,20 +125,40 @@ pub(crate) struct FaultState {
     pub(crate) rate_kind: Option<Fault>,
     pub(crate) delay_ms: u64,
     pub(crate) corrupt_rate: f64,
+    /// Share of writes with data that are acknowledged and then lost or misapplied.
+    pub(crate) write_corrupt_rate: f64,
     pub(crate) bounce_ms: u64,
+    /// Share of physical edges followed, just after the debounce lockout, by one more bounce
+    /// that the ISR takes for an edge.
+    pub(crate) late_bounce_rate: f64,
     pub(crate) lose_writes: u32,
+    /// Whether each fault happens.
     pub(crate) rng: u64,
+    /// How it happens (which byte, lost or misapplied): a stream of its own, so that the
+    /// sequence of whether stays what a seed gave in earlier versions.
+    pub(crate) detail: u64,
 }
 
 impl FaultState {
-    /// xorshift64: deterministic for a given seed, good enough to spread faults.
+    /// True with probability `rate` (never draws for a rate of 0, so a fault-free run keeps
+    /// the generator's sequence).
+    pub(crate) fn happens(&mut self, rate: f64) -> bool {
+        rate > 0.0 && self.draw() < rate
+    }
+
+    /// A position in `0..len`, from the detail stream.
+    pub(crate) fn position(&mut self, len: usize) -> usize {
+        ((xorshift(&mut self.detail) * len as f64) as usize).min(len.saturating_sub(1))
+    }
+
+    /// True half the time, from the detail stream.
+    pub(crate) fn either(&mut self) -> bool {
+        xorshift(&mut self.detail) < 0.5
+    }
+
+    /// The next number in `0.0..1.0` of the whether stream.
     pub(crate) fn draw(&mut self) -> f64 {
-        let mut x = self.rng;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.rng = x;
-        (x >> 11) as f64 / (1u64 << 53) as f64
+        xorshift(&mut self.rng)
     }
 }
 
@@ -154,4 +174,14 @@ impl FaultState {
         self.rate = rate;
         self.rate_kind = (rate > 0.0).then_some(fault);
     }
+}
+
+/// xorshift64: deterministic for a given seed, good enough to spread faults.
+fn xorshift(state: &mut u64) -> f64 {
+    let mut x = *state;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    *state = x;
+    (x >> 11) as f64 / (1u64 << 53) as f64
 }

@@ -49,6 +49,8 @@ pub struct SimStats {
     pub eeprom_byte_writes: u64,
     /// Reads returned bit-shifted by the injected clock-stretching fault.
     pub corrupted_reads: u64,
+    /// Writes lost or misapplied by the injected clock-stretching fault.
+    pub corrupted_writes: u64,
 }
 
 impl Default for SimStats {
@@ -62,6 +64,7 @@ impl Default for SimStats {
             register_writes: [0; MAP_SIZE],
             eeprom_byte_writes: 0,
             corrupted_reads: 0,
+            corrupted_writes: 0,
         }
     }
 }

@@ -24,12 +24,12 @@ pub(crate) fn apply(
                 }
                 if bytes.len() > device::RX_LIMIT {
                     // The 16th byte is not acknowledged: the master stops, the first 15 land.
-                    device.write(now, &bytes[..device::RX_LIMIT]);
+                    device.receive(now, &mut bytes[..device::RX_LIMIT]);
                     return Err(SimError::DataNotAcknowledged {
                         length: bytes.len(),
                     });
                 }
-                device.write(now, &bytes);
+                device.receive(now, &mut bytes);
             }
             Operation::Read(_) => {
                 let mut phase = Vec::new();
@@ -39,8 +39,8 @@ pub(crate) fn apply(
                     end += 1;
                 }
                 device.read(now, &mut phase);
-                if device.corrupts_this_read() {
-                    shift_right_one_bit(&mut phase);
+                if let Some(from) = device.corrupts_this_read(phase.len()) {
+                    shift_right_one_bit(&mut phase, from);
                 }
                 let mut from = 0;
                 for operation in &mut operations[index..end] {
@@ -56,10 +56,21 @@ pub(crate) fn apply(
     Ok(())
 }
 
-/// The whole phase, read one bit late: every byte takes the low bit of the one before it as its
-/// high bit, and the first gets a 0 (0x5D, 0x03 reads 0x2E, 0x81).
-fn shift_right_one_bit(bytes: &mut [u8]) {
-    let mut carry = 0;
+/// The phase from byte `from` on, transferred one bit late (a clock stretch the master missed
+/// there): each byte takes the low bit of the one before it as its high bit, the first of them
+/// the low bit of the byte before it (0 at the start: 0x5D, 0x03 read 0x2E, 0x81). From a
+/// later byte, the ID before it reads right.
+pub(crate) fn shift_right_one_bit(bytes: &mut [u8], from: usize) {
+    let Some(before) = from.checked_sub(1) else {
+        return shift(bytes, 0);
+    };
+    let carry = bytes.get(before).map_or(0, |byte| byte << 7);
+    if let Some(tail) = bytes.get_mut(from..) {
+        shift(tail, carry);
+    }
+}
+
+fn shift(bytes: &mut [u8], mut carry: u8) {
     for byte in bytes {
         let next = *byte << 7;
         *byte = (*byte >> 1) | carry;

@@ -419,18 +419,41 @@ fn the_led_shows_a_setting_once_the_main_loop_saved_it_and_writes_queue_up() {
     );
 }
 
+/// `bytes` read one bit late from byte `from` on: what the Raspberry Pi's I2C returns when it
+/// misses a clock stretch there.
+fn shifted_from(bytes: [u8; 4], from: usize) -> [u8; 4] {
+    let mut out = bytes;
+    let mut carry = if from == 0 { 0 } else { bytes[from - 1] << 7 };
+    for at in from..4 {
+        out[at] = (bytes[at] >> 1) | carry;
+        carry = bytes[at] << 7;
+    }
+    out
+}
+
 #[test]
-fn corrupted_reads_come_back_shifted_by_one_bit_without_an_error() {
+fn corrupted_reads_come_back_shifted_by_one_bit_from_any_byte_on_without_an_error() {
     let (mut bus, _) = sim();
-    bus.set_corrupt_rate(1.0).unwrap();
-    assert_eq!(read::<4>(&mut bus, 0x00), [0x2E, 0x81, 0x80, 0x80]);
     bus.press();
+    let truth = read::<4>(&mut bus, 0x00);
+    assert_eq!(truth, [0x5D, 0x03, 0x01, 0x05]);
+    bus.set_corrupt_rate(1.0).unwrap();
+    let mut from_each = [0; 4];
+    for _ in 0..400 {
+        let read = read::<4>(&mut bus, 0x00);
+        let from = (0..4)
+            .find(|&from| shifted_from(truth, from) == read)
+            .unwrap_or_else(|| panic!("{read:02x?} is no one-bit shift of {truth:02x?}"));
+        from_each[from] += 1;
+    }
+    // Every byte is sometimes the first one hit: a corrupted burst can keep a valid ID.
+    assert!(from_each.iter().all(|&n| n > 50), "{from_each:?}");
     assert_eq!(
-        read::<1>(&mut bus, 0x03),
-        [0x02],
-        "0x05, pressed: reads as clicked"
+        shifted_from(truth, 0)[0],
+        0x2E,
+        "from the start, 0x5D reads 0x2E"
     );
-    assert_eq!(bus.stats().corrupted_reads, 2);
+    assert_eq!(bus.stats().corrupted_reads, 400);
     bus.set_corrupt_rate(0.0).unwrap();
     assert_eq!(read::<3>(&mut bus, 0x00), [0x5D, 0x03, 0x01]);
     assert!(bus.set_corrupt_rate(1.5).is_err());
@@ -707,4 +730,67 @@ fn the_counters_count_data_bytes_and_each_registers_writes() {
         "a pointer write stores nothing"
     );
     assert_eq!(stats.led_writes, 2);
+}
+
+#[test]
+fn corrupted_writes_are_acknowledged_and_then_lost_or_applied_one_bit_late() {
+    let (mut bus, _) = sim();
+    bus.set_write_corrupt_rate(1.0).unwrap();
+    let (mut lost, mut misapplied) = (0, 0);
+    for _ in 0..200 {
+        bus.set_write_corrupt_rate(0.0).unwrap();
+        bus.write(ADDR, &[0x19, 0]).unwrap();
+        bus.set_write_corrupt_rate(1.0).unwrap();
+        bus.write(ADDR, &[0x19, 0xF0]).unwrap(); // acknowledged, whatever happens to it
+        match bus.led().brightness {
+            0 => lost += 1,
+            0xF8 => misapplied += 1, // 0xF0 one bit late, the register byte's low bit first
+            other => panic!("brightness {other:#04x}"),
+        }
+    }
+    assert!(
+        lost > 50 && misapplied > 50,
+        "{lost} lost, {misapplied} misapplied"
+    );
+    assert_eq!(bus.stats().corrupted_writes, 200);
+    // A status clear that does not clear: the flags stay.
+    let mut stayed = 0;
+    for round in 0..20 {
+        if round % 2 == 0 {
+            bus.press();
+        } else {
+            bus.release();
+        }
+        bus.write(ADDR, &[0x03, 0x00]).unwrap();
+        stayed += usize::from(read::<1>(&mut bus, 0x03)[0] & 0b011 != 0);
+    }
+    assert!(stayed > 3, "some clears were lost: {stayed} of 20");
+    assert!(bus.set_write_corrupt_rate(-0.1).is_err());
+}
+
+#[test]
+fn a_late_bounce_is_one_more_edge_for_the_firmware_while_the_switch_settles_back() {
+    let (mut bus, clock) = sim();
+    bus.set_late_bounce_rate(1.0).unwrap();
+    clock.advance(Duration::from_secs(1));
+    bus.press();
+    bus.write(ADDR, &[0x03, 0x00]).unwrap(); // the press seen and cleared
+    clock.advance(Duration::from_millis(50));
+    // 11 ms after the press the contact bounced open for 1 ms: the firmware took it for an
+    // edge (the release's flags), the return within its lockout not.
+    let status = read::<1>(&mut bus, 0x03)[0];
+    assert_eq!(
+        status & 0b111,
+        0b111,
+        "pressed, with event and clicked flags: {status:03b}"
+    );
+    let queue = read::<9>(&mut bus, 0x07);
+    let newest = u32::from_le_bytes([queue[1], queue[2], queue[3], queue[4]]);
+    assert_eq!(
+        newest,
+        50 - 11 + 10,
+        "the bounce's age, with the debounce the stamp includes"
+    );
+    assert!(bus.is_held(), "the switch is still held");
+    assert!(bus.set_late_bounce_rate(2.0).is_err());
 }
