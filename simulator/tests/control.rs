@@ -234,7 +234,11 @@ async fn every_fault_kind_and_corrupted_reads_reach_tcp_clients() {
         (id, bus)
     })
     .await;
-    assert_eq!(id, [0x2E, 0x81, 0x80], "shifted by one bit, and no error");
+    // Shifted by one bit from one of the bytes on, and no error.
+    assert!(
+        [[0x2E, 0x81, 0x80], [0x5D, 0x81, 0x80], [0x5D, 0x03, 0x80]].contains(&id),
+        "{id:02x?}"
+    );
     let (status, state) = sim.call(reqwest::Method::GET, "/api/state", None).await;
     assert_eq!(status, 200, "{state}");
     assert_eq!(state["stats"]["corrupted_reads"], 1, "{state}");

@@ -212,7 +212,7 @@ fn corrupted_reads_are_rejected_not_believed() {
     sim.set_corrupt_rate(1.0).unwrap();
     // Whichever byte the shift starts at, the reading is rejected: the ID, the firmware or the
     // status bits the firmware never sets give it away.
-    let mut kinds = std::collections::BTreeSet::new();
+    let mut kinds = std::collections::HashSet::new();
     for _ in 0..200 {
         let error = button.checked_status(firmware).unwrap_err();
         let qwiic_button::Error::Corrupted(corruption) = error else {

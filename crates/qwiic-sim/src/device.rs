@@ -509,7 +509,7 @@ impl Device {
             }
             // The data from some byte on, one bit late (the register byte arrived right).
             let from = 1 + self.faults.position(bytes.len() - 1);
-            crate::transaction::shift_right_one_bit(bytes, from);
+            crate::fault::shift_right_one_bit(bytes, from);
         }
         self.write(now_ms, bytes);
     }

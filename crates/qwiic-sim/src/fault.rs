@@ -185,3 +185,25 @@ fn xorshift(state: &mut u64) -> f64 {
     *state = x;
     (x >> 11) as f64 / (1u64 << 53) as f64
 }
+
+/// The phase from byte `from` on, transferred one bit late (a clock stretch the master missed
+/// there): each byte takes the low bit of the one before it as its high bit, the first of them
+/// the low bit of the byte before it (0 at the start: 0x5D, 0x03 read 0x2E, 0x81). From a
+/// later byte, the ID before it reads right.
+pub(crate) fn shift_right_one_bit(bytes: &mut [u8], from: usize) {
+    let Some(before) = from.checked_sub(1) else {
+        return shift(bytes, 0);
+    };
+    let carry = bytes.get(before).map_or(0, |byte| byte << 7);
+    if let Some(tail) = bytes.get_mut(from..) {
+        shift(tail, carry);
+    }
+}
+
+fn shift(bytes: &mut [u8], mut carry: u8) {
+    for byte in bytes {
+        let next = *byte << 7;
+        *byte = (*byte >> 1) | carry;
+        carry = next;
+    }
+}

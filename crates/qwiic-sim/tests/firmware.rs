@@ -734,7 +734,7 @@ fn the_counters_count_data_bytes_and_each_registers_writes() {
 
 #[test]
 fn corrupted_writes_are_acknowledged_and_then_lost_or_applied_one_bit_late() {
-    let (mut bus, _) = sim();
+    let (mut bus, clock) = sim();
     bus.set_write_corrupt_rate(1.0).unwrap();
     let (mut lost, mut misapplied) = (0, 0);
     for _ in 0..200 {
@@ -756,6 +756,7 @@ fn corrupted_writes_are_acknowledged_and_then_lost_or_applied_one_bit_late() {
     // A status clear that does not clear: the flags stay.
     let mut stayed = 0;
     for round in 0..20 {
+        clock.advance(Duration::from_millis(50)); // past the debounce lockout
         if round % 2 == 0 {
             bus.press();
         } else {
