@@ -62,8 +62,8 @@ use embedded_hal::i2c::I2c;
 
 pub use error::Error;
 pub use types::{
-    Address, ButtonStatus, Corruption, FirmwareVersion, InterruptConfig, InvalidAddress, LedConfig,
-    Queue, QueueSnapshot, ZeroGranularity,
+    Address, ButtonReading, ButtonStatus, Corruption, FirmwareVersion, InterruptConfig,
+    InvalidAddress, LedConfig, Queue, QueueSnapshot, ZeroGranularity,
 };
 
 /// The value of the ID register on every Qwiic Button.
@@ -99,6 +99,10 @@ const QUEUE_IS_FULL: u8 = 0b100;
 const MAX_READ: usize = 15;
 /// Status bits the firmware never sets: all but the three above.
 const STATUS_UNUSED: u8 = 0b1111_1000;
+/// Interrupt config bits the firmware never sets (its write mask keeps bits 0-1).
+const INTERRUPT_UNUSED: u8 = 0b1111_1100;
+/// Queue status bits that never read 1: the pop request (cleared at once) and bits 3-7.
+const QUEUE_UNUSED: u8 = 0b1111_1001;
 /// How long the firmware may take to save a new address to EEPROM and restart I2C on it.
 const ADDRESS_SETTLE_MS: u32 = 20;
 
@@ -175,6 +179,55 @@ impl<I2C: I2c> QwiicButton<I2C> {
         }
     }
 
+    /// Reads ID, firmware, status, interrupt config, debounce time, the pressed queue's status
+    /// and the age of its newest entry in ONE 12-byte burst from 0x00: one consistent snapshot
+    /// of what a poller needs. Rejected ([`Error::Corrupted`]) unless the ID is 0x5D, the
+    /// firmware is `firmware`, and the status, interrupt config and queue status registers have
+    /// none of the bits the firmware never sets.
+    ///
+    /// The newest entry's age says when the last edge happened, whatever the status flags say:
+    /// a clear that was lost leaves the flags set, but the queue shows no newer edge.
+    pub fn checked_reading(
+        &mut self,
+        firmware: FirmwareVersion,
+    ) -> Result<ButtonReading, Error<I2C::Error>> {
+        let bytes = self.read::<12>(Register::ID)?;
+        let [
+            id,
+            minor,
+            major,
+            bits,
+            interrupt,
+            debounce_lo,
+            debounce_hi,
+            queue,
+        ] = [0, 1, 2, 3, 4, 5, 6, 7].map(|at| bytes[at]);
+        let found = FirmwareVersion { major, minor };
+        let corruption = if id != DEVICE_ID {
+            Some(Corruption::Id(id))
+        } else if found != firmware {
+            Some(Corruption::Firmware(found))
+        } else if bits & STATUS_UNUSED != 0 {
+            Some(Corruption::StatusBits(bits))
+        } else if interrupt & INTERRUPT_UNUSED != 0 {
+            Some(Corruption::InterruptBits(interrupt))
+        } else if queue & QUEUE_UNUSED != 0 {
+            Some(Corruption::QueueBits(queue))
+        } else {
+            None
+        };
+        if let Some(corruption) = corruption {
+            return Err(Error::Corrupted(corruption));
+        }
+        let age = u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]);
+        Ok(ButtonReading {
+            status: decode_status(bits),
+            interrupt: decode_interrupt(interrupt),
+            debounce_ms: u16::from_le_bytes([debounce_lo, debounce_hi]),
+            newest_edge_age_ms: (queue & QUEUE_IS_EMPTY == 0).then_some(age),
+        })
+    }
+
     /// Clears `event_available` and `has_been_clicked` with one write of 0. It clears
     /// `is_pressed` too, but the firmware samples the switch again on every read.
     ///
@@ -199,10 +252,7 @@ impl<I2C: I2c> QwiicButton<I2C> {
     /// Reads which events drive the INT pin.
     pub fn interrupt_config(&mut self) -> Result<InterruptConfig, Error<I2C::Error>> {
         let [bits] = self.read::<1>(Register::INTERRUPT_CONFIG)?;
-        Ok(InterruptConfig {
-            clicked: bits & INTERRUPT_CLICKED_ENABLE != 0,
-            pressed: bits & INTERRUPT_PRESSED_ENABLE != 0,
-        })
+        Ok(decode_interrupt(bits))
     }
 
     /// Chooses which events drive the INT pin (the firmware saves it to EEPROM).
@@ -364,6 +414,13 @@ fn decode_status(bits: u8) -> ButtonStatus {
         event_available: bits & STATUS_EVENT_AVAILABLE != 0,
         has_been_clicked: bits & STATUS_HAS_BEEN_CLICKED != 0,
         is_pressed: bits & STATUS_IS_PRESSED != 0,
+    }
+}
+
+fn decode_interrupt(bits: u8) -> InterruptConfig {
+    InterruptConfig {
+        clicked: bits & INTERRUPT_CLICKED_ENABLE != 0,
+        pressed: bits & INTERRUPT_PRESSED_ENABLE != 0,
     }
 }
 

@@ -107,6 +107,10 @@ pub enum Corruption {
     UnknownFirmware(FirmwareVersion),
     /// Readings of the identity taken one after another kept disagreeing.
     Disagreeing,
+    /// The interrupt config had bits set that the firmware never sets (2-7).
+    InterruptBits(u8),
+    /// The pressed queue's status had bits set that never read 1 (0, 3-7).
+    QueueBits(u8),
 }
 
 impl fmt::Display for Corruption {
@@ -124,6 +128,15 @@ impl fmt::Display for Corruption {
                 write!(f, "firmware {found}, which was never released")
             }
             Corruption::Disagreeing => f.write_str("the identity read differently every time"),
+            Corruption::InterruptBits(found) => {
+                write!(
+                    f,
+                    "interrupt config {found:#04x}, with bits the firmware never sets"
+                )
+            }
+            Corruption::QueueBits(found) => {
+                write!(f, "queue status {found:#04x}, with bits that never read 1")
+            }
         }
     }
 }
@@ -138,6 +151,20 @@ pub struct ButtonStatus {
     /// The button is held down: the raw switch pin, sampled by the firmware on every read (so
     /// it flickers while the switch bounces). Writable: writing 0 clears it until the next read.
     pub is_pressed: bool,
+}
+
+/// What a poller reads in one burst: [`QwiicButton::checked_reading`](crate::QwiicButton::checked_reading).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ButtonReading {
+    /// The status register.
+    pub status: ButtonStatus,
+    /// Which events pull the INT pin down.
+    pub interrupt: InterruptConfig,
+    /// The debounce time, in ms: the firmware ignores edges this long after one.
+    pub debounce_ms: u16,
+    /// Milliseconds since the newest edge on the pressed queue (a press or a release; the
+    /// firmware stamps it its debounce time early); `None` when the queue is empty.
+    pub newest_edge_age_ms: Option<u32>,
 }
 
 /// Which events pull the active-low INT pin down.

@@ -7,8 +7,8 @@
 use embedded_hal_mock::eh1::delay::{CheckedDelay, NoopDelay, Transaction as Delay};
 use embedded_hal_mock::eh1::i2c::{Mock, Transaction};
 use qwiic_button::{
-    Address, ButtonStatus, Corruption, Error, FirmwareVersion, InterruptConfig, LedConfig, Queue,
-    QueueSnapshot, QwiicButton, ZeroGranularity,
+    Address, ButtonReading, ButtonStatus, Corruption, Error, FirmwareVersion, InterruptConfig,
+    LedConfig, Queue, QueueSnapshot, QwiicButton, ZeroGranularity,
 };
 
 const ADDR: u8 = 0x6F;
@@ -321,6 +321,80 @@ fn an_impossible_status_reading_is_rejected_as_corrupted() {
             "{error}"
         );
     }
+}
+
+#[test]
+fn the_checked_reading_is_one_twelve_byte_burst_from_0x00_with_the_newest_edge_s_age() {
+    // ID, firmware 1.3, pressed with an event, both interrupts on, debounce 10 ms, the pressed
+    // queue not empty, its newest entry 300 ms old (0x0000012C, little-endian).
+    let burst = vec![
+        0x5D, 0x03, 0x01, 0b101, 0b11, 10, 0, 0b000, 0x2C, 0x01, 0x00, 0x00,
+    ];
+    let reading = with_mock(&[Transaction::write_read(ADDR, vec![ID], burst)], |b| {
+        b.checked_reading(V1_3).unwrap()
+    });
+    assert_eq!(
+        reading,
+        ButtonReading {
+            status: ButtonStatus {
+                event_available: true,
+                has_been_clicked: false,
+                is_pressed: true
+            },
+            interrupt: InterruptConfig {
+                clicked: true,
+                pressed: true
+            },
+            debounce_ms: 10,
+            newest_edge_age_ms: Some(300),
+        }
+    );
+    // An empty queue: its front reads as uptime, meaningless.
+    let empty = vec![0x5D, 0x03, 0x01, 0, 0b11, 10, 0, 0b010, 0x10, 0x27, 0, 0];
+    let reading = with_mock(&[Transaction::write_read(ADDR, vec![ID], empty)], |b| {
+        b.checked_reading(V1_3).unwrap()
+    });
+    assert_eq!(reading.newest_edge_age_ms, None);
+    assert_eq!(reading.debounce_ms, 10);
+}
+
+#[test]
+fn an_impossible_reading_is_rejected_as_corrupted_whichever_byte_gives_it_away() {
+    let good = [
+        0x5D, 0x03, 0x01, 0b101, 0b11, 10, 0, 0b000, 0x2C, 0x01, 0x00, 0x00,
+    ];
+    let with = |at: usize, value: u8| {
+        let mut bytes = good.to_vec();
+        bytes[at] = value;
+        bytes
+    };
+    for (bytes, corruption) in [
+        (with(0, 0x2E), Corruption::Id(0x2E)),
+        (
+            with(1, 0x81),
+            Corruption::Firmware(FirmwareVersion {
+                major: 1,
+                minor: 0x81,
+            }),
+        ),
+        (with(3, 0x82), Corruption::StatusBits(0x82)),
+        (with(4, 0x81), Corruption::InterruptBits(0x81)),
+        (with(4, 0b111), Corruption::InterruptBits(0b111)),
+        (with(7, 0x80), Corruption::QueueBits(0x80)),
+        (with(7, 0b001), Corruption::QueueBits(0b001)),
+        (with(7, 0b100_0000), Corruption::QueueBits(0b100_0000)),
+    ] {
+        let error = with_mock(&[Transaction::write_read(ADDR, vec![ID], bytes)], |b| {
+            b.checked_reading(V1_3).unwrap_err()
+        });
+        assert_eq!(error, Error::Corrupted(corruption));
+    }
+    // A full queue (bit 2) is a state the firmware sets: accepted.
+    let full = with(7, 0b100);
+    let reading = with_mock(&[Transaction::write_read(ADDR, vec![ID], full)], |b| {
+        b.checked_reading(V1_3).unwrap()
+    });
+    assert_eq!(reading.newest_edge_age_ms, Some(300));
 }
 
 #[test]
