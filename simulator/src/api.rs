@@ -185,6 +185,7 @@ fn snapshot(button: &SimButton) -> serde_json::Value {
             "led_writes": stats.led_writes,
             "eeprom_byte_writes": stats.eeprom_byte_writes,
             "corrupted_reads": stats.corrupted_reads,
+            "corrupted_writes": stats.corrupted_writes,
         },
     })
 }

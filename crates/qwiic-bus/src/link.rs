@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use qwiic_button::{Address, Corruption, FirmwareVersion, QwiicButton};
-use runtime_kit::Burst;
+use runtime_kit::{Backoff, Burst, Policy};
 use tokio::sync::watch;
 
 use crate::layers::{BusCounters, ServiceBus, service_bus};
@@ -31,10 +31,18 @@ const IDENTITY_READS: u32 = 4;
 /// this time of the last successful transaction needs no transaction of its own.
 pub const FRESH: Duration = Duration::from_secs(1);
 
-/// While the button does not answer, it is looked for again at most this often: every probe
-/// of a missing device is a NACK, and L4T's i2c-tegra logs each one to the kernel log and
-/// resets the controller (polling every 20 ms wrote ~150 lines a second).
+/// While the button does not answer, it is looked for again after a pause that doubles from
+/// 50 ms up to this: every probe of a missing device is a NACK, and L4T's i2c-tegra logs each
+/// one to the kernel log and resets the controller (polling every 20 ms wrote ~150 lines a
+/// second). A glitch is ridden out in 50 ms; a missing button is probed once a second.
 pub const PROBE_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The pauses between looks for a button that does not answer.
+const PROBES: Policy = Policy {
+    first: Duration::from_millis(50),
+    cap: PROBE_INTERVAL,
+    jitter: 0.0,
+};
 
 /// Whether the button answers, for `/healthz`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -105,6 +113,8 @@ pub struct DeviceLink {
     outage: Burst,
     /// After a failed identification: when to look again, and why it failed.
     resting: Option<Resting>,
+    /// The pause before the next look, growing while the button does not answer.
+    probes: Backoff,
     /// How the service goes on during an outage, for its log line ("retrying every poll").
     retrying: &'static str,
     health: watch::Sender<LinkHealth>,
@@ -140,6 +150,7 @@ impl DeviceLink {
             firmware: None,
             outage: Burst::default(),
             resting: None,
+            probes: Backoff::new(PROBES),
             retrying,
             health: watch::channel(LinkHealth::Starting).0,
             counters,
@@ -216,7 +227,7 @@ impl DeviceLink {
             Err(error) => {
                 let error = self.fail(error);
                 self.resting = Some(Resting {
-                    until: Instant::now() + PROBE_INTERVAL,
+                    until: Instant::now() + self.probes.next_delay(),
                     why: error.to_string(),
                     absent: error.is_absent(),
                 });
@@ -224,6 +235,7 @@ impl DeviceLink {
             }
         };
         self.resting = None;
+        self.probes.reset();
         self.firmware = Some(firmware);
         self.answered();
         match self.outage.end() {

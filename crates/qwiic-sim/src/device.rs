@@ -256,7 +256,7 @@ impl Device {
             self.pending_edges.pop_front();
             match edge.bounce {
                 false => self.switch_edge(edge.at_ms, edge.down),
-                true => self.pin_edge(edge.at_ms, edge.down),
+                true => self.pin_edge(edge.at_ms, edge.down, true),
             }
         }
         while let Some(&(at_ms, effect)) = self.pending.front() {
@@ -304,7 +304,7 @@ impl Device {
         if self.switch_down == down {
             return; // no change on the pin
         }
-        self.pin_edge(at_ms, down);
+        self.pin_edge(at_ms, down, false);
         if self.faults.happens(self.faults.late_bounce_rate) {
             let debounce = u64::from(self.get_u16(BUTTON_DEBOUNCE_TIME));
             let spike = at_ms + debounce + 1;
@@ -323,20 +323,21 @@ impl Device {
     }
 
     /// The pin-change ISR (`buttonInterrupt`).
-    fn pin_edge(&mut self, at_ms: u64, down: bool) {
+    /// A bounce changes the pin as an edge does, but is no press or release to tell.
+    fn pin_edge(&mut self, at_ms: u64, down: bool, bounce: bool) {
         if self.switch_down == down {
             return; // no change on the pin
         }
         self.switch_down = down;
         self.last_physical_edge_ms = Some(at_ms);
-        self.emit(
-            at_ms,
-            if down {
+        if !bounce {
+            let kind = if down {
                 SimEventKind::Pressed
             } else {
                 SimEventKind::Released
-            },
-        );
+            };
+            self.emit(at_ms, kind);
+        }
         if !self.plugged {
             return; // unpowered: the ISR does not run
         }
