@@ -632,17 +632,26 @@ async fn a_broken_transfer_is_retried_and_never_seen() {
 }
 
 #[tokio::test]
-async fn a_nack_is_not_retried_a_503_says_so_and_the_button_is_looked_for_again() {
+async fn a_single_nack_of_a_button_that_answers_is_retried_and_never_seen() {
     let f = fixture();
     send(&f.app, post("/true")).await;
-    f.sim.fail_next(1, Fault::Nack);
+    f.sim.fail_next(2, Fault::Nack);
+    let (status, body) = send(&f.app, post("/false")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(f.metrics.bus.errors.get(), 2, "but the metrics show them");
+}
+
+#[tokio::test]
+async fn a_nack_that_persists_is_a_503_and_the_button_is_looked_for_again_without_retries() {
+    let f = fixture();
+    send(&f.app, post("/true")).await;
+    f.sim.fail_next(4, Fault::Nack); // every attempt of one transaction, and the next look
     let (status, body) = send(&f.app, post("/false")).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
     assert!(
         body["error"].as_str().unwrap().contains("no acknowledge"),
         "{body}"
     );
-    assert_eq!(f.metrics.bus.errors.get(), 1, "one attempt, not three");
     let until = std::time::Instant::now() + qwiic_bus::PROBE_INTERVAL * 3;
     while send(&f.app, post("/false")).await.0 != StatusCode::OK {
         assert!(std::time::Instant::now() < until, "never recovered");

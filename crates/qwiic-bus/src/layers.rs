@@ -1,6 +1,9 @@
 //! What a service wraps around its bus: every transaction counted for /metrics, and a failed
 //! one tried again at once when the device was there but the transfer broke.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use embedded_hal::i2c::{Error as _, ErrorType, I2c, Operation};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::registry::Registry;
@@ -47,7 +50,8 @@ impl BusCounters {
 }
 
 /// An I2C bus that tries a failed transaction again, up to `attempts` times in all, at once,
-/// when the failure is one of the device's (no acknowledge, bus error, arbitration lost).
+/// when the failure is one of the device's (bus error, arbitration lost; no acknowledge only
+/// while [`RetryingBus::nack_retries`] says the device is there).
 ///
 /// Noise, a mishandled clock stretch (Raspberry Pi) or a busy device makes single transactions
 /// fail now and then; trying again at once hides that from the service without hiding a device
@@ -58,6 +62,7 @@ impl BusCounters {
 pub struct RetryingBus<B> {
     bus: B,
     attempts: u32,
+    nacks: Arc<AtomicBool>,
 }
 
 impl<B> RetryingBus<B> {
@@ -66,7 +71,16 @@ impl<B> RetryingBus<B> {
         RetryingBus {
             bus,
             attempts: attempts.max(1),
+            nacks: Arc::default(),
         }
+    }
+
+    /// Whether a NACK is tried again too, shared with whoever knows: a device link sets it
+    /// while the button is identified (a NACK is then a glitch of a device that is there) and
+    /// clears it when it is not (a NACK is then the device missing, and each one a kernel log
+    /// line on a Jetson). Off at first.
+    pub fn nack_retries(&self) -> Arc<AtomicBool> {
+        Arc::clone(&self.nacks)
     }
 }
 
@@ -83,7 +97,12 @@ impl<B: I2c> I2c for RetryingBus<B> {
         let mut attempt = 1;
         loop {
             match self.bus.transaction(address, operations) {
-                Err(error) if attempt < self.attempts && transient(error.kind()) => attempt += 1,
+                Err(error)
+                    if attempt < self.attempts
+                        && transient(error.kind(), self.nacks.load(Ordering::Relaxed)) =>
+                {
+                    attempt += 1
+                }
                 result => return result,
             }
         }
@@ -93,12 +112,16 @@ impl<B: I2c> I2c for RetryingBus<B> {
 /// Errors worth trying again at once: the device was there but the transfer failed. A
 /// transport failure (`Other`: the simulator server unreachable, a timeout) is not; repeating
 /// it only multiplies the wait.
-/// A broken transfer is worth trying again at once; a NACK is not: the device is not there
-/// (unplugged, a loose cable), and on a Jetson every NACK is a kernel log line and a reset of
-/// the controller.
-fn transient(kind: embedded_hal::i2c::ErrorKind) -> bool {
+/// A broken transfer is worth trying again at once; a NACK only when `nacks` says the device
+/// is there (identified): otherwise it is missing, and on a Jetson every NACK is a kernel log
+/// line and a reset of the controller.
+fn transient(kind: embedded_hal::i2c::ErrorKind, nacks: bool) -> bool {
     use embedded_hal::i2c::ErrorKind;
-    matches!(kind, ErrorKind::Bus | ErrorKind::ArbitrationLoss)
+    match kind {
+        ErrorKind::Bus | ErrorKind::ArbitrationLoss => true,
+        ErrorKind::NoAcknowledge(_) => nacks,
+        _ => false,
+    }
 }
 
 /// An I2C bus that counts its transactions and failures for /metrics.

@@ -7,7 +7,7 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use qwiic_button::{Address, Corruption, FirmwareVersion, QwiicButton};
@@ -107,6 +107,8 @@ impl HealthView {
 /// A Qwiic Button on a bus, owned by one thread of a service.
 pub struct DeviceLink {
     button: LinkedButton,
+    /// Whether the bus tries a NACK again: while the button is identified.
+    nacks: Arc<AtomicBool>,
     spec: BusSpec,
     firmware: Option<FirmwareVersion>,
     /// The button not answering, logged once at each end.
@@ -144,8 +146,10 @@ impl DeviceLink {
         counters: BusCounters,
         retrying: &'static str,
     ) -> Self {
+        let bus = service_bus(bus, ATTEMPTS, counters.clone());
         DeviceLink {
-            button: QwiicButton::new(service_bus(bus, ATTEMPTS, counters.clone()), address),
+            nacks: bus.nack_retries(),
+            button: QwiicButton::new(bus, address),
             spec,
             firmware: None,
             outage: Burst::default(),
@@ -236,6 +240,7 @@ impl DeviceLink {
         };
         self.resting = None;
         self.probes.reset();
+        self.nacks.store(true, Ordering::Relaxed);
         self.firmware = Some(firmware);
         self.answered();
         match self.outage.end() {
@@ -331,6 +336,7 @@ impl DeviceLink {
     /// Forgets the identification, publishes the reason, and logs the start of an outage once.
     fn fail(&mut self, error: qwiic_button::Error<BusError>) -> DeviceError {
         self.firmware = None;
+        self.nacks.store(false, Ordering::Relaxed);
         let error = DeviceError::new(&self.spec, self.address(), error);
         if self.outage.hit() {
             tracing::warn!(%error, "the button stopped answering; {}", self.retrying);

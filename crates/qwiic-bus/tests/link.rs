@@ -44,7 +44,9 @@ fn an_unplugged_button_is_looked_for_about_once_a_second_and_found_again_by_itse
     eprintln!(
         "figure: {ramp} transactions in the first 2 s, then {transactions} in {seconds:.1} s with the button unplugged"
     );
-    assert!(ramp <= 8, "{ramp} looks in the first two seconds");
+    // The transaction that met the unplugging tried three times (the button was identified);
+    // then a look after 50, 100, 200, 400 and 800 ms.
+    assert!(ramp <= 10, "{ramp} transactions in the first two seconds");
     assert!(failures > 100, "every call failed: {failures}");
     assert!(
         transactions as f64 <= seconds / PROBE_INTERVAL.as_secs_f64() + 1.0,
