@@ -33,20 +33,15 @@ async fn press_stream(stack: &Stack, rounds: usize, end_held: bool) -> Instant {
 /// retry pause grows to 1 s ±20%, the LED service's start and a check add a little, and a
 /// loaded CI machine more (the figure printed is the measure; the README quotes it).
 async fn assert_converges(stack: &Stack, brightness: u64, since: Instant, what: &str) {
-    assert_converges_within(stack, brightness, since, what, Duration::from_secs(3)).await;
-}
-
-async fn assert_converges_within(
-    stack: &Stack,
-    brightness: u64,
-    since: Instant,
-    what: &str,
-    bound: Duration,
-) {
-    stack.wait_brightness(brightness, bound * 2).await;
+    stack
+        .wait_brightness(brightness, Duration::from_secs(6))
+        .await;
     let took = since.elapsed();
     eprintln!("figure: {what}: LED followed in {took:?}");
-    assert!(took < bound, "{what}: the LED took {took:?}");
+    assert!(
+        took < Duration::from_secs(3),
+        "{what}: the LED took {took:?}"
+    );
 }
 
 fn assert_never_exited(stack: &Stack, services: &[&str]) {
@@ -111,15 +106,11 @@ async fn fifty_led_container_kills_during_a_stream_of_presses() {
 #[tokio::test]
 async fn bus_nacks_at_1_10_and_50_percent() {
     let (stack, _) = Stack::up("nacks");
-    // A NACK is not tried again at once (the device is not there, and a Jetson logs every
-    // NACK), and a button that stops answering is looked for again after 50 ms, doubling to a
-    // second: at one transaction in two NACKed, the LED follows within 10 s, not 3.
-    for (rate, end_held, bound) in [(0.01, true, 3), (0.10, false, 3), (0.50, true, 10)] {
+    for (rate, end_held) in [(0.01, true), (0.10, false), (0.50, true)] {
         stack.faults(json!({"error_rate": rate})).await;
         let last = press_stream(&stack, 10, end_held).await;
         let wanted = if end_held { 255 } else { 0 };
-        let what = format!("{:.0}% NACK", rate * 100.0);
-        assert_converges_within(&stack, wanted, last, &what, Duration::from_secs(bound)).await;
+        assert_converges(&stack, wanted, last, &format!("{:.0}% NACK", rate * 100.0)).await;
         stack.faults(json!({"error_rate": 0.0})).await;
     }
     assert_never_exited(&stack, &["led", "button", "simulator"]);
