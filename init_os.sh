@@ -675,7 +675,7 @@ make_secrets() {
   if [ -n "$(env_value API_TOKEN)" ]; then
     say "ok: .env sets API_TOKEN: the services use it (no token file)"
   else
-    make_secret api-token "$SERVICE_GID" "the API token (curl -H \"Authorization: Bearer \$(cat secrets/api-token)\")"
+    make_secret api-token "$SERVICE_GID" "the API token (changes to the LED send it: see the README)"
   fi
   mqtt_password=$(env_value MQTT_PASSWORD)
   [ -n "$mqtt_password" ] || mqtt_password=$(random_secret)

@@ -184,7 +184,7 @@ impl Device {
         device.sh(&format!(
             "mkdir -p {PROJECT} && cd /src && \
              cp init_os.sh docker-compose.yml docker-compose.device.yml \
-                docker-compose.override.yml Dockerfile {PROJECT}/ && \
+                docker-compose.override.yml docker-compose.token.yml Dockerfile {PROJECT}/ && \
              chown -R pi:pi /home/pi"
         ));
         device
@@ -371,8 +371,9 @@ fn bare_system_is_made_ready(suite: &'static str, compose: &str) {
     let gid = device.gid("i2c");
     let env = device.read(&format!("{PROJECT}/.env"));
     assert!(
-        env.contains("COMPOSE_FILE=docker-compose.yml:docker-compose.device.yml\n")
-            && env.contains("I2C_DEVICE=/dev/i2c-1\n")
+        env.contains(
+            "COMPOSE_FILE=docker-compose.yml:docker-compose.device.yml:docker-compose.token.yml\n"
+        ) && env.contains("I2C_DEVICE=/dev/i2c-1\n")
             && env.contains(&format!("I2C_GID={gid}\n")),
         "{env}"
     );
