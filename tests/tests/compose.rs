@@ -17,9 +17,11 @@ use support::{Compose, Stack, devices, root, run};
 
 #[tokio::test]
 async fn up_press_release_hardening_and_down() {
+    // Every service healthy is the behaviour (Stack::up waits for it, bounded); how fast is a
+    // figure, which the benchmark measures (a second build on the same two cores made Compose
+    // v1 take 12 s here, against 3 s on a quiet machine).
     let (stack, up) = Stack::up("basic");
     eprintln!("figure: up and healthy in {up:?}");
-    assert!(up < Duration::from_secs(10), "up and healthy took {up:?}");
 
     stack.simulator("/api/press").await;
     stack.wait_brightness(255, Duration::from_secs(2)).await;
