@@ -48,6 +48,11 @@ pub struct Config {
     /// (so a `single` is told this long after its release).
     #[arg(long, env = "DOUBLE_PRESS_WINDOW", default_value = "300ms", value_parser = parse_nonzero_duration)]
     pub double_press_window: Duration,
+    /// The button's own debounce time, set when it holds another (the firmware keeps it in
+    /// EEPROM: written once per button, not at every start). Unset: the button's is kept, and
+    /// read when the button is found (buttons have been found set to tens of seconds).
+    #[arg(long, env = "DEBOUNCE", value_parser = parse_debounce)]
+    pub debounce: Option<Debounce>,
     /// MQTT: the broker, credentials, topic prefix, Home Assistant discovery.
     #[command(flatten)]
     pub mqtt: MqttArgs,
@@ -86,6 +91,8 @@ pub struct Settings {
     pub request_timeout: Duration,
     /// What makes a long and a double press.
     pub timing: Timing,
+    /// The debounce time to set on the button, in ms, if any.
+    pub debounce_ms: Option<u16>,
     /// The MQTT link, when a broker is set.
     pub mqtt: Option<MqttSettings>,
 }
@@ -104,8 +111,32 @@ impl Config {
                 long_press: self.long_press,
                 double_press_window: self.double_press_window,
             },
+            debounce_ms: self.debounce.and_then(|debounce| debounce.0),
             mqtt: self.mqtt.resolve()?,
         })
+    }
+}
+
+/// `DEBOUNCE`: the debounce time to set, in ms; empty keeps the button's (compose passes an
+/// empty one when unset).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Debounce(pub Option<u16>);
+
+/// 1 ms to 1 s, whole milliseconds (the firmware's register holds milliseconds; a longer
+/// lockout drops a quick second press), or empty.
+fn parse_debounce(input: &str) -> Result<Debounce, String> {
+    if input.trim().is_empty() {
+        return Ok(Debounce(None));
+    }
+    let duration = parse_duration(input)?;
+    let millis = u16::try_from(duration.as_millis())
+        .ok()
+        .filter(|&ms| (1..=1000).contains(&ms) && duration == Duration::from_millis(u64::from(ms)));
+    match millis {
+        Some(ms) => Ok(Debounce(Some(ms))),
+        None => Err(format!(
+            "{input:?} is not a debounce time the button can hold: give whole milliseconds from 1ms to 1s (the factory's is 10ms)"
+        )),
     }
 }
 

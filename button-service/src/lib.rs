@@ -101,6 +101,7 @@ impl Service {
         poller::spawn(
             link,
             settings.poll_interval,
+            settings.debounce_ms,
             events.clone(),
             metrics.clone(),
             shutdown,

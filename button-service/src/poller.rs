@@ -14,7 +14,8 @@
 //!   flags set, but the queue shows no newer edge, so nothing is invented from them;
 //! - a switch that bounces: `is_pressed` is the raw pin and flickers for a while after an
 //!   edge, so after an edge the level is not read again for the firmware's debounce time
-//!   (read from the device, which keeps it in EEPROM); an edge the firmware took within
+//!   (read from the device, which keeps it in EEPROM, when two readings agree on it; set on it
+//!   first when the service is asked for another); an edge the firmware took within
 //!   [`BOUNCE_MARGIN`] after its lockout ended, with the level back where it was, is the switch
 //!   bouncing once more, not a press; and a newer edge with an unchanged level is resolved once
 //!   the switch has settled: a press (or release) shorter than the poll period, told in order.
@@ -35,6 +36,9 @@ pub const DEFAULT_DEBOUNCE: Duration = Duration::from_millis(10);
 /// with the level where it was, is taken for one. (A person cannot press and release again so
 /// soon: a click lasts 50 ms or more.)
 pub const BOUNCE_MARGIN: Duration = Duration::from_millis(20);
+/// Writes of the debounce time tried per identification of the button (each an EEPROM write,
+/// and the bus may lose one) before the service settles for what the button holds.
+const DEBOUNCE_WRITES: u8 = 3;
 /// How far two readings' times of the same edge may differ (the age is whole milliseconds,
 /// and a reading is timed when it returns).
 const SAME_EDGE: Duration = Duration::from_millis(5);
@@ -208,11 +212,13 @@ impl Edges {
 pub fn spawn(
     link: DeviceLink,
     period: Duration,
+    debounce_ms: Option<u16>,
     events: Events,
     metrics: Metrics,
     shutdown: CancellationToken,
 ) -> std::io::Result<JoinHandle<()>> {
     let mut poller = Poller::new(link, events, metrics, Box::new(Instant::now));
+    poller.debounce.wanted = debounce_ms;
     std::thread::Builder::new()
         .name("button-poller".into())
         .spawn(move || {
@@ -237,7 +243,20 @@ struct Poller {
     events: Events,
     metrics: Metrics,
     edges: Edges,
+    debounce: Debounce,
     clock: Clock,
+}
+
+/// The button's debounce time: learned at every identification, and set when another is
+/// wanted.
+#[derive(Debug, Default)]
+struct Debounce {
+    /// What to set on the button, in ms.
+    wanted: Option<u16>,
+    /// Whether the edges use what this identification of the button holds.
+    known: bool,
+    /// Writes tried since the button was identified.
+    writes: u8,
 }
 
 /// This poll decided nothing (the device did not answer, or a reading was rejected or not
@@ -268,6 +287,7 @@ impl Poller {
             events,
             metrics,
             edges: Edges::default(),
+            debounce: Debounce::default(),
             clock,
         }
     }
@@ -286,16 +306,13 @@ impl Poller {
             if !identified.firmware.pops_reliably() {
                 tracing::warn!(firmware = %identified.firmware, "firmware older than 1.3: its queue pop is unreliable (this service does not pop)");
             }
-            let debounce = Duration::from_millis(u64::from(first.reading.debounce_ms));
-            if debounce != DEFAULT_DEBOUNCE {
-                tracing::info!(
-                    debounce_ms = first.reading.debounce_ms,
-                    "the button debounces for other than the factory's 10 ms: edges are read with its time"
-                );
-            }
-            self.edges.set_debounce(debounce);
+            self.debounce.known = false;
+            self.debounce.writes = 0;
             // Edges from before it answered again describe presses nobody waited for.
             self.edges.forget_history(first.at);
+        }
+        if !self.debounce.known {
+            self.learn_debounce(&first)?;
         }
         let changed = self
             .edges
@@ -342,6 +359,42 @@ impl Poller {
             reading,
             at: (self.clock)(),
         })
+    }
+
+    /// Learns the button's debounce time when a second reading agrees with `first` (the bus
+    /// may corrupt one), after setting the wanted one if it holds another: the edges are read
+    /// with what the button holds.
+    fn learn_debounce(&mut self, first: &Taken) -> Result<(), Undecided> {
+        let held = first.reading.debounce_ms;
+        if self.read()?.reading.debounce_ms != held {
+            return Err(Undecided);
+        }
+        match self.debounce.wanted {
+            Some(wanted) if wanted != held && self.debounce.writes < DEBOUNCE_WRITES => {
+                self.debounce.writes += 1;
+                let _ = self.link.run(|button, _| button.set_debounce_time(wanted));
+                // The next poll reads what the button holds now.
+                return Err(Undecided);
+            }
+            Some(wanted) if wanted != held => tracing::warn!(
+                wanted_ms = wanted,
+                held_ms = held,
+                "the button did not take the debounce time asked for: edges are read with the one it holds"
+            ),
+            Some(_) if self.debounce.writes > 0 => tracing::info!(
+                debounce_ms = held,
+                "set the button's debounce time (saved in its EEPROM)"
+            ),
+            _ if Duration::from_millis(u64::from(held)) != DEFAULT_DEBOUNCE => tracing::info!(
+                debounce_ms = held,
+                "the button debounces for other than the factory's 10 ms: edges are read with its time (DEBOUNCE sets another)"
+            ),
+            _ => {}
+        }
+        self.edges
+            .set_debounce(Duration::from_millis(u64::from(held)));
+        self.debounce.known = true;
+        Ok(())
     }
 
     fn clear_flags(&mut self) -> Result<(), Undecided> {
@@ -794,14 +847,93 @@ mod tests {
         assert_eq!(poller.metrics.presses.get(), 5);
     }
 
+    /// A poller on a button whose EEPROM holds a debounce time of `debounce_ms`.
+    fn on_a_button_debouncing(
+        debounce_ms: u16,
+        seed: u64,
+    ) -> (ManualClock, SimButton, Poller, Subscription) {
+        let clock = ManualClock::new();
+        let config = qwiic_sim::SimConfig {
+            eeprom: qwiic_sim::Settings {
+                debounce_ms,
+                ..qwiic_sim::Settings::default()
+            }
+            .into(),
+            seed,
+            ..qwiic_sim::SimConfig::default()
+        };
+        let sim = SimButton::with_config(config, clock.clone());
+        let (poller, events) = poller_on(&sim, &clock);
+        (clock, sim, poller, events)
+    }
+
+    #[test]
+    fn the_debounce_time_asked_for_is_set_once_per_button_and_edges_are_read_with_it() {
+        let (clock, sim, mut poller, _events) = on_a_button_debouncing(62_000, 1);
+        poller.debounce.wanted = Some(10);
+        for _ in 0..3 {
+            poller.poll();
+            clock.advance(Duration::from_millis(20));
+        }
+        assert!(poller.debounce.known);
+        assert_eq!(poller.edges.debounce, Duration::from_millis(10));
+        assert_eq!(sim.settings().debounce_ms, 10, "saved in the EEPROM");
+        let written = sim.stats().eeprom_byte_writes;
+        assert_eq!(written, 2);
+        sim.fail_next(1, Fault::Other); // identified again
+        for _ in 0..3 {
+            poller.poll();
+            clock.advance(Duration::from_millis(20));
+        }
+        assert!(poller.debounce.known);
+        assert_eq!(sim.stats().eeprom_byte_writes, written, "not written again");
+    }
+
+    #[test]
+    fn a_debounce_time_the_button_does_not_take_is_tried_three_times_then_read_with() {
+        let (clock, sim, mut poller, _events) = on_a_button_debouncing(50, 1);
+        poller.debounce.wanted = Some(10);
+        sim.lose_next_writes(u32::MAX);
+        for _ in 0..10 {
+            poller.poll();
+            clock.advance(Duration::from_millis(20));
+        }
+        assert!(poller.debounce.known);
+        assert_eq!(poller.debounce.writes, DEBOUNCE_WRITES);
+        assert_eq!(poller.edges.debounce, Duration::from_millis(50));
+    }
+
+    #[test]
+    fn the_debounce_time_is_believed_when_two_readings_agree_on_it() {
+        for seed in 0..20 {
+            // An odd time, and edges on the queue: a shift from the debounce's high byte on
+            // then leaves every register after it possible.
+            let (clock, sim, mut poller, _events) = on_a_button_debouncing(51, seed);
+            clock.advance(Duration::from_secs(1));
+            sim.click(Duration::from_millis(100));
+            clock.advance(Duration::from_millis(200));
+            sim.set_corrupt_rate(0.3).unwrap();
+            while !poller.debounce.known {
+                poller.poll();
+                clock.advance(Duration::from_millis(20));
+            }
+            assert_eq!(
+                poller.edges.debounce,
+                Duration::from_millis(51),
+                "seed {seed}"
+            );
+        }
+    }
+
     #[test]
     fn the_devices_own_debounce_time_is_read_when_it_is_found() {
         let clock = ManualClock::new();
         let config = qwiic_sim::SimConfig {
-            settings: qwiic_sim::Settings {
+            eeprom: qwiic_sim::Settings {
                 debounce_ms: 50,
                 ..qwiic_sim::Settings::default()
-            },
+            }
+            .into(),
             ..qwiic_sim::SimConfig::default()
         };
         let sim = SimButton::with_config(config, clock.clone());
@@ -821,6 +953,7 @@ mod tests {
         let thread = spawn(
             poller.link,
             period,
+            None,
             poller.events,
             metrics,
             shutdown.clone(),

@@ -48,6 +48,9 @@ fn bad_settings_are_refused_with_what_is_accepted() {
         ("LED_URL", "not a url", "LED_URL"),
         ("I2C_ADDRESS", "0x05", "0x08 to 0x77"),
         ("BUS", "", "empty"),
+        ("DEBOUNCE", "0ms", "whole milliseconds from 1ms to 1s"),
+        ("DEBOUNCE", "62s", "whole milliseconds from 1ms to 1s"),
+        ("DEBOUNCE", "1.5ms", "whole milliseconds from 1ms to 1s"),
     ] {
         let output = binary_command(BINARY).env(env, value).output().unwrap();
         assert_eq!(output.status.code(), Some(2), "{env}={value}");

@@ -143,7 +143,7 @@ async fn re_sending_the_same_state_writes_nothing_to_the_device() {
 }
 
 #[tokio::test]
-async fn eeprom_bytes_are_counted_as_the_firmware_writes_them() {
+async fn eeprom_bytes_are_counted_as_the_firmware_writes_them_and_it_saves_every_change() {
     let f = fixture();
     for request in [
         post("/true"),
@@ -154,12 +154,21 @@ async fn eeprom_bytes_are_counted_as_the_firmware_writes_them() {
     ] {
         assert_eq!(send(&f.app, request).await.0, StatusCode::OK);
     }
+    test_kit::wait_until("the last save pass", Duration::from_secs(5), || {
+        f.sim.now_ms() >= f.sim.settled_at_ms()
+    })
+    .await;
     // on: 1 byte; again: none; pulse: 4 (0xE8 0x03 0xF4 0x01); 201: 1; off: 5.
     let written = f.sim.stats().eeprom_byte_writes;
     assert_eq!(written, 11);
     assert_eq!(f.metrics.eeprom_byte_writes.get(), written);
     let (_, body) = send(&f.app, get("/led")).await;
     assert_eq!(body["eeprom_byte_writes"], written, "{body}");
+    assert_eq!(
+        f.sim.settings().led,
+        f.sim.led(),
+        "the switch-off waited for the last change's save pass (one landing in it is not saved)"
+    );
 }
 
 #[tokio::test]
@@ -508,6 +517,34 @@ async fn healthz_names_the_buttons_firmware_and_an_instance_that_changes_at_ever
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["firmware"], "1.2", "{body}");
     assert_ne!(body["instance"], instance.as_str(), "{body}");
+}
+
+#[tokio::test]
+async fn a_never_written_button_reports_its_led_on_at_255_and_is_switched_off() {
+    let fresh = SimButton::with_config(
+        SimConfig {
+            eeprom: qwiic_sim::Eeprom::FRESH,
+            ..SimConfig::default()
+        },
+        SystemClock::new(),
+    );
+    let Cli { config, .. } = Cli::parse_from(["led-service", "--bus=sim"]);
+    let state = AppState::start(
+        Bus::Sim(fresh.clone()),
+        &config.resolve().unwrap(),
+        CancellationToken::new(),
+    )
+    .unwrap();
+    let app = app(state);
+    let (status, body) = send(&app, get("/led")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["on"], true, "{body}");
+    assert_eq!(body["brightness"], 255, "{body}");
+    assert_eq!(send(&app, post("/false")).await.0, StatusCode::OK);
+    test_kit::wait_until("the LED goes dark", Duration::from_secs(5), || {
+        fresh.led_level() == 0
+    })
+    .await;
 }
 
 #[tokio::test]

@@ -112,6 +112,33 @@ async fn shutdown_finishes_in_flight_requests_switches_the_led_off_and_returns_w
     );
 }
 
+#[tokio::test]
+async fn the_switch_off_right_after_a_change_is_saved_so_a_power_cut_keeps_the_led_off() {
+    let service = start().await;
+    let client = reqwest::Client::new();
+    // Seven changed bytes: the firmware saves them for about 24 ms.
+    let response = client
+        .put(format!("{}/led", service.url))
+        .json(&serde_json::json!({"on": true, "brightness": 90, "pulse": {"cycle_ms": 1000, "off_ms": 500}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    service.server.stop().await.unwrap();
+    test_kit::wait_until("the last save pass", Duration::from_secs(5), || {
+        service.sim.now_ms() >= service.sim.settled_at_ms()
+    })
+    .await;
+    assert_eq!(service.sim.led().brightness, 0, "switched off");
+    service.sim.power_cycle();
+    assert_eq!(
+        service.sim.led().brightness,
+        0,
+        "the EEPROM has the switch-off: it waited for the change's save pass (a write landing \
+         in one is shown, and not saved)"
+    );
+}
+
 const BINARY: &str = env!("CARGO_BIN_EXE_led-service");
 
 #[test]

@@ -52,6 +52,8 @@ pub fn app(state: AppState) -> Router {
         .route("/api/click", post(click))
         .route("/api/unplug", post(unplug))
         .route("/api/replug", post(replug))
+        .route("/api/eeprom/erase", post(erase_eeprom))
+        .route("/api/jumpers", put(set_jumpers))
         .route("/api/faults", put(set_faults))
         .route("/api/events", get(events))
         .route("/api/events/recent", get(recent_events))
@@ -177,6 +179,10 @@ fn snapshot(button: &SimButton) -> serde_json::Value {
         "held": button.is_held(),
         "plugged": button.is_plugged(),
         "address": button.address(),
+        "eeprom": {
+            "bytes": button.eeprom().bytes(),
+            "hardware_address": button.eeprom().hardware_address(),
+        },
         "led": LedView::from(button.led()),
         "level": button.led_level(),
         "stats": {
@@ -243,6 +249,37 @@ async fn unplug(State(state): State<AppState>) -> Json<serde_json::Value> {
 async fn replug(State(state): State<AppState>) -> Json<serde_json::Value> {
     state.button.replug();
     Json(snapshot(&state.button))
+}
+
+/// Erases the EEPROM and boots on it: a button as it leaves the factory (LED on at 255).
+async fn erase_eeprom(State(state): State<AppState>) -> Json<serde_json::Value> {
+    state.button.erase_eeprom();
+    tracing::info!("EEPROM erased; the firmware booted on it");
+    Json(snapshot(&state.button))
+}
+
+/// Body of `PUT /api/jumpers`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JumpersRequest {
+    /// Closed address jumpers, bits 0-3 (0-15). The firmware reads them when it starts and
+    /// after an address write.
+    pub closed: u8,
+}
+
+async fn set_jumpers(
+    State(state): State<AppState>,
+    body: Result<Json<JumpersRequest>, JsonRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let Json(request) = body?;
+    if request.closed > 0x0F {
+        return Err(ApiError::Invalid(format!(
+            "closed must be 0 to 15 (bits 0-3, one per address jumper), got {}",
+            request.closed
+        )));
+    }
+    state.button.set_jumpers(request.closed);
+    Ok(Json(snapshot(&state.button)))
 }
 
 /// Longest switch bounce the API accepts (the firmware debounces 10 ms by default).

@@ -31,10 +31,11 @@ fn serve(config: Config) -> anyhow::Result<()> {
         let button = SimButton::with_config(
             SimConfig {
                 firmware: config.firmware,
-                settings: Settings {
+                eeprom: Settings {
                     address: config.address.get(),
                     ..Settings::default()
-                },
+                }
+                .into(),
                 ..SimConfig::default()
             },
             SystemClock::new(),

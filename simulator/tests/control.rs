@@ -195,6 +195,40 @@ async fn unplug_and_faults_reach_tcp_clients() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_erased_eeprom_and_closed_jumpers_reach_tcp_clients_at_the_next_boot() {
+    let sim = Simulator::start().await;
+    let state = sim.post("/api/eeprom/erase").await;
+    assert_eq!(state["level"], 255, "a fresh part lights its LED: {state}");
+    assert_eq!(state["eeprom"]["hardware_address"], false, "{state}");
+    let bus = sim.bus();
+    let (led, bus) = blocking(move || {
+        let mut button = QwiicButton::new(bus, Address::DEFAULT);
+        (button.led(), button.destroy())
+    })
+    .await;
+    assert_eq!(led.unwrap().brightness, 255);
+
+    let (status, _) = sim
+        .call(
+            reqwest::Method::PUT,
+            "/api/jumpers",
+            Some(json!({"closed": 1})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    sim.post("/api/unplug").await;
+    let state = sim.post("/api/replug").await;
+    assert_eq!(state["address"], 0x6E, "{state}");
+    assert_eq!(state["eeprom"]["hardware_address"], true, "{state}");
+    let answered = blocking(move || {
+        let mut bus = bus;
+        bus.write_read(0x6E, &[0], &mut [0]).is_ok()
+    })
+    .await;
+    assert!(answered);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_fault_kind_and_corrupted_reads_reach_tcp_clients() {
     use embedded_hal::i2c::{Error as _, ErrorKind};
     let sim = Simulator::start().await;
@@ -298,6 +332,12 @@ async fn bad_control_requests_get_clear_errors() {
             "/api/faults",
             json!({"nack": 1}),
             "unknown field",
+        ),
+        (
+            reqwest::Method::PUT,
+            "/api/jumpers",
+            json!({"closed": 16}),
+            "closed must be 0 to 15",
         ),
         (
             reqwest::Method::POST,

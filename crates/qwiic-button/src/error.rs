@@ -24,7 +24,9 @@ pub enum Error<E> {
     /// An I2C address outside 0x08-0x77, which the firmware refuses.
     InvalidAddress(u8),
     /// The button did not move to the requested address and still answers on its old one: a
-    /// closed address jumper overrides the software address.
+    /// closed address jumper overrides the software address. The firmware reads the jumpers
+    /// when it starts and after an address write; a start with one closed makes the jumpers
+    /// decide from then on (0x6F when all are open) until an address is written.
     AddressNotTaken {
         /// The address asked for.
         requested: Address,
@@ -71,7 +73,7 @@ impl<E: i2c::Error> fmt::Display for Error<E> {
             ),
             Error::AddressNotTaken { requested, kept } => write!(
                 f,
-                "the button did not move to {requested} and still answers on {kept}: a closed address jumper overrides the software address (open the jumpers, or use the address they set)"
+                "the button did not move to {requested} and still answers on {kept}: a closed address jumper overrides the software address (use the address the jumpers set; or open them, power-cycle the button, which then answers on 0x6F, and set the address again)"
             ),
             Error::InvalidAddress(address) => write!(
                 f,

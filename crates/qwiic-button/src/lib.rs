@@ -19,9 +19,15 @@
 //! - invalid arguments are rejected before any bus traffic;
 //! - nothing pops a queue unless you call [`QwiicButton::pop`]; no getter has side effects.
 //!
-//! Each register write makes the firmware save its settings to EEPROM (about 100k cycles): do not
-//! rewrite the LED in a loop with the value it already holds. Read it with [`QwiicButton::led`]
-//! first, and compare.
+//! Each register write makes the firmware save its settings to EEPROM (about 100k cycles per
+//! byte; only bytes that change are written): do not rewrite the LED in a loop with the value it
+//! already holds. Read it with [`QwiicButton::led`] first, and compare.
+//!
+//! The save pass takes about 3.4 ms per changed byte ([`save_pass_time`]), and a settings write
+//! that lands while it runs is shown but not saved where the pass has already been (the firmware
+//! clears its update flag when the pass ends): a power cut then brings the older setting back.
+//! After a settings write, wait [`save_pass_time`] of the bytes it changed before the next
+//! settings write; [`QwiicButton::set_address`] waits out [`LONGEST_SAVE_PASS`] itself.
 //!
 //! # Example
 //!
@@ -103,8 +109,22 @@ const STATUS_UNUSED: u8 = 0b1111_1000;
 const INTERRUPT_UNUSED: u8 = 0b1111_1100;
 /// Queue status bits that never read 1: the pop request (cleared at once) and bits 3-7.
 const QUEUE_UNUSED: u8 = 0b1111_1001;
-/// How long the firmware may take to save a new address to EEPROM and restart I2C on it.
+/// How long the firmware may take to save a new address to EEPROM and restart I2C on it (the
+/// address type, the address and the type again: 10.2 ms).
 const ADDRESS_SETTLE_MS: u32 = 20;
+
+/// How long the firmware takes to save one changed settings byte to EEPROM: about 3.4 ms, on
+/// an RC oscillator that may run 10% slow, so 4 ms.
+pub const EEPROM_BYTE_SAVE: core::time::Duration = core::time::Duration::from_millis(4);
+
+/// The longest save pass: the nine settings bytes, the address and its type twice.
+pub const LONGEST_SAVE_PASS: core::time::Duration = save_pass_time(12);
+
+/// How long the firmware's save pass after a write runs when `changed_bytes` of the settings
+/// differ from what its EEPROM holds (0 for a write that changes none, such as a status clear).
+pub const fn save_pass_time(changed_bytes: u32) -> core::time::Duration {
+    core::time::Duration::from_millis(EEPROM_BYTE_SAVE.as_millis() as u64 * changed_bytes as u64)
+}
 
 /// A SparkFun Qwiic Button on an I2C bus.
 #[derive(Debug)]
@@ -344,17 +364,19 @@ impl<I2C: I2c> QwiicButton<I2C> {
 
     /// Moves the button to a new I2C address and follows it there.
     ///
-    /// The address must be 0x08-0x77 ([`Address::new`] checks that). The firmware takes it only
-    /// after its main loop has saved it to EEPROM and restarted I2C, so this waits 20 ms, then
-    /// checks the ID at the new address. A closed address jumper overrides the software address
-    /// at once: then the button still answers on the old address, which the driver keeps, and
-    /// the error says so ([`Error::AddressNotTaken`]).
+    /// The address must be 0x08-0x77 ([`Address::new`] checks that). First this waits out any
+    /// save pass that may be under way ([`LONGEST_SAVE_PASS`]): an address written during one
+    /// is not taken. The firmware takes it only after its main loop has saved it to EEPROM and
+    /// restarted I2C, so this waits 20 ms, then checks the ID at the new address. The firmware
+    /// reads its address jumpers then: if one is closed, the button still answers on the old
+    /// address, which the driver keeps, and the error says so ([`Error::AddressNotTaken`]).
     pub fn set_address(
         &mut self,
         address: Address,
         delay: &mut impl DelayNs,
     ) -> Result<(), Error<I2C::Error>> {
         let old = self.address;
+        delay.delay_ms(LONGEST_SAVE_PASS.as_millis() as u32);
         self.write(Register::I2C_ADDRESS, [address.get()])?;
         delay.delay_ms(ADDRESS_SETTLE_MS);
         self.address = address;

@@ -176,6 +176,17 @@ fn the_address_change_waits_for_the_firmware_then_is_followed_and_persists() {
 }
 
 #[test]
+fn an_address_change_right_after_an_led_change_waits_out_its_save_pass() {
+    let (mut button, sim, mut clock) = setup();
+    button
+        .set_led(LedConfig::pulse(255, 1000, 500, 5).unwrap())
+        .unwrap(); // seven changed bytes: 24 ms of saving
+    let new = Address::new(0x42).unwrap();
+    button.set_address(new, &mut clock).unwrap();
+    assert_eq!(sim.address(), 0x42, "an address written mid-pass is lost");
+}
+
+#[test]
 fn a_closed_jumper_keeps_the_old_address_and_the_driver_says_so() {
     let clock = ManualClock::new();
     let config = SimConfig {

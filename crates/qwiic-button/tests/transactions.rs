@@ -482,9 +482,10 @@ fn zero_granularity_while_pulsing_is_refused_before_any_bus_traffic() {
 }
 
 #[test]
-fn the_address_changes_with_one_write_to_0x1f_then_20_ms_then_the_id_at_the_new_address() {
+fn the_address_changes_after_the_longest_save_pass_with_one_write_to_0x1f_then_20_ms_then_the_id_there()
+ {
     let new = Address::new(0x5B).unwrap();
-    let mut delay = CheckedDelay::new(&[Delay::delay_ms(20)]);
+    let mut delay = CheckedDelay::new(&[Delay::delay_ms(48), Delay::delay_ms(20)]);
     with_mock(
         &[
             Transaction::write(ADDR, vec![I2C_ADDRESS, 0x5B]),

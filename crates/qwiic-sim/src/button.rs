@@ -11,6 +11,7 @@ use embedded_hal::i2c::{self, I2c, Operation};
 use crate::clock::{Clock, SystemClock};
 use crate::config::{LedRegisters, Settings, SimConfig};
 use crate::device::Device;
+use crate::eeprom::Eeprom;
 use crate::fault::{Fault, InvalidRate, SimError};
 use crate::observe::{SimEvent, SimStats};
 use crate::registers::MAP_SIZE;
@@ -271,9 +272,20 @@ impl SimButton {
         self.with_device(|device, now| device.registers(now))
     }
 
-    /// What the EEPROM holds.
+    /// The settings the EEPROM holds (0xFF where a never-written part has nothing).
     pub fn settings(&self) -> Settings {
         self.with_device(|device, _| device.settings())
+    }
+
+    /// The EEPROM, byte for byte (with the address-type flag).
+    pub fn eeprom(&self) -> Eeprom {
+        self.with_device(|device, _| device.eeprom())
+    }
+
+    /// Erases the EEPROM, as SparkFun's erase sketch does, and restarts the firmware on it:
+    /// a button as it leaves the factory (LED at brightness 255, pulse granularity 0).
+    pub fn erase_eeprom(&self) {
+        self.with_device(|device, now| device.erase_eeprom(now));
     }
 
     /// Transaction and write counters.

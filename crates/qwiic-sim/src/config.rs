@@ -1,5 +1,7 @@
-//! How a simulated button starts and what its EEPROM holds: [`SimConfig`], [`Settings`],
-//! [`LedRegisters`].
+//! How a simulated button starts and what its settings are: [`SimConfig`], [`Settings`],
+//! [`LedRegisters`] (the bytes that hold them are [`Eeprom`]'s).
+
+use crate::Eeprom;
 
 /// The settings the firmware keeps in EEPROM, so they survive a power cycle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -12,34 +14,6 @@ pub struct Settings {
     pub debounce_ms: u16,
     /// The LED registers.
     pub led: LedRegisters,
-}
-
-impl Settings {
-    /// How many EEPROM bytes differ between two settings (what `EEPROM.put` would rewrite).
-    pub(crate) fn differing_bytes(&self, other: &Settings) -> u32 {
-        let bytes = |s: &Settings| {
-            let [d0, d1] = s.debounce_ms.to_le_bytes();
-            let [c0, c1] = s.led.cycle_time_ms.to_le_bytes();
-            let [o0, o1] = s.led.off_time_ms.to_le_bytes();
-            [
-                s.address,
-                s.interrupt_config,
-                s.led.brightness,
-                s.led.granularity,
-                c0,
-                c1,
-                o0,
-                o1,
-                d0,
-                d1,
-            ]
-        };
-        bytes(self)
-            .iter()
-            .zip(bytes(other))
-            .map(|(a, b)| u32::from(*a != b))
-            .sum()
-    }
 }
 
 impl Default for Settings {
@@ -83,10 +57,10 @@ impl Default for LedRegisters {
 pub struct SimConfig {
     /// Firmware version as (major, minor); 1.2 and older reproduce the masked pop request.
     pub firmware: (u8, u8),
-    /// The EEPROM content at first power-up.
-    pub settings: Settings,
+    /// The EEPROM content at first power-up ([`Eeprom::FRESH`] for a never-written part).
+    pub eeprom: Eeprom,
     /// Closed address jumpers, bits 0-3: any closed one sets the address to 0x60-0x6F and
-    /// overrides the software address.
+    /// overrides the software address, from the next boot on.
     pub jumpers: u8,
     /// Seed of the fault and bounce generator, so a faulty run can be repeated.
     pub seed: u64,
@@ -96,7 +70,7 @@ impl Default for SimConfig {
     fn default() -> Self {
         SimConfig {
             firmware: (1, 3),
-            settings: Settings::default(),
+            eeprom: Eeprom::default(),
             jumpers: 0,
             seed: 0x5EED_5EED,
         }

@@ -3,10 +3,13 @@
 
 use std::collections::VecDeque;
 
+use crate::eeprom::{
+    self, ADDRESS, ADDRESS_TYPE, BYTE_WRITE_US, ERASED, HARDWARE_ADDRESS, SOFTWARE_ADDRESS,
+};
 use crate::fault::FaultState;
 use crate::queue::TimestampQueue;
 use crate::registers::*;
-use crate::{Fault, LedRegisters, Settings, SimConfig, SimEvent, SimEventKind, SimStats};
+use crate::{Eeprom, Fault, LedRegisters, Settings, SimConfig, SimEvent, SimEventKind, SimStats};
 
 /// The firmware's TX buffer holds 16 bytes; we serve 15 of them, as SparkFun advises, so a
 /// driver that reads more fails its tests here instead of flaking on hardware.
@@ -15,18 +18,60 @@ pub const TX_LIMIT: usize = 15;
 /// write is not acknowledged.
 pub const RX_LIMIT: usize = 15;
 
-/// EEPROM.put writes a changed byte in about 3.4 ms, in the main loop, before the LED and a new
-/// address take effect.
-fn eeprom_ms(bytes: u32) -> u64 {
-    (u64::from(bytes) * 34).div_ceil(10)
+/// The address with every jumper open and nothing else configured.
+const DEFAULT_ADDRESS: u8 = 0x6F;
+
+/// Addresses the firmware accepts from the register or its EEPROM.
+fn is_legal(address: u8) -> bool {
+    (0x08..=0x77).contains(&address)
 }
 
-/// What the main loop makes happen after it has saved the settings: the LED output, or the
-/// I2C peripheral on a new address.
+/// Where the firmware's main loop is in its work. It runs one step at a time on the simulator
+/// clock, so a write that lands in the middle of a save pass meets what it meets on the
+/// device: the pass reads each setting when it gets to it, and clears the update flag when done.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Effect {
-    Led(LedRegisters),
-    Address(u8),
+enum Step {
+    /// The top of `loop()`: an address register that differs from the last one seen makes the
+    /// address type "software".
+    AddressCheck,
+    /// `if (updateFlag)`: a write since the last pass starts one; otherwise the loop sleeps.
+    FlagCheck,
+    /// `recordSystemSettings`: a new legal address is saved, then I2C restarts on it.
+    SaveAddress,
+    /// `startI2C`: the address type and the jumpers decide the address.
+    StartI2c,
+    /// `Wire.begin` on that address, which the register then shows.
+    Rejoin(u8),
+    /// The settings' bytes, in the order the pass puts them (`SAVED[i]`).
+    Save(usize),
+    /// `onboardLED.update`, then `updateFlag = false`.
+    ShowLed,
+}
+
+/// The register byte behind each EEPROM byte the save pass puts, in its order.
+const SAVED: [(usize, usize); 9] = [
+    (INTERRUPT_CONFIG, eeprom::INTERRUPTS),
+    (LED_BRIGHTNESS, eeprom::BRIGHTNESS),
+    (LED_PULSE_GRANULARITY, eeprom::GRANULARITY),
+    (LED_PULSE_CYCLE_TIME, eeprom::CYCLE_TIME),
+    (LED_PULSE_CYCLE_TIME + 1, eeprom::CYCLE_TIME + 1),
+    (LED_PULSE_OFF_TIME, eeprom::OFF_TIME),
+    (LED_PULSE_OFF_TIME + 1, eeprom::OFF_TIME + 1),
+    (BUTTON_DEBOUNCE_TIME, eeprom::DEBOUNCE),
+    (BUTTON_DEBOUNCE_TIME + 1, eeprom::DEBOUNCE + 1),
+];
+
+#[derive(Debug, Clone, Copy)]
+struct MainLoop {
+    /// `updateFlag`: set by every write (a pointer-only one too), cleared after a save pass.
+    update_flag: bool,
+    /// `oldAddress`: the address register as the loop last saw it.
+    old_address: u8,
+    /// The next step and when it runs, in microseconds on the simulator clock; `None` while
+    /// the loop sleeps.
+    next: Option<(Step, u64)>,
+    /// When the last step ran.
+    last_step_us: u64,
 }
 
 /// A change of the switch's pin, due at `at_ms`.
@@ -41,13 +86,13 @@ struct Edge {
 /// How many past events [`Device::history`] keeps.
 const HISTORY: usize = 64;
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Device {
     config: SimConfig,
     /// The packed register map (`registerMap`).
     regs: [u8; MAP_SIZE],
     /// What survives a power cycle.
-    eeprom: Settings,
+    eeprom: Eeprom,
     /// The address the I2C peripheral listens on (changes only after a valid 0x1F write).
     listening_on: u8,
     /// `registerNumber`: set by the first byte of every write, where every read starts.
@@ -67,10 +112,7 @@ pub struct Device {
     led_output: LedRegisters,
     /// When the LED output last changed, for the pulse phase.
     led_since_ms: u64,
-    /// Effects of past writes that the main loop has not reached yet, in order.
-    pending: VecDeque<(u64, Effect)>,
-    /// When the main loop is done with the writes it has.
-    loop_free_at_ms: u64,
+    main_loop: MainLoop,
     /// Closed address jumpers (bits 0-3): any closed one overrides the software address.
     jumpers: u8,
     /// The last physical switch edge, for the bounce window.
@@ -88,8 +130,8 @@ impl Device {
     pub fn new(config: SimConfig, now_ms: u64) -> Self {
         let mut device = Device {
             regs: [0; MAP_SIZE],
-            eeprom: config.settings,
-            listening_on: config.settings.address,
+            eeprom: config.eeprom,
+            listening_on: DEFAULT_ADDRESS,
             pointer: 0,
             powered_at_ms: now_ms,
             plugged: true,
@@ -98,10 +140,14 @@ impl Device {
             last_edge_millis: 0,
             pressed: TimestampQueue::default(),
             clicked: TimestampQueue::default(),
-            led_output: config.settings.led,
+            led_output: LedRegisters::default(),
             led_since_ms: now_ms,
-            pending: VecDeque::new(),
-            loop_free_at_ms: now_ms,
+            main_loop: MainLoop {
+                update_flag: false,
+                old_address: DEFAULT_ADDRESS,
+                next: None,
+                last_step_us: now_ms * 1000,
+            },
             jumpers: config.jumpers & 0x0F,
             last_physical_edge_ms: None,
             faults: FaultState {
@@ -119,42 +165,112 @@ impl Device {
         device
     }
 
-    /// `startI2C`: any closed jumper sets the address (0x60-0x6F); otherwise the software
-    /// address, if legal.
-    fn start_address(&self, software: u8) -> u8 {
-        if self.jumpers != 0 {
-            0x6F & !self.jumpers
-        } else if (0x08..=0x77).contains(&software) {
-            software
+    /// `EEPROM.update` of one byte: the time it takes, in microseconds (none if unchanged).
+    fn put(&mut self, at: usize, value: u8) -> u64 {
+        if self.eeprom.update(at, value) {
+            self.stats.eeprom_byte_writes += 1;
+            BYTE_WRITE_US
         } else {
-            0x6F
+            0
         }
     }
 
-    /// Boot: the register map's initializer, then `readSystemSettings()` from EEPROM.
+    fn put_u16(&mut self, at: usize, value: u16) -> u64 {
+        let [low, high] = value.to_le_bytes();
+        self.put(at, low) + self.put(at + 1, high)
+    }
+
+    /// `startI2C`: the jumpers' address when any is closed or the address type says "hardware"
+    /// (and from then on it does, until a host writes an address), otherwise the register's if
+    /// legal, else 0x6F. Returns the address and the EEPROM time spent on the address type.
+    fn start_i2c(&mut self) -> (u8, u64) {
+        let address_type = self.eeprom.get(ADDRESS_TYPE);
+        let mut spent = 0;
+        if address_type == ERASED {
+            spent += self.put(ADDRESS_TYPE, SOFTWARE_ADDRESS);
+        }
+        let register = self.regs[I2C_ADDRESS];
+        let address = if self.jumpers != 0 || address_type == HARDWARE_ADDRESS {
+            spent += self.put(ADDRESS_TYPE, HARDWARE_ADDRESS);
+            DEFAULT_ADDRESS & !self.jumpers
+        } else if is_legal(register) {
+            register
+        } else {
+            DEFAULT_ADDRESS
+        };
+        (address, spent)
+    }
+
+    /// Boot: the register map's initializer, `readSystemSettings()` from EEPROM (a never-written
+    /// setting gets its default, saved on the spot; the brightness is not checked, so a fresh
+    /// part shows 255), `startI2C`, then the main loop, whose update flag starts set.
     fn power_up(&mut self, now_ms: u64) {
-        let settings = self.eeprom;
-        let address = self.start_address(settings.address);
         self.regs = [0; MAP_SIZE];
         self.regs[ID] = DEVICE_ID;
         self.regs[FIRMWARE_MINOR] = self.config.firmware.1;
         self.regs[FIRMWARE_MAJOR] = self.config.firmware.0;
-        self.regs[INTERRUPT_CONFIG] = settings.interrupt_config & 0x03;
-        self.put_u16(BUTTON_DEBOUNCE_TIME, settings.debounce_ms);
         self.regs[PRESSED_QUEUE_STATUS] = IS_EMPTY;
         self.regs[CLICKED_QUEUE_STATUS] = IS_EMPTY;
-        self.write_led_registers(settings.led);
+
+        let mut address = self.eeprom.get(ADDRESS);
+        if !is_legal(address) {
+            address = DEFAULT_ADDRESS;
+            self.put(ADDRESS, address);
+        }
+        let mut interrupts = self.eeprom.get(eeprom::INTERRUPTS);
+        if interrupts == ERASED {
+            interrupts = 0x03;
+            self.put(eeprom::INTERRUPTS, interrupts);
+        }
+        let mut granularity = self.eeprom.get(eeprom::GRANULARITY);
+        if granularity == ERASED {
+            granularity = 0;
+            self.put(eeprom::GRANULARITY, granularity);
+        }
+        let mut cycle_time_ms = self.eeprom.get_u16(eeprom::CYCLE_TIME);
+        if cycle_time_ms == 0xFFFF {
+            cycle_time_ms = 0;
+            self.put_u16(eeprom::CYCLE_TIME, cycle_time_ms);
+        }
+        let mut off_time_ms = self.eeprom.get_u16(eeprom::OFF_TIME);
+        if off_time_ms == 0xFFFF {
+            off_time_ms = 0;
+            // The firmware saves this default to the cycle time's location.
+            self.put_u16(eeprom::CYCLE_TIME, off_time_ms);
+        }
+        let mut debounce_ms = self.eeprom.get_u16(eeprom::DEBOUNCE);
+        if debounce_ms == 0xFFFF {
+            debounce_ms = 10;
+            self.put_u16(eeprom::DEBOUNCE, debounce_ms);
+        }
+        let led = LedRegisters {
+            brightness: self.eeprom.get(eeprom::BRIGHTNESS),
+            granularity,
+            cycle_time_ms,
+            off_time_ms,
+        };
+        self.regs[INTERRUPT_CONFIG] = interrupts;
+        self.set_u16(BUTTON_DEBOUNCE_TIME, debounce_ms);
+        self.write_led_registers(led);
+        self.regs[I2C_ADDRESS] = address;
+        let (address, _) = self.start_i2c();
         self.regs[I2C_ADDRESS] = address;
         self.listening_on = address;
         self.pointer = 0;
         self.powered_at_ms = now_ms;
-        self.led_output = settings.led;
+        self.led_output = led;
         self.led_since_ms = now_ms;
-        self.pending.clear();
-        self.loop_free_at_ms = now_ms;
         self.last_edge_millis = 0;
         self.pressed = TimestampQueue::default();
         self.clicked = TimestampQueue::default();
+        let now_us = now_ms * 1000;
+        self.main_loop = MainLoop {
+            update_flag: true,
+            old_address: address,
+            next: Some((Step::AddressCheck, now_us)),
+            last_step_us: now_us,
+        };
+        self.run_main_loop(now_us);
     }
 
     fn millis(&self, at_ms: u64) -> u32 {
@@ -166,19 +282,19 @@ impl Device {
         u16::from_le_bytes([self.regs[at], self.regs[at + 1]])
     }
 
-    fn put_u16(&mut self, at: usize, value: u16) {
+    fn set_u16(&mut self, at: usize, value: u16) {
         self.regs[at..at + 2].copy_from_slice(&value.to_le_bytes());
     }
 
-    fn put_u32(&mut self, at: usize, value: u32) {
+    fn set_u32(&mut self, at: usize, value: u32) {
         self.regs[at..at + 4].copy_from_slice(&value.to_le_bytes());
     }
 
     fn write_led_registers(&mut self, led: LedRegisters) {
         self.regs[LED_BRIGHTNESS] = led.brightness;
         self.regs[LED_PULSE_GRANULARITY] = led.granularity;
-        self.put_u16(LED_PULSE_CYCLE_TIME, led.cycle_time_ms);
-        self.put_u16(LED_PULSE_OFF_TIME, led.off_time_ms);
+        self.set_u16(LED_PULSE_CYCLE_TIME, led.cycle_time_ms);
+        self.set_u16(LED_PULSE_OFF_TIME, led.off_time_ms);
     }
 
     pub fn led(&self) -> LedRegisters {
@@ -215,7 +331,17 @@ impl Device {
     }
 
     pub fn settings(&self) -> Settings {
+        self.eeprom.settings()
+    }
+
+    pub fn eeprom(&self) -> Eeprom {
         self.eeprom
+    }
+
+    /// Erases the EEPROM (as SparkFun's erase sketch does) and boots the firmware on it.
+    pub fn erase_eeprom(&mut self, now_ms: u64) {
+        self.eeprom = Eeprom::FRESH;
+        self.power_up(now_ms);
     }
 
     pub fn stats(&self) -> SimStats {
@@ -259,27 +385,83 @@ impl Device {
                 true => self.pin_edge(edge.at_ms, edge.down, true),
             }
         }
-        while let Some(&(at_ms, effect)) = self.pending.front() {
-            if at_ms > now_ms {
+        self.run_main_loop(now_ms * 1000);
+    }
+
+    /// Runs the main loop's steps that are due by `until_us`.
+    fn run_main_loop(&mut self, until_us: u64) {
+        while let Some((step, at_us)) = self.main_loop.next {
+            if at_us > until_us {
                 break;
             }
-            self.pending.pop_front();
-            match effect {
-                Effect::Led(led) => {
-                    if led != self.led_output {
-                        self.led_output = led;
-                        self.led_since_ms = at_ms;
-                        self.emit(at_ms, SimEventKind::Led(led));
-                    }
+            self.main_loop.last_step_us = at_us;
+            self.main_loop.next = self.main_loop_step(step, at_us);
+        }
+    }
+
+    /// One step of the main loop at `at_us`; returns the next and when it runs (after the
+    /// EEPROM writes this one made), or `None` when the loop goes to sleep.
+    fn main_loop_step(&mut self, step: Step, at_us: u64) -> Option<(Step, u64)> {
+        let at_ms = at_us.div_ceil(1000);
+        let (next, spent) = match step {
+            Step::AddressCheck => {
+                let address = self.regs[I2C_ADDRESS];
+                let mut spent = 0;
+                if address != self.main_loop.old_address {
+                    self.main_loop.old_address = address;
+                    spent = self.put(ADDRESS_TYPE, SOFTWARE_ADDRESS);
                 }
-                Effect::Address(address) => {
-                    if address != self.listening_on {
-                        self.listening_on = address;
-                        self.emit(at_ms, SimEventKind::AddressChanged(address));
-                    }
+                (Step::FlagCheck, spent)
+            }
+            Step::FlagCheck => {
+                if !self.main_loop.update_flag {
+                    return None;
+                }
+                (Step::SaveAddress, 0)
+            }
+            Step::SaveAddress => {
+                let requested = self.regs[I2C_ADDRESS];
+                if is_legal(requested) && requested != self.eeprom.get(ADDRESS) {
+                    (Step::StartI2c, self.put(ADDRESS, requested))
+                } else {
+                    // An illegal address stays in the register; the device keeps its own.
+                    (Step::Save(0), 0)
                 }
             }
-        }
+            Step::StartI2c => {
+                let (address, spent) = self.start_i2c();
+                (Step::Rejoin(address), spent)
+            }
+            Step::Rejoin(address) => {
+                self.regs[I2C_ADDRESS] = address;
+                if address != self.listening_on {
+                    self.listening_on = address;
+                    self.emit(at_ms, SimEventKind::AddressChanged(address));
+                }
+                (Step::Save(0), 0)
+            }
+            Step::Save(index) => {
+                let (register, location) = SAVED[index];
+                let spent = self.put(location, self.regs[register]);
+                let next = if index + 1 < SAVED.len() {
+                    Step::Save(index + 1)
+                } else {
+                    Step::ShowLed
+                };
+                (next, spent)
+            }
+            Step::ShowLed => {
+                let led = self.led();
+                if led != self.led_output {
+                    self.led_output = led;
+                    self.led_since_ms = at_ms;
+                    self.emit(at_ms, SimEventKind::Led(led));
+                }
+                self.main_loop.update_flag = false;
+                (Step::AddressCheck, 0) // the next turn of loop()
+            }
+        };
+        Some((next, at_us + spent))
     }
 
     /// Schedules the switch to go down (`true`) or up at `at_ms`, after any edge already
@@ -385,6 +567,7 @@ impl Device {
     pub fn unplug(&mut self, now_ms: u64) {
         if self.plugged {
             self.plugged = false;
+            self.main_loop.next = None; // unpowered: a save pass under way stops
             self.emit(now_ms, SimEventKind::Unplugged);
         }
     }
@@ -463,7 +646,7 @@ impl Device {
             (CLICKED_QUEUE_BACK, self.clicked.back()),
         ];
         for (at, stamp) in ages {
-            self.put_u32(at, millis.wrapping_sub(stamp));
+            self.set_u32(at, millis.wrapping_sub(stamp));
         }
     }
 
@@ -520,10 +703,7 @@ impl Device {
             return; // an address-only probe (i2cdetect's quick write)
         };
         self.pointer = usize::from(register);
-        if data.is_empty() {
-            return;
-        }
-        if self.faults.lose_writes > 0 {
+        if !data.is_empty() && self.faults.lose_writes > 0 {
             self.faults.lose_writes -= 1;
             return; // acknowledged, never applied
         }
@@ -544,7 +724,7 @@ impl Device {
             self.stats.led_writes += 1;
         }
         self.handle_pop_requests();
-        self.main_loop_after_write(now_ms);
+        self.wake_main_loop(now_ms);
     }
 
     /// Pops on request. The queue status bits are recomputed only when a pop happens, as the
@@ -567,51 +747,35 @@ impl Device {
         }
     }
 
-    /// One pass of the main loop for this write (`recordSystemSettings`, then the LED update):
-    /// EEPROM.put writes only the bytes that differ, about 3.4 ms each; a new address is saved
-    /// first and the I2C peripheral restarts on it; the LED shows the new setting after all the
-    /// bytes are saved. Writes queue up behind each other.
-    fn main_loop_after_write(&mut self, now_ms: u64) {
-        let start = now_ms.max(self.loop_free_at_ms);
-        let led = self.led();
-        let requested = self.regs[I2C_ADDRESS];
-        let mut new = Settings {
-            address: self.eeprom.address,
-            interrupt_config: self.regs[INTERRUPT_CONFIG],
-            debounce_ms: self.get_u16(BUTTON_DEBOUNCE_TIME),
-            led,
-        };
-        let mut saved = 0;
-        if (0x08..=0x77).contains(&requested) && requested != self.eeprom.address {
-            new.address = requested;
-            saved += 1;
-            // startI2C: a closed jumper wins, and the register shows the address in use.
-            let address = self.start_address(requested);
-            self.regs[I2C_ADDRESS] = address;
-            self.pending
-                .push_back((start + eeprom_ms(saved), Effect::Address(address)));
+    /// The end of `receiveEvent`: `updateFlag = true`, for every write (a pointer-only one, as
+    /// before every read, too), which wakes the main loop for a save pass. A write that lands
+    /// while a pass is under way is not saved where the pass has been, and the flag is cleared
+    /// when the pass ends: until the next write, the EEPROM keeps the older value there
+    /// (the LED and the address show what the pass met).
+    fn wake_main_loop(&mut self, now_ms: u64) {
+        let now_us = now_ms * 1000;
+        self.main_loop.update_flag = true;
+        if self.main_loop.next.is_none() {
+            self.main_loop.next = Some((Step::AddressCheck, now_us));
         }
-        // An address outside 0x08-0x77 stays in the register; the device keeps its old one.
-        let changed = new.differing_bytes(&self.eeprom);
-        self.stats.eeprom_byte_writes += u64::from(changed);
-        self.eeprom = new;
-        let done = start + eeprom_ms(changed);
-        self.pending.push_back((done, Effect::Led(led)));
-        self.scheduled = true;
-        self.loop_free_at_ms = done;
-        self.sync(now_ms);
+        self.run_main_loop(now_us);
+        if self.main_loop.next.is_some() {
+            self.scheduled = true;
+        }
     }
 
-    /// When the next scheduled edge or effect is due, if any.
+    /// When the next scheduled edge or main-loop step is due, if any.
     pub fn next_change_at_ms(&self) -> Option<u64> {
         let edge = self.pending_edges.front().map(|edge| edge.at_ms);
-        let effect = self.pending.front().map(|&(at_ms, _)| at_ms);
-        edge.into_iter().chain(effect).min()
+        let step = self.main_loop.next.map(|(_, at_us)| at_us.div_ceil(1000));
+        edge.into_iter().chain(step).min()
     }
 
-    /// When the main loop will have done everything written so far.
+    /// When the main loop will have done everything written so far (it runs ahead on a copy).
     pub fn settled_at_ms(&self) -> u64 {
-        self.pending.back().map_or(0, |&(at_ms, _)| at_ms)
+        let mut ahead = self.clone();
+        ahead.run_main_loop(u64::MAX);
+        ahead.main_loop.last_step_us.div_ceil(1000)
     }
 
     /// The register map as a read would see it now (for inspection; not a bus transaction).

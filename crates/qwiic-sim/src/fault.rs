@@ -117,7 +117,7 @@ impl fmt::Display for InvalidRate {
 impl std::error::Error for InvalidRate {}
 
 /// What is injected, and the generator that decides when.
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default)]
 pub(crate) struct FaultState {
     pub(crate) fail_next: u32,
     pub(crate) fail_next_kind: Option<Fault>,

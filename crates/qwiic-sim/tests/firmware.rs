@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use embedded_hal::i2c::{Error as _, ErrorKind, I2c, NoAcknowledgeSource, Operation};
 use qwiic_sim::{
-    Fault, LedRegisters, ManualClock, Settings, SimButton, SimConfig, SimError, SimEventKind,
+    Eeprom, Fault, LedRegisters, ManualClock, Settings, SimButton, SimConfig, SimError,
+    SimEventKind,
 };
 
 const ADDR: u8 = 0x6F;
@@ -371,7 +372,7 @@ fn on_firmware_1_2_a_pop_write_clears_is_full_until_the_next_push() {
 }
 
 #[test]
-fn a_closed_jumper_overrides_the_software_address_at_power_up_and_on_a_write() {
+fn a_closed_jumper_wins_over_an_address_write_which_the_register_shows_for_10_ms() {
     let clock = ManualClock::new();
     let config = SimConfig {
         jumpers: 0b0011,
@@ -379,44 +380,172 @@ fn a_closed_jumper_overrides_the_software_address_at_power_up_and_on_a_write() {
     };
     let mut bus = SimButton::with_config(config, clock.clone());
     assert_eq!(bus.address(), 0x6C);
+    clock.advance(Duration::from_secs(1)); // the boot's save pass
     let mut address = [0];
     bus.write_read(0x6C, &[0x1F], &mut address).unwrap();
     assert_eq!(address, [0x6C], "the register shows the address in use");
+    assert_eq!(bus.settings().address, 0x6C, "the boot saved it");
     bus.write(0x6C, &[0x1F, 0x42]).unwrap();
+    assert_eq!(bus.registers()[0x1F], 0x42, "the register takes the write");
+    // The address type (3.4 ms), the address (3.4 ms), then startI2C finds the jumpers and
+    // saves "hardware" again (3.4 ms) before it rejoins the bus.
     clock.advance(Duration::from_millis(10));
-    assert_eq!(bus.address(), 0x6C, "the jumpers win at once");
+    assert_eq!(bus.registers()[0x1F], 0x42, "not yet rejoined");
+    clock.advance(Duration::from_millis(1));
+    assert_eq!(
+        bus.registers()[0x1F],
+        0x6C,
+        "about 10 ms later the register shows what the jumpers chose"
+    );
+    assert_eq!(bus.address(), 0x6C, "the jumpers win");
+    clock.advance(Duration::from_millis(20));
+    assert_eq!(bus.settings().address, 0x42, "the write was saved ...");
     bus.write_read(0x6C, &[0x1F], &mut address).unwrap();
-    assert_eq!(address, [0x6C]);
+    clock.advance(Duration::from_millis(20));
     assert_eq!(
         bus.settings().address,
-        0x42,
-        "saved for when the jumpers open"
+        0x6C,
+        "... until the next write's pass saved the register's 0x6C over it"
     );
     bus.set_jumpers(0);
     bus.power_cycle();
-    assert_eq!(bus.address(), 0x42);
+    assert_eq!(bus.address(), 0x6F, "the address type stayed hardware");
 }
 
 #[test]
-fn the_led_shows_a_setting_once_the_main_loop_saved_it_and_writes_queue_up() {
-    let (mut bus, clock) = sim();
-    bus.write(ADDR, &[0x19, 255]).unwrap(); // one changed byte
-    bus.write(ADDR, &[0x19, 0, 1, 0x10, 0x27]).unwrap(); // three: 255 -> 0, 0x10, 0x27
-    let written = bus.now_ms();
-    assert_eq!(bus.led().brightness, 0, "the registers at once");
+fn a_boot_with_a_closed_jumper_keeps_the_button_on_0x6f_after_the_jumpers_open() {
+    let clock = ManualClock::new();
+    let config = SimConfig {
+        eeprom: Settings {
+            address: 0x42,
+            ..Settings::default()
+        }
+        .into(),
+        jumpers: 0b0001,
+        ..SimConfig::default()
+    };
+    let mut bus = SimButton::with_config(config, clock.clone());
+    assert_eq!(bus.address(), 0x6E);
+    clock.advance(Duration::from_secs(1));
+    assert!(bus.eeprom().hardware_address(), "the flag is in EEPROM");
     assert_eq!(
-        bus.settled_at_ms() - written,
-        4 + 11,
-        "3.4 ms a byte, one write after another"
+        bus.settings().address,
+        0x6E,
+        "the boot's save pass wrote the jumpers' address over the saved 0x42"
     );
-    clock.advance(Duration::from_millis(4));
-    assert_eq!(bus.led_level(), 255, "the first setting shows");
-    clock.advance(Duration::from_millis(11));
+    bus.set_jumpers(0);
+    assert_eq!(bus.address(), 0x6E, "jumpers are read at boot, not at once");
+    bus.power_cycle();
+    assert_eq!(
+        bus.address(),
+        0x6F,
+        "the jumpers' address with none closed, not the saved one"
+    );
+    clock.advance(Duration::from_secs(1));
+    bus.power_cycle();
+    assert_eq!(bus.address(), 0x6F, "sticky across boots");
+    // Writing an address the EEPROM does not hold clears the flag and moves the button.
+    bus.write(0x6F, &[0x1F, 0x50]).unwrap();
+    clock.advance(Duration::from_millis(20));
+    assert_eq!(bus.address(), 0x50);
+    assert!(!bus.eeprom().hardware_address());
+    bus.power_cycle();
+    assert_eq!(bus.address(), 0x50);
+}
+
+#[test]
+fn the_led_shows_a_setting_once_the_main_loop_saved_it() {
+    let (mut bus, clock) = sim();
+    // Brightness 80, off time 10 s: three changed bytes.
+    bus.write(ADDR, &[0x19, 80, 1, 0, 0, 0x10, 0x27]).unwrap();
+    let written = bus.now_ms();
+    assert_eq!(bus.led().brightness, 80, "the registers at once");
+    assert_eq!(bus.settled_at_ms() - written, 11, "3.4 ms a changed byte");
+    clock.advance(Duration::from_millis(1));
+    assert_eq!(bus.settings().led.brightness, 80, "saving, byte by byte");
+    assert_eq!(bus.settings().led.off_time_ms, 0);
+    clock.advance(Duration::from_millis(9));
+    assert_eq!(bus.led_level(), 0, "the LED when the pass is done");
+    clock.advance(Duration::from_millis(1));
+    assert_eq!(bus.led_level(), 80);
+    assert_eq!(bus.settings().led.off_time_ms, 10_000);
+}
+
+#[test]
+fn a_write_during_the_save_pass_shows_but_is_saved_only_after_the_next_write() {
+    let (mut bus, clock) = sim();
+    bus.write(ADDR, &[0x19, 255]).unwrap(); // the pass saves brightness for 3.4 ms
+    clock.advance(Duration::from_millis(2));
+    bus.write(ADDR, &[0x19, 100]).unwrap(); // lands mid-pass
+    assert_eq!(
+        bus.settled_at_ms() - bus.now_ms(),
+        2,
+        "no pass of its own: the one under way ends and clears the flag"
+    );
+    assert_eq!(bus.led_level(), 0);
+    clock.advance(Duration::from_millis(2));
     assert_eq!(
         bus.led_level(),
-        0,
-        "then the second, a 10 s pulse starting dark"
+        100,
+        "the LED shows what the pass ends with"
     );
+    assert_eq!(
+        bus.settings().led.brightness,
+        255,
+        "the EEPROM what the pass met"
+    );
+    clock.advance(Duration::from_secs(1));
+    assert_eq!(bus.settings().led.brightness, 255, "still, a second later");
+    bus.power_cycle();
+    assert_eq!(bus.led_level(), 255, "a power cut now brings 255 back");
+
+    let (mut bus, clock) = sim();
+    bus.write(ADDR, &[0x19, 255]).unwrap();
+    clock.advance(Duration::from_millis(2));
+    bus.write(ADDR, &[0x19, 100]).unwrap();
+    clock.advance(Duration::from_millis(10));
+    assert_eq!(bus.settings().led.brightness, 255);
+    read::<1>(&mut bus, 0x00); // a read's pointer write is a write: the main loop saves
+    clock.advance(Duration::from_millis(4));
+    assert_eq!(
+        bus.settings().led.brightness,
+        100,
+        "healed by the next write"
+    );
+}
+
+#[test]
+fn a_never_written_eeprom_boots_with_the_led_at_255_and_saves_its_defaults() {
+    let clock = ManualClock::new();
+    let config = SimConfig {
+        eeprom: Eeprom::FRESH,
+        ..SimConfig::default()
+    };
+    let mut bus = SimButton::with_config(config, clock.clone());
+    assert_eq!(bus.address(), 0x6F);
+    assert_eq!(
+        read::<6>(&mut bus, 0x19),
+        [255, 0, 0, 0, 0, 0],
+        "brightness unchecked (0xFF), granularity 0"
+    );
+    assert_eq!(bus.led_level(), 255, "the LED is on at full brightness");
+    assert_eq!(read::<3>(&mut bus, 0x04), [0x03, 10, 0]);
+    clock.advance(Duration::from_millis(10));
+    let eeprom = bus.eeprom().bytes();
+    assert_eq!(
+        eeprom,
+        [0x6F, 0x03, 0xFF, 0, 0, 0, 0, 0, 10, 0, 1],
+        "defaults saved; the first pass saved the off time the boot put in the wrong place"
+    );
+    assert_eq!(
+        bus.stats().eeprom_byte_writes,
+        10,
+        "address, interrupts, granularity, cycle (2), debounce (2), address type; then the \
+         pass's off time (2); the brightness never"
+    );
+    bus.erase_eeprom();
+    assert_eq!(bus.eeprom().bytes()[..2], [0x6F, 0x03], "booted again");
+    assert_eq!(bus.led_level(), 255);
 }
 
 /// `bytes` read one bit late from byte `from` on: what the Raspberry Pi's I2C returns when it
@@ -500,10 +629,11 @@ fn every_fault_kind_arrives_as_its_error_kind() {
 
 #[test]
 fn led_settings_persist_across_a_power_cycle_but_status_does_not() {
-    let (mut bus, _) = sim();
+    let (mut bus, clock) = sim();
     bus.write(ADDR, &[0x19, 200, 4, 0xE8, 0x03, 0xF4, 0x01])
         .unwrap();
     bus.press();
+    clock.advance(Duration::from_millis(25)); // seven changed bytes, 3.4 ms each
     assert_eq!(
         bus.settings().led,
         LedRegisters {
@@ -675,7 +805,7 @@ fn a_custom_eeprom_is_loaded_at_power_up() {
     };
     let mut bus = SimButton::with_config(
         SimConfig {
-            settings,
+            eeprom: settings.into(),
             ..SimConfig::default()
         },
         ManualClock::new(),

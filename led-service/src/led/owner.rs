@@ -36,6 +36,10 @@ pub(super) struct Owner {
     freshness: HealthView,
     /// When the LED was last written, for the coalescing window.
     last_write: Option<Instant>,
+    /// When the firmware will have saved the last write to EEPROM. A write that lands before
+    /// is shown but not saved where the save pass has been, so a power cut would bring the
+    /// older setting back: the next write waits for this.
+    saved_at: Option<Instant>,
     held: Option<Held>,
     /// What the LED registers hold, while we are sure of it; `None` after any error and
     /// after every re-identification, because the device may have been power-cycled or
@@ -67,6 +71,7 @@ impl Owner {
             freshness: link.health(),
             link,
             last_write: None,
+            saved_at: None,
             held: None,
             cached: None,
             last_change: None,
@@ -231,13 +236,23 @@ impl Owner {
         Ok(self.publish(wanted))
     }
 
-    /// One write of the whole setting over `from` (what the device held), counting it and the
-    /// EEPROM bytes it changes: it reached the device, whatever a read-back says afterwards.
+    /// One write of the whole setting over `from` (what the device held), after the save pass
+    /// of the last one, counting it and the EEPROM bytes it changes: it reached the device,
+    /// whatever a read-back says afterwards.
     fn write(&mut self, from: LedConfig, to: LedConfig) -> Result<(), DeviceFault> {
-        self.last_write = Some(Instant::now());
+        if let Some(wait) = self
+            .saved_at
+            .and_then(|at| at.checked_duration_since(Instant::now()))
+        {
+            std::thread::sleep(wait);
+        }
+        let changed = eeprom_bytes_changed(from, to);
+        let now = Instant::now();
+        self.last_write = Some(now);
+        // Even a write that failed may have reached the device.
+        self.saved_at = Some(now + qwiic_button::save_pass_time(changed as u32));
         self.link.run(|button, _| button.set_led(to))?;
         self.metrics.led_changes.inc();
-        let changed = eeprom_bytes_changed(from, to);
         self.eeprom_byte_writes += changed;
         self.metrics.eeprom_byte_writes.inc_by(changed);
         Ok(())
