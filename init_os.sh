@@ -64,6 +64,8 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ENV_FILE=${INIT_OS_ENV_FILE:-$HERE/.env}
 BUTTON_ADDRESS=0x6f
 BUTTON_ID=0x5d
+# Reads of the button's ID register; the answer most of them give decides.
+ID_READS=5
 # Docker's apt key (https://docs.docker.com/engine/install/debian/).
 DOCKER_KEY_FINGERPRINT=9DC858229FC7DD38854AE2D88D81803C0EBFCD88
 UDEV_RULE='SUBSYSTEM=="i2c-dev", GROUP="i2c", MODE="0660"'
@@ -579,23 +581,63 @@ find_button() {
     say "note: the Qwiic Button is looked for once i2c-tools is installed"
     return 0
   fi
-  local id errors status=0 temp
+  # One read can be wrong without an error (the Raspberry Pi's clock-stretching bug): the ID
+  # register is read $ID_READS times, and what most reads say decides.
+  local id errors status temp try results="" last_error="" majority count
   new_temp_dir
   errors=$temp/i2cget.err
-  id=$(i2cget -y "$bus" "$BUTTON_ADDRESS" 0x00 2>"$errors") || status=$?
-  if [ "$status" != 0 ]; then
-    fail "no Qwiic Button answers at $BUTTON_ADDRESS on /dev/i2c-$bus: i2cget says: $(tr '\n' ' ' <"$errors" | sed 's/ *$//') (exit $status)" \
+  for ((try = 0; try < ID_READS; try++)); do
+    status=0
+    id=$(i2cget -y "$bus" "$BUTTON_ADDRESS" 0x00 2>"$errors") || status=$?
+    if [ "$status" != 0 ]; then
+      last_error="$(tr '\n' ' ' <"$errors" | sed 's/ *$//') (exit $status)"
+      results+="error "
+    else
+      results+="${id,,} "
+    fi
+  done
+  results=${results% }
+  # shellcheck disable=SC2086 # one word per read
+  read -r count majority <<<"$(printf '%s\n' $results |
+    awk '{ n[$1]++ } END { for (v in n) if (n[v] > best) { best = n[v]; value = v }; print best, value }')"
+  if [ "$count" -le $((ID_READS / 2)) ]; then
+    fail "the reads of the ID register at $BUTTON_ADDRESS on /dev/i2c-$bus disagree: $results" \
+      "reads that disagree are the Raspberry Pi's I2C clock-stretching bug: try --pi-i2c gpio or --pi-baudrate 50000" \
+      "elsewhere: check the Qwiic cable (a loose contact), then run: sudo ./init_os.sh again"
+  fi
+  if [ "$majority" = error ]; then
+    fail "no Qwiic Button answers at $BUTTON_ADDRESS on /dev/i2c-$bus: i2cget says: $last_error" \
       "check the Qwiic cable: SDA to pin 3, SCL to pin 5, 3.3V to pin 1, GND to pin 6" \
       "see what answers: sudo i2cdetect -y -r $bus (the button is 6f unless its address was changed)" \
       "another bus: sudo ./init_os.sh --bus N"
   fi
-  if [ "${id,,}" != "$BUTTON_ID" ]; then
+  if [ "$majority" != "$BUTTON_ID" ]; then
     local hint="see what answers: sudo i2cdetect -y -r $bus"
-    [ "${id,,}" != 0x2e ] || hint="0x2e is 0x5d shifted by one bit: the Raspberry Pi's I2C clock-stretching bug; try --pi-i2c gpio or --pi-baudrate 50000"
-    fail "a device answers at $BUTTON_ADDRESS on /dev/i2c-$bus, but its ID register reads '$id', not $BUTTON_ID: it is not a Qwiic Button" \
+    [ "$majority" != 0x2e ] || hint="0x2e is 0x5d shifted by one bit: the Raspberry Pi's I2C clock-stretching bug; try --pi-i2c gpio or --pi-baudrate 50000"
+    fail "a device answers at $BUTTON_ADDRESS on /dev/i2c-$bus, but its ID register reads '$majority', not $BUTTON_ID: it is not a Qwiic Button" \
       "$hint" "another bus: sudo ./init_os.sh --bus N"
   fi
   say "ok: Qwiic Button found at $BUTTON_ADDRESS on /dev/i2c-$bus"
+  if [ "$count" -lt "$ID_READS" ]; then
+    say "note: $((ID_READS - count)) of $ID_READS reads of its ID register disagreed ($results): the bus corrupts transfers now and then, which on a Raspberry Pi is its I2C clock-stretching bug; the services reject such reads, but each delays a press: consider --pi-i2c gpio or --pi-baudrate 50000"
+  fi
+}
+
+# What Docker would do to the containers that compose does not decide: says so.
+check_docker_runtime() {
+  local daemon=$ROOT/etc/docker/daemon.json
+  if [ -f "$daemon" ] && tr -d ' \t\n' <"$daemon" | grep -q '"default-runtime":"nvidia"'; then
+    say "note: Docker's default runtime here is nvidia ($(shown "$daemon")), which puts the host's libraries and /dev/nvhost-* into every container; compose runs these services with runc (runtime: runc), so they get only the I2C bus. Your other containers keep nvidia."
+  fi
+  local controllers=$ROOT/sys/fs/cgroup/cgroup.controllers cgroups=$ROOT/proc/cgroups memory=""
+  if [ -f "$controllers" ]; then
+    if grep -qw memory "$controllers"; then memory=yes; else memory=no; fi
+  elif [ -f "$cgroups" ]; then
+    memory=$(awk '$1 == "memory" { print ($4 == 1 ? "yes" : "no"); found = 1 } END { if (!found) print "no" }' "$cgroups")
+  fi
+  if [ "$memory" = no ]; then
+    say "note: this kernel has no memory cgroup, so Docker runs the services without their 32 MiB memory limit (mem_limit; it warns at every start), and a leak could take the board's memory. On a Raspberry Pi, add 'cgroup_enable=memory cgroup_memory=1' to the one line of /boot/firmware/cmdline.txt (/boot/cmdline.txt on older systems) and reboot."
+  fi
 }
 
 # --- secrets and .env ---------------------------------------------------------------------------
@@ -822,6 +864,7 @@ main() {
     [ -n "$bus" ] || bus=1
   fi
   install_docker
+  check_docker_runtime
   enable_i2c
   set_up_groups
   if find_button; then

@@ -303,8 +303,8 @@ impl Poller {
         let identified = self.link.identify().map_err(|_| Undecided)?;
         let first = self.read()?;
         if identified.fresh {
-            if !identified.firmware.pops_reliably() {
-                tracing::warn!(firmware = %identified.firmware, "firmware older than 1.3: its queue pop is unreliable (this service does not pop)");
+            if !identified.firmware.can_pop() {
+                tracing::warn!(firmware = %identified.firmware, "firmware older than 1.3: its queue pop never works (the pop bit is read-only there); this service does not pop");
             }
             self.debounce.known = false;
             self.debounce.writes = 0;

@@ -403,6 +403,10 @@ fn every_service_is_hardened_bounded_and_runs_the_published_image() {
                     "{context}"
                 );
                 assert_eq!(service["pids_limit"], 64, "{context}");
+                assert_eq!(
+                    service["runtime"], "runc",
+                    "never the nvidia runtime a Jetson may make Docker's default: {context}"
+                );
                 assert!(service.get("privileged").is_none(), "{context}");
                 assert!(
                     service.get("user").is_none(),

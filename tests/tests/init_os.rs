@@ -81,6 +81,10 @@ exit 1"#,
     (
         ".i2cget",
         r#"id=$(cat "$STATE/i2c-id" 2>/dev/null || echo 0x5d)
+# A scenario of reads, one per line: each read takes the next.
+if [ -s "$STATE/i2c-reads" ]; then
+  id=$(head -n1 "$STATE/i2c-reads"); sed -i 1d "$STATE/i2c-reads"
+fi
 [ "$id" = none ] && { echo "Error: Read failed" >&2; exit 2; }
 echo "$id""#,
     ),
@@ -529,6 +533,125 @@ fn no_button_says_what_to_check() {
         "{message}"
     );
     assert!(!device.env_file.exists());
+}
+
+/// A device with Docker, Compose v2 and a bus, ready to look for the button.
+fn ready_for_the_button(name: &str) -> Device {
+    let device = Device::new(name, DEBIAN);
+    device.file("dev/i2c-1", "");
+    device.install("docker");
+    device.state("compose-v2", "");
+    device
+}
+
+#[test]
+fn reads_that_disagree_now_and_then_find_the_button_and_name_the_clock_stretching_bug() {
+    let device = ready_for_the_button("disagree");
+    device.state("i2c-reads", "0x5d\n0x2e\n0x5d\n0x5d\n0x5d\n");
+    let text = assert_ok(&device.run(&[]));
+    assert!(
+        text.contains("ok: Qwiic Button found at 0x6f on /dev/i2c-1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("note: 1 of 5 reads of its ID register disagreed (0x5d 0x2e 0x5d 0x5d 0x5d)")
+            && text.contains("clock-stretching bug")
+            && text.contains("--pi-i2c gpio"),
+        "{text}"
+    );
+    assert_eq!(
+        device.commands().matches("i2cget ").count(),
+        5,
+        "{}",
+        device.commands()
+    );
+    // Reads that all agree say nothing of it.
+    let text = assert_ok(&device.run(&[]));
+    assert!(!text.contains("disagreed"), "{text}");
+}
+
+#[test]
+fn reads_without_a_majority_are_refused_with_what_to_do() {
+    let device = ready_for_the_button("nomajority");
+    device.state("i2c-reads", "0x5d\n0x2e\nnone\n0x2e\n0x5d\n");
+    let output = device.run(&[]);
+    assert_eq!(output.status.code(), Some(1), "{}", stdout(&output));
+    let message = stderr(&output);
+    assert!(
+        message.contains(
+            "the reads of the ID register at 0x6f on /dev/i2c-1 disagree: 0x5d 0x2e error 0x2e 0x5d"
+        ) && message.contains("--pi-i2c gpio"),
+        "{message}"
+    );
+    assert!(!device.env_file.exists());
+
+    // Most reads failing is a missing button, whatever one read said.
+    device.state("i2c-reads", "none\n0x5d\nnone\nnone\nnone\n");
+    let message = stderr(&device.run(&[]));
+    assert!(
+        message.contains("no Qwiic Button answers at 0x6f on /dev/i2c-1"),
+        "{message}"
+    );
+}
+
+#[test]
+fn nvidia_as_dockers_default_runtime_is_named_and_left_to_other_containers() {
+    let device = ready_for_the_button("nvidia");
+    device.file(
+        "etc/docker/daemon.json",
+        "{\n    \"runtimes\": {\"nvidia\": {\"path\": \"nvidia-container-runtime\", \"runtimeArgs\": []}},\n    \"default-runtime\": \"nvidia\"\n}\n",
+    );
+    let text = assert_ok(&device.run(&[]));
+    assert!(
+        text.contains("note: Docker's default runtime here is nvidia (/etc/docker/daemon.json)")
+            && text.contains("runtime: runc"),
+        "{text}"
+    );
+    assert_eq!(
+        device
+            .read("etc/docker/daemon.json")
+            .matches("nvidia")
+            .count(),
+        3,
+        "daemon.json is left as it is"
+    );
+    device.file(
+        "etc/docker/daemon.json",
+        "{\"runtimes\": {\"nvidia\": {\"path\": \"nvidia-container-runtime\"}}}\n",
+    );
+    assert!(!assert_ok(&device.run(&[])).contains("default runtime"));
+}
+
+#[test]
+fn a_kernel_without_the_memory_cgroup_is_told_what_that_means_for_the_limits() {
+    let device = ready_for_the_button("nomemcg");
+    // cgroup v2 (Raspberry Pi OS bookworm) without the memory controller.
+    device.file("sys/fs/cgroup/cgroup.controllers", "cpuset cpu io pids\n");
+    let text = assert_ok(&device.run(&[]));
+    assert!(
+        text.contains("note: this kernel has no memory cgroup")
+            && text.contains("32 MiB")
+            && text.contains("cgroup_enable=memory cgroup_memory=1"),
+        "{text}"
+    );
+    device.file(
+        "sys/fs/cgroup/cgroup.controllers",
+        "cpuset cpu io memory hugetlb pids\n",
+    );
+    assert!(!assert_ok(&device.run(&[])).contains("memory cgroup"));
+
+    // cgroup v1 (JetPack 4.6): /proc/cgroups says whether it is enabled.
+    let device = ready_for_the_button("nomemcg-v1");
+    device.file(
+        "proc/cgroups",
+        "#subsys_name\thierarchy\tnum_cgroups\tenabled\ncpu\t2\t60\t1\nmemory\t0\t60\t0\n",
+    );
+    assert!(assert_ok(&device.run(&[])).contains("no memory cgroup"));
+    device.file(
+        "proc/cgroups",
+        "#subsys_name\thierarchy\tnum_cgroups\tenabled\ncpu\t2\t60\t1\nmemory\t5\t60\t1\n",
+    );
+    assert!(!assert_ok(&device.run(&[])).contains("memory cgroup"));
 }
 
 #[test]

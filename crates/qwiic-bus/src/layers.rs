@@ -109,12 +109,11 @@ impl<B: I2c> I2c for RetryingBus<B> {
     }
 }
 
-/// Errors worth trying again at once: the device was there but the transfer failed. A
-/// transport failure (`Other`: the simulator server unreachable, a timeout) is not; repeating
-/// it only multiplies the wait.
-/// A broken transfer is worth trying again at once; a NACK only when `nacks` says the device
-/// is there (identified): otherwise it is missing, and on a Jetson every NACK is a kernel log
-/// line and a reset of the controller.
+/// Errors worth trying again at once: a broken transfer (bus error, lost arbitration), and a
+/// NACK only when `nacks` says the device is there (identified): otherwise it is missing, and
+/// on a Jetson every NACK is a kernel log line and a reset of the controller. A transport
+/// failure (`Other`: the simulator server unreachable, a timeout) is not; repeating it only
+/// multiplies the wait.
 fn transient(kind: embedded_hal::i2c::ErrorKind, nacks: bool) -> bool {
     use embedded_hal::i2c::ErrorKind;
     match kind {

@@ -4,7 +4,10 @@
 //! i2c-bcm2835 and the Jetson's i2c-tegra answer a NACK with EREMOTEIO: there, a missing button
 //! would read as an unknown error, and every decision built on the kind (retries, "no Qwiic
 //! Button answers", health messages) would never fire. So the raw errno is mapped here, after
-//! the kernel's i2c fault codes and what those drivers return.
+//! the kernel's i2c fault codes and what those drivers return. The bit-banged i2c-gpio bus
+//! (i2c-algo-bit, which the README recommends on a Raspberry Pi) answers a missing address with
+//! ENXIO, a data byte not acknowledged with EIO, and SCL held low with ETIMEDOUT. The README's
+//! table of them is checked against this file by `tests/readme.rs`.
 
 use std::fmt;
 use std::io;
@@ -120,7 +123,10 @@ pub fn kind_of_errno(errno: i32) -> ErrorKind {
 pub fn errno_name(errno: i32) -> Option<(&'static str, &'static str)> {
     use errno::*;
     Some(match errno {
-        EIO => ("EIO", "input/output error"),
+        EIO => (
+            "EIO",
+            "input/output error (on i2c-gpio: a data byte was not acknowledged)",
+        ),
         ENXIO => ("ENXIO", "no device acknowledged the address"),
         EAGAIN => ("EAGAIN", "arbitration lost to another master"),
         ENOMEM => ("ENOMEM", "out of memory"),
@@ -132,8 +138,11 @@ pub fn errno_name(errno: i32) -> Option<(&'static str, &'static str)> {
         EOVERFLOW => ("EOVERFLOW", "too much data"),
         EOPNOTSUPP => ("EOPNOTSUPP", "the adapter does not support this transfer"),
         ESHUTDOWN => ("ESHUTDOWN", "the adapter is suspended"),
-        ETIMEDOUT => ("ETIMEDOUT", "the transfer timed out"),
-        EREMOTEIO => ("EREMOTEIO", "not acknowledged"),
+        ETIMEDOUT => (
+            "ETIMEDOUT",
+            "the transfer timed out (SCL held low: a stuck bus, or a clock stretch past the adapter's limit)",
+        ),
+        EREMOTEIO => ("EREMOTEIO", "not acknowledged (the address or a data byte)"),
         _ => return None,
     })
 }
@@ -182,7 +191,7 @@ mod tests {
         // What the services see from a Raspberry Pi or a Jetson with no button.
         assert_eq!(
             error(121).to_string(),
-            "EREMOTEIO (errno 121): not acknowledged"
+            "EREMOTEIO (errno 121): not acknowledged (the address or a data byte)"
         );
     }
 

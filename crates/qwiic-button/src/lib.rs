@@ -153,7 +153,7 @@ impl<I2C: I2c> QwiicButton<I2C> {
     /// Reads the ID and firmware version in one transaction and checks the ID.
     ///
     /// Returns [`Error::WrongId`] when something else answers at the address. Firmware older than
-    /// 1.3 is accepted; check [`FirmwareVersion::pops_reliably`] before relying on queue pops.
+    /// 1.3 is accepted; check [`FirmwareVersion::can_pop`] before relying on queue pops.
     pub fn check_identity(&mut self) -> Result<FirmwareVersion, Error<I2C::Error>> {
         let [id, minor, major] = self.read::<3>(Register::ID)?;
         if id != DEVICE_ID {
@@ -311,7 +311,8 @@ impl<I2C: I2c> QwiicButton<I2C> {
 
     /// Removes the oldest entry of a queue. Popping an empty queue does nothing.
     ///
-    /// Firmware 1.2 and older mask the pop request out: see [`FirmwareVersion::pops_reliably`].
+    /// Firmware 1.2 and older mask the pop request out, so nothing is popped there: see
+    /// [`FirmwareVersion::can_pop`].
     pub fn pop(&mut self, queue: Queue) -> Result<(), Error<I2C::Error>> {
         self.write(queue_status_register(queue), [QUEUE_POP_REQUEST])
     }

@@ -75,9 +75,10 @@ pub struct FirmwareVersion {
 }
 
 impl FirmwareVersion {
-    /// True from firmware 1.3 on. Firmware 1.2 had the queue status protection bits in the
-    /// wrong order, so a pop request is probably ignored there.
-    pub fn pops_reliably(self) -> bool {
+    /// True from firmware 1.3 on. Firmware 1.2 declared the queue status protection bits in
+    /// the wrong order: the pop request bit is read-only there, so a pop never happens (the
+    /// write clears `isFull` instead, until the next push).
+    pub fn can_pop(self) -> bool {
         (self.major, self.minor) >= (1, 3)
     }
 }

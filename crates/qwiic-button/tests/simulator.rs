@@ -264,5 +264,5 @@ fn old_firmware_is_reported_so_callers_can_warn() {
         Address::DEFAULT,
     );
     let firmware = button.check_identity().unwrap();
-    assert!(!firmware.pops_reliably());
+    assert!(!firmware.can_pop());
 }

@@ -41,7 +41,7 @@ fn identity_is_one_three_byte_read_from_0x00() {
     );
     assert_eq!(version, FirmwareVersion { major: 1, minor: 3 });
     assert_eq!(version.to_string(), "1.3");
-    assert!(version.pops_reliably());
+    assert!(version.can_pop());
 }
 
 #[test]
@@ -77,7 +77,7 @@ fn firmware_1_2_is_accepted_but_flagged() {
         )],
         |b| b.check_identity().unwrap(),
     );
-    assert!(!version.pops_reliably());
+    assert!(!version.can_pop());
 }
 
 #[test]
