@@ -97,13 +97,20 @@ pub async fn wait_until(what: &str, within: Duration, mut condition: impl FnMut(
     }
 }
 
+/// Whether this workspace's binaries run under an emulator (`TEST_EXEC_WRAPPER`, set by
+/// `scripts/test-cross`): then `/proc/PID` describes the emulator (its memory includes the
+/// translated code), not the binary.
+pub fn emulated() -> bool {
+    std::env::var_os("TEST_EXEC_WRAPPER").is_some_and(|wrapper| !wrapper.is_empty())
+}
+
 /// A [`std::process::Command`] for one of this workspace's binaries.
 ///
 /// When the test suite runs for another architecture under an emulator (`scripts/test-cross`
 /// sets `TEST_EXEC_WRAPPER=qemu-aarch64-static`), the binary is started through that emulator,
 /// since the kernel may have no binfmt_misc registration for it.
 pub fn binary_command(path: impl AsRef<std::ffi::OsStr>) -> std::process::Command {
-    match std::env::var_os("TEST_EXEC_WRAPPER").filter(|wrapper| !wrapper.is_empty()) {
+    match std::env::var_os("TEST_EXEC_WRAPPER").filter(|_| emulated()) {
         Some(wrapper) => {
             let mut command = std::process::Command::new(wrapper);
             command.arg(path);
