@@ -18,7 +18,8 @@ set -euo pipefail
 
 usage() {
   cat <<'EOF'
-Usage: sudo ./init_os.sh [--bus N] [--pi-i2c arm|gpio] [--pi-baudrate HZ] [--dry-run] [--help]
+Usage: sudo ./init_os.sh [--bus N] [--address ADDR] [--pi-i2c arm|gpio] [--pi-baudrate HZ]
+                        [--dry-run] [--help]
 
 Prepares this device to run qwiic-containers with the real Qwiic Button:
   - installs Docker and Docker Compose if missing (distribution packages, or Docker's apt
@@ -26,7 +27,8 @@ Prepares this device to run qwiic-containers with the real Qwiic Button:
   - enables I2C at every boot (Raspberry Pi: config.txt; the i2c-dev module everywhere);
   - makes /dev/i2c-* group-owned by 'i2c' (udev rule) and adds you to the docker and i2c
     groups (the docker group is root-equivalent: add only trusted accounts);
-  - checks that a Qwiic Button answers (ID 0x5D at address 0x6F) on the chosen bus;
+  - checks that a Qwiic Button answers (ID 0x5D at address 0x6F, or --address) on the chosen
+    bus, and looks for it at every other address when nothing answers there;
   - makes an API token (secrets/api-token) unless it exists or .env sets API_TOKEN, and a
     password for the bundled MQTT broker (MQTT_PASSWORD in .env, hashed for Mosquitto in
     secrets/mosquitto-passwd): authentication is on by default;
@@ -38,6 +40,8 @@ Prepares this device to run qwiic-containers with the real Qwiic Button:
 Options:
   --bus N           the I2C bus the button is on (default: the one in .env, else 1: header
                     pins 3/5 on Jetson Nano and Raspberry Pi)
+  --address ADDR    the button's I2C address, 0x08 to 0x77 (default: I2C_ADDRESS in .env,
+                    else 0x6F); written to .env as I2C_ADDRESS when not 0x6F
   --pi-i2c arm      Raspberry Pi: the hardware I2C controller (dtparam=i2c_arm=on), bus 1.
                     The default.
   --pi-i2c gpio     Raspberry Pi: the bit-banged i2c-gpio overlay on the same pins 3/5
@@ -62,7 +66,7 @@ EOF
 ROOT=${INIT_OS_ROOT:-}
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ENV_FILE=${INIT_OS_ENV_FILE:-$HERE/.env}
-BUTTON_ADDRESS=0x6f
+DEFAULT_ADDRESS=0x6f
 BUTTON_ID=0x5d
 # Reads of the button's ID register; the answer most of them give decides.
 ID_READS=5
@@ -82,6 +86,8 @@ MQTT_USER=qwiic
 
 bus=""
 bus_given=0
+address=""
+address_given=0
 dry_run=0
 pi_i2c=""
 pi_baudrate=""
@@ -163,6 +169,17 @@ write_file() {
   [ "$dry_run" = 1 ] || replace_file "$file" "$content"
 }
 
+# An I2C address (hex 0x.. or decimal) as 0xNN in lower case, if it is 0x08-0x77.
+normal_address() {
+  local value
+  if [[ $1 =~ ^0[xX][0-9a-fA-F]{1,2}$ ]]; then value=$((16#${1:2}))
+  elif [[ $1 =~ ^[0-9]{1,3}$ ]]; then value=$((10#$1))
+  else return 1
+  fi
+  [ "$value" -ge 8 ] && [ "$value" -le 119 ] || return 1
+  printf '0x%02x' "$value"
+}
+
 parse_args() {
   while [ $# -gt 0 ]; do
     case "$1" in
@@ -184,6 +201,11 @@ parse_args() {
         if ! [[ $pi_baudrate =~ ^[0-9]{1,6}$ ]] || [ "$pi_baudrate" -lt 10000 ] || [ "$pi_baudrate" -gt 400000 ]; then
           fail "--pi-baudrate takes a bus speed in Hz from 10000 to 400000, such as --pi-baudrate 50000 (got '$pi_baudrate')"
         fi
+        ;;
+      --address | --address=*)
+        if [ "$1" = --address ]; then shift; address=${1:-}; else address=${1#--address=}; fi
+        address=$(normal_address "$address") || fail "--address takes an I2C address from 0x08 to 0x77, such as --address 0x6f (got '${1#--address=}')"
+        address_given=1
         ;;
       --dry-run) dry_run=1 ;;
       -h | --help) usage; exit 0 ;;
@@ -581,14 +603,65 @@ find_button() {
     say "note: the Qwiic Button is looked for once i2c-tools is installed"
     return 0
   fi
-  # One read can be wrong without an error (the Raspberry Pi's clock-stretching bug): the ID
-  # register is read $ID_READS times, and what most reads say decides.
-  local id errors status temp try results="" last_error="" majority count
+  local temp results majority count last_error scanned=0
   new_temp_dir
-  errors=$temp/i2cget.err
+  read_id "$address"
+  # (When the bus itself cannot be opened, no address answers either.)
+  if [ "$majority" = error ] && [ "$address_given" = 0 ] && [[ $last_error != *"Could not open"* ]]; then
+    scanned=1
+    # Nothing at the expected address: the button may have been moved (a closed address jumper,
+    # or an address written by software). Each empty address is one NACK (on a Jetson, one
+    # kernel log line), once.
+    local candidate candidate_hex found=""
+    for ((candidate = 8; candidate <= 119; candidate++)); do
+      printf -v candidate_hex '0x%02x' "$candidate"
+      [ "$candidate_hex" != "$address" ] || continue
+      if i2cget -y "$bus" "$candidate_hex" 0x00 2>/dev/null | grep -qix "$BUTTON_ID"; then
+        found=$candidate_hex
+        break
+      fi
+    done
+    if [ -n "$found" ]; then
+      say "note: nothing answers at $address, but a Qwiic Button does at $found (its address was changed, or an address jumper is closed): using $found (I2C_ADDRESS in .env)"
+      address=$found
+      read_id "$address"
+    fi
+  fi
+  if [ "$count" -le $((ID_READS / 2)) ]; then
+    fail "the reads of the ID register at $address on /dev/i2c-$bus disagree: $results" \
+      "reads that disagree are the Raspberry Pi's I2C clock-stretching bug: try --pi-i2c gpio or --pi-baudrate 50000" \
+      "elsewhere: check the Qwiic cable (a loose contact), then run: sudo ./init_os.sh again"
+  fi
+  if [ "$majority" = error ]; then
+    local elsewhere=""
+    [ "$scanned" = 0 ] || elsewhere=" (nor as a Qwiic Button at any other address)"
+    fail "no Qwiic Button answers at $address on /dev/i2c-$bus$elsewhere: i2cget says: $last_error" \
+      "check the Qwiic cable: SDA to pin 3, SCL to pin 5, 3.3V to pin 1, GND to pin 6" \
+      "see what answers: sudo i2cdetect -y -r $bus (the button is 6f unless its address was changed)" \
+      "another bus: sudo ./init_os.sh --bus N"
+  fi
+  if [ "$majority" != "$BUTTON_ID" ]; then
+    local hint="see what answers: sudo i2cdetect -y -r $bus"
+    [ "$majority" != 0x2e ] || hint="0x2e is 0x5d shifted by one bit: the Raspberry Pi's I2C clock-stretching bug; try --pi-i2c gpio or --pi-baudrate 50000"
+    fail "a device answers at $address on /dev/i2c-$bus, but its ID register reads '$majority', not $BUTTON_ID: it is not a Qwiic Button" \
+      "$hint" "another bus: sudo ./init_os.sh --bus N"
+  fi
+  say "ok: Qwiic Button found at $address on /dev/i2c-$bus"
+  if [ "$count" -lt "$ID_READS" ]; then
+    say "note: $((ID_READS - count)) of $ID_READS reads of its ID register disagreed ($results): the bus corrupts transfers now and then, which on a Raspberry Pi is its I2C clock-stretching bug; the services reject such reads, but each delays a press: consider --pi-i2c gpio or --pi-baudrate 50000"
+  fi
+}
+
+# Reads the ID register at address $1 $ID_READS times: one read can be wrong without an error
+# (the Raspberry Pi's clock-stretching bug), so what most reads say decides. Sets $results
+# (each read's answer, or "error"), $majority and $count (how many said it), and $last_error
+# (i2cget's words for the last failed read). Needs $temp.
+read_id() {
+  local id status try errors=$temp/i2cget.err
+  results="" last_error=""
   for ((try = 0; try < ID_READS; try++)); do
     status=0
-    id=$(i2cget -y "$bus" "$BUTTON_ADDRESS" 0x00 2>"$errors") || status=$?
+    id=$(i2cget -y "$bus" "$1" 0x00 2>"$errors") || status=$?
     if [ "$status" != 0 ]; then
       last_error="$(tr '\n' ' ' <"$errors" | sed 's/ *$//') (exit $status)"
       results+="error "
@@ -600,27 +673,6 @@ find_button() {
   # shellcheck disable=SC2086 # one word per read
   read -r count majority <<<"$(printf '%s\n' $results |
     awk '{ n[$1]++ } END { for (v in n) if (n[v] > best) { best = n[v]; value = v }; print best, value }')"
-  if [ "$count" -le $((ID_READS / 2)) ]; then
-    fail "the reads of the ID register at $BUTTON_ADDRESS on /dev/i2c-$bus disagree: $results" \
-      "reads that disagree are the Raspberry Pi's I2C clock-stretching bug: try --pi-i2c gpio or --pi-baudrate 50000" \
-      "elsewhere: check the Qwiic cable (a loose contact), then run: sudo ./init_os.sh again"
-  fi
-  if [ "$majority" = error ]; then
-    fail "no Qwiic Button answers at $BUTTON_ADDRESS on /dev/i2c-$bus: i2cget says: $last_error" \
-      "check the Qwiic cable: SDA to pin 3, SCL to pin 5, 3.3V to pin 1, GND to pin 6" \
-      "see what answers: sudo i2cdetect -y -r $bus (the button is 6f unless its address was changed)" \
-      "another bus: sudo ./init_os.sh --bus N"
-  fi
-  if [ "$majority" != "$BUTTON_ID" ]; then
-    local hint="see what answers: sudo i2cdetect -y -r $bus"
-    [ "$majority" != 0x2e ] || hint="0x2e is 0x5d shifted by one bit: the Raspberry Pi's I2C clock-stretching bug; try --pi-i2c gpio or --pi-baudrate 50000"
-    fail "a device answers at $BUTTON_ADDRESS on /dev/i2c-$bus, but its ID register reads '$majority', not $BUTTON_ID: it is not a Qwiic Button" \
-      "$hint" "another bus: sudo ./init_os.sh --bus N"
-  fi
-  say "ok: Qwiic Button found at $BUTTON_ADDRESS on /dev/i2c-$bus"
-  if [ "$count" -lt "$ID_READS" ]; then
-    say "note: $((ID_READS - count)) of $ID_READS reads of its ID register disagreed ($results): the bus corrupts transfers now and then, which on a Raspberry Pi is its I2C clock-stretching bug; the services reject such reads, but each delays a press: consider --pi-i2c gpio or --pi-baudrate 50000"
-  fi
 }
 
 # What Docker would do to the containers that compose does not decide: says so.
@@ -793,6 +845,10 @@ env_content() {
   managed="COMPOSE_FILE=$files
 I2C_DEVICE=/dev/i2c-$bus
 I2C_GID=$1"
+  # The address only when it is not the default, or .env named one already.
+  if [ "$address" != "$DEFAULT_ADDRESS" ] || [ -n "$(env_value I2C_ADDRESS)" ]; then
+    managed+=$'\n'"I2C_ADDRESS=$address"
+  fi
   local host names defaults=""
   names=$(device_names)
   host=${names%%,*}
@@ -862,6 +918,16 @@ main() {
   if [ "$bus_given" = 0 ]; then
     bus=$(env_bus)
     [ -n "$bus" ] || bus=1
+  fi
+  if [ "$address_given" = 0 ]; then
+    local in_env
+    in_env=$(env_value I2C_ADDRESS)
+    address=$DEFAULT_ADDRESS
+    if [ -n "$in_env" ]; then
+      address=$(normal_address "$in_env") ||
+        fail ".env sets I2C_ADDRESS=$in_env, which is not an I2C address from 0x08 to 0x77" \
+          "correct it in $(shown "$ENV_FILE"), or give one: sudo ./init_os.sh --address 0x6f"
+    fi
   fi
   install_docker
   check_docker_runtime

@@ -448,18 +448,20 @@ def test_the_release_builds_every_architecture_and_image_the_repository_has():
     cross = (ROOT / "scripts" / "lib" / "cross.sh").read_text()
     all_arches = re.search(r"^ALL_ARCHES=\(([^)]*)\)", cross, re.M).group(1).split()
     assert all_arches and binaries["strategy"]["matrix"]["arch"] == all_arches
-    # The same Rust image as the Dockerfile's build stage, so both build the same binaries.
-    dockerfile = (ROOT / "Dockerfile").read_text()
-    build_image = re.search(r"^FROM\s+(?:--platform=\S+\s+)?(\S+)\s+AS build$", dockerfile, re.M).group(1)
-    if build_image.startswith("${"):  # an ARG: its default
-        name = build_image.strip("${}")
-        build_image = re.search(rf"^ARG {name}=(\S+)$", dockerfile, re.M).group(1)
-    assert binaries["container"] == build_image
-    assert any("scripts/build-static --install-toolchain" in s.get("run", "") for s in binaries["steps"])
+    # The same Rust image as the Dockerfiles' build stages, so all build the same binaries.
     # The images job replaces the stage "build" with a named context holding /out/<binary>:
     # every runtime stage must take its binary from there and nothing else from that stage.
-    stages = re.findall(r"^FROM scratch AS (\S+)\n(.*?)(?=^FROM |\Z)", dockerfile, re.M | re.S)
-    assert {name for name, _ in stages} == set(BINARIES)
+    stages = []
+    for path in sorted(ROOT.glob("Dockerfile.*")):
+        dockerfile = path.read_text()
+        build_image = re.search(r"^FROM\s+(?:--platform=\S+\s+)?(\S+)\s+AS build$", dockerfile, re.M).group(1)
+        if build_image.startswith("${"):  # an ARG: its default
+            name = build_image.strip("${}")
+            build_image = re.search(rf"^ARG {name}=(\S+)$", dockerfile, re.M).group(1)
+        assert binaries["container"] == build_image, path.name
+        stages += re.findall(r"^FROM scratch AS (\S+)\n(.*?)(?=^FROM |\Z)", dockerfile, re.M | re.S)
+    assert any("scripts/build-static --install-toolchain" in s.get("run", "") for s in binaries["steps"])
+    assert sorted(name for name, _ in stages) == sorted(BINARIES)
     for name, body in stages:
         copies = re.findall(r"^COPY --from=build (.*)$", body, re.M)
         assert copies == [f"/out/{name} /{name}"], f"stage {name} copies {copies} from build"

@@ -7,7 +7,10 @@ use std::time::Duration;
 
 use qwiic_bus::args::DeviceArgs;
 use service_kit::ResolveError;
-use service_kit::args::{ServiceArgs, ServiceSettings, parse_duration, parse_nonzero_duration};
+use service_kit::args::{
+    Blankable, ServiceArgs, ServiceSettings, blankable, given, parse_duration,
+    parse_nonzero_duration,
+};
 use service_kit::logging::LogFormat;
 use service_kit::mqtt::{MqttArgs, MqttSettings};
 
@@ -36,8 +39,8 @@ pub struct Config {
     /// Also send the current state this often (`1s` is the original's behaviour; the LED then
     /// mirrors the button strictly and a change made by hand lasts until the next re-send).
     /// Unset: only presses and releases are sent.
-    #[arg(long, env = "RESEND_INTERVAL", value_parser = parse_nonzero_duration)]
-    pub resend_interval: Option<Duration>,
+    #[arg(long, env = "RESEND_INTERVAL", value_parser = blankable(parse_nonzero_duration))]
+    pub resend_interval: Option<Blankable<Duration>>,
     /// Deadline of one request to the LED service.
     #[arg(long, env = "REQUEST_TIMEOUT", default_value = "500ms", value_parser = parse_nonzero_duration)]
     pub request_timeout: Duration,
@@ -51,8 +54,8 @@ pub struct Config {
     /// The button's own debounce time, set when it holds another (the firmware keeps it in
     /// EEPROM: written once per button, not at every start). Unset: the button's is kept, and
     /// read when the button is found (buttons have been found set to tens of seconds).
-    #[arg(long, env = "DEBOUNCE", value_parser = parse_debounce)]
-    pub debounce: Option<Debounce>,
+    #[arg(long, env = "DEBOUNCE", value_parser = blankable(parse_debounce))]
+    pub debounce: Option<Blankable<u16>>,
     /// MQTT: the broker, credentials, topic prefix, Home Assistant discovery.
     #[command(flatten)]
     pub mqtt: MqttArgs,
@@ -105,35 +108,27 @@ impl Config {
             service: self.service.resolve()?,
             led_url: self.led_url.clone(),
             poll_interval: self.poll_interval,
-            resend_interval: self.resend_interval,
+            resend_interval: given(&self.resend_interval),
             request_timeout: self.request_timeout,
             timing: Timing {
                 long_press: self.long_press,
                 double_press_window: self.double_press_window,
             },
-            debounce_ms: self.debounce.and_then(|debounce| debounce.0),
+            debounce_ms: given(&self.debounce),
             mqtt: self.mqtt.resolve()?,
         })
     }
 }
 
-/// `DEBOUNCE`: the debounce time to set, in ms; empty keeps the button's (compose passes an
-/// empty one when unset).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Debounce(pub Option<u16>);
-
 /// 1 ms to 1 s, whole milliseconds (the firmware's register holds milliseconds; a longer
-/// lockout drops a quick second press), or empty.
-fn parse_debounce(input: &str) -> Result<Debounce, String> {
-    if input.trim().is_empty() {
-        return Ok(Debounce(None));
-    }
+/// lockout drops a quick second press).
+fn parse_debounce(input: &str) -> Result<u16, String> {
     let duration = parse_duration(input)?;
     let millis = u16::try_from(duration.as_millis())
         .ok()
         .filter(|&ms| (1..=1000).contains(&ms) && duration == Duration::from_millis(u64::from(ms)));
     match millis {
-        Some(ms) => Ok(Debounce(Some(ms))),
+        Some(ms) => Ok(ms),
         None => Err(format!(
             "{input:?} is not a debounce time the button can hold: give whole milliseconds from 1ms to 1s (the factory's is 10ms)"
         )),

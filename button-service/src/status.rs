@@ -1,5 +1,5 @@
-//! The internal HTTP API, on the private network only: `/healthz` (200 while the button
-//! answers; says too whether the LED service is up) and `/metrics`.
+//! The internal HTTP API, on the private network only: `/healthz` (200 while the service
+//! serves; says whether the button answers and the LED service is up) and `/metrics`.
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -36,30 +36,30 @@ pub fn app(status: Status) -> Router {
         .with_state(status)
 }
 
+/// 200 while the service serves, with whether the button answers (`status`: `ok`,
+/// `starting` before the first reading, `degraded` while it does not answer, with `button`
+/// saying why) and whether the LED service is up: neither is the service failing, and a
+/// restart would bring neither back.
 async fn healthz(State(status): State<Status>) -> Response {
     let led_service = match *status.led_service.borrow() {
         LinkState::Starting => "starting",
         LinkState::Up => "up",
         LinkState::Down => "down",
     };
-    let (code, mut body) = match status.button.current() {
-        LinkHealth::Answering(firmware) => (
-            StatusCode::OK,
-            json!({"status": "ok", "firmware": firmware.to_string()}),
-        ),
-        LinkHealth::Starting => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            json!({"error": "the button has not been read yet"}),
-        ),
-        LinkHealth::Unavailable(reason) => {
-            (StatusCode::SERVICE_UNAVAILABLE, json!({"error": reason}))
+    let mut body = match status.button.current() {
+        LinkHealth::Answering(firmware) => {
+            json!({"status": "ok", "button": "ok", "firmware": firmware.to_string()})
         }
+        LinkHealth::Starting => {
+            json!({"status": "starting", "button": "the button has not been read yet"})
+        }
+        LinkHealth::Unavailable(reason) => json!({"status": "degraded", "button": reason}),
     };
     body["led_service"] = json!(led_service);
     if let Some(mqtt) = &status.mqtt {
         body["mqtt"] = json!(mqtt.borrow().to_string());
     }
-    (code, Json(body)).into_response()
+    (StatusCode::OK, Json(body)).into_response()
 }
 
 async fn metrics(State(status): State<Status>) -> Response {

@@ -19,6 +19,7 @@ use crate::error::{ApiError, ErrorBody};
 use crate::events::events;
 use crate::extract::{AppJson, Authorized, RequestSlot, Requester, SameOrigin};
 use crate::front_door::FrontDoorLayer;
+use crate::led::DeviceFault;
 use crate::limits::{MAX_BODY_BYTES, REQUEST_TIMEOUT};
 use crate::spelling::parse_state;
 use crate::state::AppState;
@@ -183,20 +184,27 @@ async fn put_led(
     Ok(Json(state.led.set(led, by).await?.into()))
 }
 
-/// 200 while the button answers with its ID, else 503 with the reason.
+/// 200 while the service serves, with whether the button answers (`status`: `ok` or
+/// `degraded`, and `button`: why not): a missing button is not the service failing, and
+/// restarting it would not bring the button back. 503 only while it shuts down.
 #[utoipa::path(
     get,
     path = "/healthz",
     responses(
-        (status = 200, description = "The button answers", body = Health),
-        (status = 503, description = "The button does not answer; the reason says what to check", body = ErrorBody),
+        (status = 200, description = "The service serves; `status` says whether the button answers", body = Health),
+        (status = 503, description = "The service is shutting down", body = ErrorBody),
     )
 )]
 async fn healthz(State(state): State<AppState>) -> Result<Json<Health>, ApiError> {
-    let firmware = state.led.health().await?;
+    let (status, button, firmware) = match state.led.health().await {
+        Ok(firmware) => ("ok", "ok".to_owned(), Some(firmware.to_string())),
+        Err(DeviceFault::Stopped) => return Err(DeviceFault::Stopped.into()),
+        Err(fault) => ("degraded", fault.to_string(), None),
+    };
     Ok(Json(Health {
-        status: "ok",
-        firmware: firmware.to_string(),
+        status,
+        button,
+        firmware,
         instance: state.instance.to_string(),
         mqtt: state.mqtt.as_ref().map(|mqtt| mqtt.health().to_string()),
     }))

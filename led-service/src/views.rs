@@ -121,13 +121,18 @@ impl LedRequest {
     }
 }
 
-/// Health of the service.
+/// Health of the service: answered 200 while it serves; whether it can drive the LED is in the
+/// body.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Health {
-    /// `ok`.
+    /// `ok` while the button answers, `degraded` while it does not (the LED cannot be driven
+    /// until it does; the service finds it again by itself).
     pub status: &'static str,
-    /// The button's firmware version.
-    pub firmware: String,
+    /// The button: `ok`, or why it does not answer and what to check.
+    pub button: String,
+    /// The button's firmware version, while it answers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub firmware: Option<String>,
     /// Changes when the service restarts (random at every start).
     pub instance: String,
     /// The MQTT link (`connected`, `connecting` or `down: why`), when MQTT is set; it never

@@ -41,7 +41,7 @@ normalize_arch() {
   esac
 }
 
-# Installs (with apt, as root) what cross_setup needs for ARCH: the Dockerfile's build stage
+# Installs (with apt, as root) what cross_setup needs for ARCH: the Dockerfiles' build stage
 # uses this on rust:*-bookworm.
 cross_install_toolchain() {
   local arch=$1 debarch gcc_package

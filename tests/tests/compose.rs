@@ -4,6 +4,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a failed unwrap is a failed test
 
+mod code_settings;
 mod support;
 
 use std::path::PathBuf;
@@ -218,32 +219,117 @@ async fn the_button_rides_out_a_crashed_and_a_killed_led_container() {
     assert!(!logs.contains("panicked") && !stack.logs("led").contains("panicked"));
 }
 
+/// Waits for a health check of `service` that started after `since` (seconds since the
+/// epoch), and says whether it passed.
+fn next_health_check_passes(stack: &Stack, service: &str, since: i64) -> bool {
+    let until = Instant::now() + Duration::from_secs(20);
+    loop {
+        let log = stack.inspect(
+            service,
+            "{{range .State.Health.Log}}{{.Start.Unix}} {{.ExitCode}};{{end}}",
+        );
+        let checks: Vec<(i64, i64)> = log
+            .split(';')
+            .filter_map(|entry| {
+                let (start, code) = entry.split_once(' ')?;
+                Some((start.parse().ok()?, code.parse().ok()?))
+            })
+            .collect();
+        if let Some((_, code)) = checks.iter().find(|(start, _)| *start > since) {
+            return *code == 0;
+        }
+        assert!(
+            Instant::now() < until,
+            "no health check of {service}: {log}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn now_unix() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
 #[tokio::test]
-async fn both_services_turn_unhealthy_without_the_simulator_and_recover() {
+async fn without_the_simulator_both_services_stay_healthy_say_why_and_recover() {
     let (stack, _) = Stack::up("sim-down");
     stack.docker("stop", "simulator");
-    stack.wait_health("led", "unhealthy", Duration::from_secs(20));
-    stack.wait_health("button", "unhealthy", Duration::from_secs(20));
-    let health = stack.get(stack.led_port(), "/healthz").await.unwrap();
+    let health = stack
+        .wait_status("led", "degraded", Duration::from_secs(20))
+        .await;
     assert!(
-        health["error"]
+        health["button"]
             .as_str()
             .unwrap()
             .contains("tcp://simulator:7070"),
         "{health}"
     );
-    assert_eq!(
-        stack.inspect("led", "{{.State.Status}}"),
-        "running",
-        "unhealthy, not dead"
-    );
+    // Serving, so healthy: a restart would not bring the bus back.
+    let since = now_unix();
+    for service in ["led", "button"] {
+        assert!(
+            next_health_check_passes(&stack, service, since),
+            "{service} failed its health check while serving\n{}",
+            stack.logs(service)
+        );
+    }
 
     stack.docker("start", "simulator");
     stack.wait_health("simulator", "healthy", Duration::from_secs(20));
-    stack.wait_health("led", "healthy", Duration::from_secs(20));
-    stack.wait_health("button", "healthy", Duration::from_secs(20));
+    for service in ["led", "button"] {
+        stack
+            .wait_status(service, "ok", Duration::from_secs(20))
+            .await;
+    }
     stack.simulator("/api/press").await;
-    stack.wait_brightness(255, Duration::from_secs(2)).await;
+    stack.wait_brightness(255, Duration::from_secs(5)).await;
+}
+
+#[tokio::test]
+async fn up_with_the_button_unplugged_then_plugging_it_in_needs_no_command() {
+    let (stack, _) = Stack::up("unplugged");
+    stack.simulator("/api/unplug").await;
+    // Both services start while the button is missing ...
+    run(stack.compose().args([
+        "up",
+        "-d",
+        "--no-build",
+        "--no-deps",
+        "--force-recreate",
+        "led",
+        "button",
+    ]));
+    stack.forget_containers();
+    for service in ["led", "button"] {
+        stack.wait_health(service, "healthy", Duration::from_secs(30));
+    }
+    for service in ["led", "button"] {
+        let health = stack
+            .wait_status(service, "degraded", Duration::from_secs(10))
+            .await;
+        assert!(
+            health["button"]
+                .as_str()
+                .unwrap()
+                .contains("no Qwiic Button"),
+            "{service}: {health}"
+        );
+    }
+    // ... and find it by themselves once it is plugged in (a press from before they found it
+    // again is one nobody waited for).
+    stack.simulator("/api/replug").await;
+    for service in ["led", "button"] {
+        stack
+            .wait_status(service, "ok", Duration::from_secs(10))
+            .await;
+    }
+    stack.simulator("/api/press").await;
+    stack.wait_brightness(255, Duration::from_secs(10)).await;
+    stack.simulator("/api/release").await;
+    stack.wait_brightness(0, Duration::from_secs(5)).await;
 }
 
 #[tokio::test]
@@ -307,16 +393,18 @@ fn empty_env_file() -> PathBuf {
 /// (and none from the caller's environment or a developer's .env) merges them.
 fn config(compose: Compose, compose_file: &str, variables: &[(&str, &str)]) -> Value {
     let mut command = compose.command();
+    let settings = code_settings::settings_in_code();
     for variable in [
         "I2C_DEVICE",
         "I2C_GID",
-        "API_TOKEN",
         "IMAGE_REPOSITORY",
         "IMAGE_TAG",
         "COMPOSE_PROFILES",
-        "MQTT_URL",
-        "MQTT_TOPIC_PREFIX",
-    ] {
+        "RUST_LOG",
+    ]
+    .into_iter()
+    .chain(settings.iter().map(|(_, setting)| setting.env.as_str()))
+    {
         command.env_remove(variable);
     }
     command
@@ -374,6 +462,100 @@ fn device_mode_maps_only_the_bus_and_adds_the_group_by_number() {
     }
 }
 
+/// Settings compose decides itself: how the containers are wired, and where the secret files
+/// are inside them (the token overlay sets API_TOKEN_FILE and mounts the file).
+const COMPOSE_DECIDES: [&str; 8] = [
+    "BUS",
+    "LISTEN_ADDR",
+    "LED_URL",
+    "TCP_LISTEN",
+    "HTTP_LISTEN",
+    "API_TOKEN_FILE",
+    "MQTT_USERNAME_FILE",
+    "MQTT_PASSWORD_FILE",
+];
+
+/// Where compose's default is not the binary's, and what it is: a stable topic prefix (a
+/// container's host name changes at every start), and `led`, button-service's name for it,
+/// among led-service's host names.
+fn compose_default(service: &str, env: &str) -> Option<&'static str> {
+    match (service, env) {
+        ("led" | "button", "MQTT_TOPIC_PREFIX") => Some("qwiic/button"),
+        ("led", "ALLOWED_HOSTS") => Some("led,"),
+        _ => None,
+    }
+}
+
+#[test]
+fn every_setting_reaches_its_container_from_the_environment_and_empty_means_the_default() {
+    let settings = code_settings::settings_in_code();
+    let commands = code_settings::commands();
+    for compose in Compose::BOTH {
+        for (mode, variables, services) in [
+            (
+                "docker-compose.yml:docker-compose.override.yml",
+                &[][..],
+                &["led", "button", "simulator"][..],
+            ),
+            (DEVICE, &DEVICE_VARIABLES[..], &["led", "button"][..]),
+        ] {
+            let ours: Vec<_> = settings
+                .iter()
+                .filter(|(service, setting)| {
+                    services.contains(service) && !COMPOSE_DECIDES.contains(&setting.env.as_str())
+                })
+                .collect();
+            let sentinel = |env: &str| format!("from-env-{}", env.to_lowercase());
+            let mut given: Vec<(String, String)> = variables
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            given.extend(ours.iter().map(|(_, s)| (s.env.clone(), sentinel(&s.env))));
+            let given: Vec<(&str, &str)> = given
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
+            let set = config(compose, mode, &given);
+            let unset = config(compose, mode, variables);
+            for (service, setting) in &ours {
+                let context = format!("{compose:?} {mode} {service} {}", setting.env);
+                let environment = |config: &Value| {
+                    config["services"][*service]["environment"][&setting.env]
+                        .as_str()
+                        .map(str::to_owned)
+                };
+                let value = environment(&set).unwrap_or_default();
+                assert!(
+                    value.contains(&sentinel(&setting.env)),
+                    "{context}: set in the environment, the container gets {value:?}"
+                );
+                let default = environment(&unset);
+                let expected = compose_default(service, &setting.env)
+                    .map(str::to_owned)
+                    .or_else(|| setting.default.clone())
+                    .unwrap_or_default();
+                assert_eq!(
+                    default.as_deref(),
+                    Some(expected.as_str()),
+                    "{context}: unset, the container gets the binary's default"
+                );
+                if expected.is_empty() {
+                    let (_, command) = commands.iter().find(|(name, _)| name == service).unwrap();
+                    let parsed =
+                        command
+                            .clone()
+                            .try_get_matches_from(["binary", setting.flag.as_str(), ""]);
+                    assert!(
+                        parsed.is_ok(),
+                        "{context}: compose passes it empty, which the binary refuses: {:?}",
+                        parsed.err().map(|e| e.to_string())
+                    );
+                }
+            }
+        }
+    }
+}
+
 #[test]
 fn every_service_is_hardened_bounded_and_runs_the_published_image() {
     for compose in Compose::BOTH {
@@ -394,7 +576,11 @@ fn every_service_is_hardened_bounded_and_runs_the_published_image() {
                     format!("ghcr.io/qwiic-containers/qwiic-{published}:latest"),
                     "{context}"
                 );
-                assert_eq!(service["build"]["target"], published, "{context}");
+                assert_eq!(
+                    service["build"]["dockerfile"],
+                    format!("Dockerfile.{name}"),
+                    "{context}"
+                );
                 assert_eq!(service["read_only"], true, "{context}");
                 assert_eq!(service["cap_drop"], json!(["ALL"]), "{context}");
                 assert_eq!(

@@ -1,5 +1,5 @@
-//! The from-source path: the Dockerfile with every builder a user's command may reach, and
-//! its runtime stages the same whichever way the images are built.
+//! The from-source path: each image's Dockerfile with every builder a user's command may reach,
+//! and its runtime stage the same whichever way the images are built.
 //!
 //! No registry can be reached here, so each build names a base image on `registry.invalid`
 //! (`RUST_IMAGE`): a builder that parsed the Dockerfile and got to the pull fails there, and
@@ -17,7 +17,12 @@ use std::process::Command;
 use serde_json::Value;
 use support::{Compose, root, run};
 
-const TARGETS: [&str; 3] = ["led-service", "button-service", "simulator"];
+/// Each image and its Dockerfile.
+const IMAGES: [(&str, &str); 3] = [
+    ("led-service", "Dockerfile.led"),
+    ("button-service", "Dockerfile.button"),
+    ("simulator", "Dockerfile.simulator"),
+];
 const UNREACHABLE_BASE: &str = "RUST_IMAGE=registry.invalid/rust:1.95-bookworm";
 
 /// Runs a build that must fail at pulling the unreachable base image; returns its output.
@@ -36,8 +41,8 @@ fn build_until_the_pull(what: &str, command: &mut Command) -> String {
     text
 }
 
-/// `docker build` of one target from the unreachable base image; BuildKit on or off.
-fn docker_build(buildkit: bool, platform: Option<&str>, target: &str) -> Command {
+/// `docker build` of one Dockerfile from the unreachable base image; BuildKit on or off.
+fn docker_build(buildkit: bool, platform: Option<&str>, dockerfile: &str) -> Command {
     let mut command = Command::new("docker");
     command
         .env("DOCKER_BUILDKIT", if buildkit { "1" } else { "0" })
@@ -45,7 +50,7 @@ fn docker_build(buildkit: bool, platform: Option<&str>, target: &str) -> Command
     if let Some(platform) = platform {
         command.args(["--platform", platform]);
     }
-    command.args(["--target", target, "--build-arg", UNREACHABLE_BASE, "."]);
+    command.args(["-f", dockerfile, "--build-arg", UNREACHABLE_BASE, "."]);
     command
 }
 
@@ -61,12 +66,12 @@ fn compose_build(compose: Compose) -> Command {
 }
 
 #[test]
-fn the_classic_builder_parses_every_target_and_stops_only_at_the_registry() {
+fn the_classic_builder_parses_every_dockerfile_and_stops_only_at_the_registry() {
     // Docker 20.10 without BuildKit: JetPack 4.6's Docker, as `docker build` runs it there.
-    for target in TARGETS {
+    for (_, dockerfile) in IMAGES {
         let text = build_until_the_pull(
-            &format!("classic builder, {target}"),
-            &mut docker_build(false, None, target),
+            &format!("classic builder, {dockerfile}"),
+            &mut docker_build(false, None, dockerfile),
         );
         assert!(
             text.contains("FROM --platform=$BUILDPLATFORM ${RUST_IMAGE} AS build"),
@@ -92,11 +97,12 @@ fn compose_v1_builds_with_the_classic_builder_both_ways_and_stops_only_at_the_re
 }
 
 #[test]
-fn buildkit_parses_every_target_for_every_platform_and_stops_only_at_the_registry() {
+fn buildkit_parses_every_dockerfile_for_every_platform_and_stops_only_at_the_registry() {
     for platform in ["linux/amd64", "linux/arm64", "linux/arm/v7"] {
-        for target in TARGETS {
-            let what = format!("BuildKit, {target} for {platform}");
-            let text = build_until_the_pull(&what, &mut docker_build(true, Some(platform), target));
+        for (_, dockerfile) in IMAGES {
+            let what = format!("BuildKit, {dockerfile} for {platform}");
+            let text =
+                build_until_the_pull(&what, &mut docker_build(true, Some(platform), dockerfile));
             assert!(
                 text.contains("load metadata for registry.invalid/rust"),
                 "{what}:\n{text}"
@@ -107,13 +113,13 @@ fn buildkit_parses_every_target_for_every_platform_and_stops_only_at_the_registr
     build_until_the_pull("docker compose build", &mut compose_build(Compose::V2));
 }
 
-/// The Dockerfile's runtime stage `name`: its instructions, one per logical line.
-fn runtime_stage(name: &str) -> Vec<String> {
-    let dockerfile = std::fs::read_to_string(root().join("Dockerfile")).unwrap();
-    let stage = dockerfile
+/// The runtime stage `name` of `dockerfile`: its instructions, one per logical line.
+fn runtime_stage(dockerfile: &str, name: &str) -> Vec<String> {
+    let text = std::fs::read_to_string(root().join(dockerfile)).unwrap();
+    let stage = text
         .split("\nFROM ")
         .find(|stage| stage.starts_with(&format!("scratch AS {name}\n")))
-        .unwrap_or_else(|| panic!("no stage 'FROM scratch AS {name}' in the Dockerfile"));
+        .unwrap_or_else(|| panic!("no stage 'FROM scratch AS {name}' in {dockerfile}"));
     stage
         .replace("\\\n", " ")
         .lines()
@@ -137,8 +143,8 @@ fn the_images_from_binaries_are_the_dockerfiles_runtime_stages() {
     // scripts/build-images builds each runtime stage with its COPY from dist/<arch>/ instead of
     // the build stage; the result must carry the same user, entry point, ports, health check
     // and labels as the from-source path would.
-    for name in TARGETS {
-        let stage = runtime_stage(name);
+    for (name, dockerfile) in IMAGES {
+        let stage = runtime_stage(dockerfile, name);
         assert_eq!(
             stage[0],
             format!("COPY --from=build /out/{name} /{name}"),
@@ -187,25 +193,40 @@ fn the_images_from_binaries_are_the_dockerfiles_runtime_stages() {
 
 #[test]
 fn every_build_path_compiles_with_scripts_build_static() {
-    // The Dockerfile's build stage and scripts/build-images compile with the one script CI
+    // Each Dockerfile's build stage and scripts/build-images compile with the one script CI
     // tests (scripts/test-cross builds the same way; deploy/test_deploy.py checks the release
-    // workflow uses it too, in the Dockerfile's build image).
+    // workflow uses it too, in the Dockerfiles' build image), each Dockerfile its own binary.
     let read = |path: &str| std::fs::read_to_string(root().join(path)).unwrap();
-    let dockerfile = read("Dockerfile");
-    let build_stage = dockerfile
-        .split("\nFROM ")
-        .find(|stage| stage.contains("AS build\n"))
-        .unwrap();
-    let runs: Vec<&str> = build_stage
-        .lines()
-        .filter(|line| line.starts_with("RUN "))
-        .collect();
-    assert_eq!(
-        runs,
-        [
-            "RUN scripts/build-static --install-toolchain \"${TARGETARCH}${TARGETVARIANT}\"",
-            "RUN scripts/build-static --out /out \"${TARGETARCH}${TARGETVARIANT}\"",
-        ]
-    );
+    for (name, dockerfile) in IMAGES {
+        let text = read(dockerfile);
+        let build_stage = text
+            .split("\nFROM ")
+            .find(|stage| stage.contains("AS build\n"))
+            .unwrap();
+        let runs: Vec<&str> = build_stage
+            .lines()
+            .filter(|line| line.starts_with("RUN "))
+            .collect();
+        assert_eq!(
+            runs,
+            [
+                "RUN scripts/build-static --install-toolchain \"${TARGETARCH}${TARGETVARIANT}\""
+                    .to_owned(),
+                format!(
+                    "RUN scripts/build-static --out /out \"${{TARGETARCH}}${{TARGETVARIANT}}\" {name}"
+                ),
+            ],
+            "{dockerfile}"
+        );
+        // The runtime stage is the file's last: a plain `docker build -f` makes the image.
+        assert!(
+            text.trim_end()
+                .rsplit("\nFROM ")
+                .next()
+                .unwrap()
+                .starts_with(&format!("scratch AS {name}\n")),
+            "{dockerfile}: the last stage must be {name}'s runtime stage"
+        );
+    }
     assert!(read("scripts/build-images").contains("scripts/build-static \"$arch\""));
 }

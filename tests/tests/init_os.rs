@@ -80,7 +80,10 @@ exit 1"#,
     ),
     (
         ".i2cget",
-        r#"id=$(cat "$STATE/i2c-id" 2>/dev/null || echo 0x5d)
+        r#"# Only the button's address answers (0x6f unless a scenario moved it).
+at=$(cat "$STATE/i2c-at" 2>/dev/null || echo 0x6f)
+[ "$3" = "$at" ] || { echo "Error: Read failed" >&2; exit 2; }
+id=$(cat "$STATE/i2c-id" 2>/dev/null || echo 0x5d)
 # A scenario of reads, one per line: each read takes the next.
 if [ -s "$STATE/i2c-reads" ]; then
   id=$(head -n1 "$STATE/i2c-reads"); sed -i 1d "$STATE/i2c-reads"
@@ -524,7 +527,7 @@ fn no_button_says_what_to_check() {
     let message = stderr(&output);
     assert!(
         message.contains(
-            "no Qwiic Button answers at 0x6f on /dev/i2c-1: i2cget says: Error: Read failed (exit 2)"
+            "no Qwiic Button answers at 0x6f on /dev/i2c-1 (nor as a Qwiic Button at any other address): i2cget says: Error: Read failed (exit 2)"
         ),
         "{message}"
     );
@@ -592,6 +595,61 @@ fn reads_without_a_majority_are_refused_with_what_to_do() {
         message.contains("no Qwiic Button answers at 0x6f on /dev/i2c-1"),
         "{message}"
     );
+}
+
+#[test]
+fn a_button_at_another_address_is_found_and_its_address_goes_to_env() {
+    let device = ready_for_the_button("moved");
+    device.state("i2c-at", "0x42");
+    let text = assert_ok(&device.run(&[]));
+    assert!(
+        text.contains("note: nothing answers at 0x6f, but a Qwiic Button does at 0x42")
+            && text.contains("ok: Qwiic Button found at 0x42 on /dev/i2c-1"),
+        "{text}"
+    );
+    let env = fs::read_to_string(&device.env_file).unwrap();
+    assert!(env.contains("\nI2C_ADDRESS=0x42\n"), "{env}");
+    // The next run looks there first, and finds nothing to change.
+    assert_second_run_changes_nothing(&device);
+}
+
+#[test]
+fn an_address_given_is_where_the_button_must_answer() {
+    let device = ready_for_the_button("address");
+    device.state("i2c-at", "0x5b");
+    let text = assert_ok(&device.run(&["--address", "0x5B"]));
+    assert!(
+        text.contains("ok: Qwiic Button found at 0x5b on /dev/i2c-1"),
+        "{text}"
+    );
+    assert!(
+        fs::read_to_string(&device.env_file)
+            .unwrap()
+            .contains("\nI2C_ADDRESS=0x5b\n")
+    );
+    // Given, it is not looked for elsewhere.
+    let output = device.run(&["--address", "0x60"]);
+    assert_eq!(output.status.code(), Some(1), "{}", stdout(&output));
+    let message = stderr(&output);
+    assert!(
+        message.contains("no Qwiic Button answers at 0x60 on /dev/i2c-1: i2cget says"),
+        "{message}"
+    );
+    assert_eq!(
+        device.commands().matches("i2cget ").count(),
+        5,
+        "{}",
+        device.commands()
+    );
+    for bad in ["0x78", "0x07", "bus", "300"] {
+        let output = device.run(&["--address", bad]);
+        assert_eq!(output.status.code(), Some(1), "{bad}");
+        assert!(
+            stderr(&output).contains("--address takes an I2C address from 0x08 to 0x77"),
+            "{bad}: {}",
+            stderr(&output)
+        );
+    }
 }
 
 #[test]

@@ -184,7 +184,7 @@ impl Device {
         device.sh(&format!(
             "mkdir -p {PROJECT} && cd /src && \
              cp init_os.sh docker-compose.yml docker-compose.device.yml \
-                docker-compose.override.yml docker-compose.token.yml Dockerfile {PROJECT}/ && \
+                docker-compose.override.yml docker-compose.token.yml Dockerfile.* {PROJECT}/ && \
              chown -R pi:pi /home/pi"
         ));
         device

@@ -6,6 +6,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a failed unwrap is a failed test
 
+mod code_settings;
+
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
@@ -72,26 +74,17 @@ fn documented_settings(readme: &str) -> BTreeSet<Row> {
 
 /// Every setting each binary's command line has, read from clap itself.
 fn settings_in_code() -> BTreeSet<Row> {
-    use clap::CommandFactory;
-    let commands = [
-        ("led", led_service::config::Cli::command()),
-        ("button", button_service::config::Cli::command()),
-        ("simulator", simulator::config::Cli::command()),
-    ];
-    let mut rows = BTreeSet::new();
-    for (service, command) in commands {
-        let settings = service_kit::args::reference(&command);
-        assert!(settings.len() >= 4, "{service}: {settings:?}");
-        for setting in settings {
-            rows.insert((
+    code_settings::settings_in_code()
+        .into_iter()
+        .map(|(service, setting)| {
+            (
                 service.to_owned(),
                 setting.flag,
                 setting.env,
                 setting.default,
-            ));
-        }
-    }
-    rows
+            )
+        })
+        .collect()
 }
 
 /// The text of a README section, up to the next `## ` heading.

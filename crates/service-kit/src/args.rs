@@ -109,6 +109,33 @@ pub fn parse_nonzero_duration(input: &str) -> Result<Duration, String> {
     Ok(duration)
 }
 
+/// A setting that may be given empty, which counts as not given: compose passes every
+/// variable, empty when `.env` has none. Declare the field `Option<Blankable<T>>` with
+/// `value_parser = blankable(parse)`, and read it with [`given`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Blankable<T>(pub Option<T>);
+
+/// `parse` for clap, where an empty (or blank) value is no value.
+pub fn blankable<T>(
+    parse: fn(&str) -> Result<T, String>,
+) -> impl Fn(&str) -> Result<Blankable<T>, String> + Clone + Send + Sync + 'static
+where
+    T: Clone + Send + Sync + 'static,
+{
+    move |input| {
+        if input.trim().is_empty() {
+            Ok(Blankable(None))
+        } else {
+            parse(input).map(|value| Blankable(Some(value)))
+        }
+    }
+}
+
+/// The value of an `Option<Blankable<T>>` field: `None` when not given or given empty.
+pub fn given<T: Clone>(field: &Option<Blankable<T>>) -> Option<T> {
+    field.as_ref().and_then(|blankable| blankable.0.clone())
+}
+
 /// One setting of a command, as the README's configuration table lists it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Setting {

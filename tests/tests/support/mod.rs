@@ -266,6 +266,12 @@ impl Stack {
         self.ports.borrow_mut().clear();
     }
 
+    /// Forgets the containers and their ports (compose made new ones).
+    pub fn forget_containers(&self) {
+        self.containers.borrow_mut().clear();
+        self.forget_ports();
+    }
+
     pub fn container(&self, service: &str) -> String {
         if let Some(id) = self.containers.borrow().get(service) {
             return id.clone();
@@ -405,12 +411,39 @@ impl Stack {
         }
     }
 
+    /// Where a service's `path` is served (button-service's internal port is not published:
+    /// its address on the private network).
+    fn service_url(&self, service: &str, path: &str) -> String {
+        match service {
+            "led" => format!("http://127.0.0.1:{}{path}", self.led_port()),
+            "button" => format!("http://{}:9090{path}", self.address("button")),
+            other => panic!("no API of {other} here"),
+        }
+    }
+
+    /// Waits until a service's `/healthz` says `status` (`ok`, `degraded`); returns what it
+    /// said.
+    pub async fn wait_status(&self, service: &str, status: &str, within: Duration) -> Value {
+        let until = Instant::now() + within;
+        loop {
+            let url = self.service_url(service, "/healthz");
+            let health: Option<Value> = match reqwest::get(&url).await {
+                Ok(response) => response.json().await.ok(),
+                Err(_) => None,
+            };
+            match health {
+                Some(health) if health["status"] == status => return health,
+                health => assert!(
+                    Instant::now() < until,
+                    "{service} did not say {status} within {within:?}: {health:?}"
+                ),
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     async fn metric_and_text(&self, service: &str, name: &str) -> (Option<f64>, String) {
-        let url = match service {
-            "led" => format!("http://127.0.0.1:{}/metrics", self.led_port()),
-            "button" => format!("http://{}:9090/metrics", self.address("button")),
-            other => panic!("no metrics for {other}"),
-        };
+        let url = self.service_url(service, "/metrics");
         let text = reqwest::get(&url).await.unwrap().text().await.unwrap();
         let value = text.lines().find_map(|line| {
             line.strip_prefix(name)?
