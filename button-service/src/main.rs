@@ -30,6 +30,7 @@ fn serve(config: Config) -> anyhow::Result<()> {
             poll_ms = settings.poll_interval.as_millis() as u64, listen = %listener.local_addr()?,
             "button-service ready"
         );
+        settings.device.announce_a_simulated_bus();
         run(listener, service, shutdown).await?;
         tracing::info!("bye");
         Ok::<_, anyhow::Error>(())

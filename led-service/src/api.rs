@@ -206,6 +206,8 @@ async fn healthz(State(state): State<AppState>) -> Result<Json<Health>, ApiError
         button,
         firmware,
         instance: state.instance.to_string(),
+        bus: state.bus.to_string(),
+        simulated: state.bus.is_simulated(),
         mqtt: state.mqtt.as_ref().map(|mqtt| mqtt.health().to_string()),
     }))
 }

@@ -26,6 +26,7 @@ fn serve(config: Config) -> anyhow::Result<()> {
         let listen = listener.local_addr()?;
         let (bus, address) = (&settings.device.bus, settings.device.address);
         tracing::info!(%listen, %bus, %address, auth = state.token.is_some(), "led-service ready");
+        settings.device.announce_a_simulated_bus();
         // Find the button now so the log says at once whether it is there; requests retry.
         if let Err(error) = state.led.health().await {
             tracing::debug!(%error, "no button yet");

@@ -47,6 +47,8 @@ pub struct Shared {
     /// Random at every start, in /healthz: a client that sees it change knows the service
     /// restarted (and switched the LED off on its way out).
     pub instance: Arc<str>,
+    /// The bus, as given (`/dev/i2c-1`, `tcp://simulator:7070`, `sim`).
+    pub bus: qwiic_bus::BusSpec,
     /// Slots for live event streams.
     pub streams: Arc<Semaphore>,
     /// Requests on the device routes now (at most `limits.requests`; see
@@ -103,6 +105,7 @@ impl AppState {
             default_brightness: settings.brightness,
             shutdown,
             instance: Arc::from(format!("{:016x}", fastrand::u64(..))),
+            bus: settings.device.bus.clone(),
             streams: Arc::new(Semaphore::new(MAX_EVENT_STREAMS)),
             device_requests: Arc::new(AtomicUsize::new(0)),
             limits: settings.limits,

@@ -135,6 +135,10 @@ pub struct Health {
     pub firmware: Option<String>,
     /// Changes when the service restarts (random at every start).
     pub instance: String,
+    /// The bus (`/dev/i2c-1`, or a simulator's).
+    pub bus: String,
+    /// True when the bus is a simulator's: no real button is driven.
+    pub simulated: bool,
     /// The MQTT link (`connected`, `connecting` or `down: why`), when MQTT is set; it never
     /// makes the service unhealthy.
     #[serde(skip_serializing_if = "Option::is_none")]

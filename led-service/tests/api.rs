@@ -492,6 +492,11 @@ async fn healthz_names_the_buttons_firmware_and_an_instance_that_changes_at_ever
     );
     let instance = body["instance"].as_str().unwrap().to_owned();
     assert!(!instance.is_empty(), "{body}");
+    assert_eq!(
+        (&body["bus"], &body["simulated"]),
+        (&json!("sim"), &json!(true)),
+        "a simulated bus says so: {body}"
+    );
     let (_, again) = send(&f.app, get("/healthz")).await;
     assert_eq!(
         again["instance"],

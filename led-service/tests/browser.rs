@@ -49,6 +49,10 @@ fn the_page_asks_for_the_token_lights_the_led_and_follows_changes_made_elsewhere
         "the LED's state",
         "document.getElementById('state').textContent.startsWith('off')",
     );
+    page.wait_for(
+        "the page to say the bus is simulated",
+        "document.getElementById('simulated').textContent.startsWith('Simulated bus (sim)')",
+    );
 
     // "On": the service wants the token, the page asks for it, then the LED lights.
     page.click("#on");

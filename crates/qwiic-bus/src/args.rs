@@ -23,6 +23,18 @@ impl DeviceArgs {
     pub fn link(&self, bus: Bus, counters: BusCounters, retrying: &'static str) -> DeviceLink {
         DeviceLink::new(bus, self.bus.clone(), self.address, counters, retrying)
     }
+
+    /// Says so, loudly, when the bus is a simulator's: compose runs the simulator whenever
+    /// `.env` does not choose device mode, and a device without `.env` must not pass for one
+    /// with a button.
+    pub fn announce_a_simulated_bus(&self) {
+        if self.bus.is_simulated() {
+            tracing::warn!(
+                bus = %self.bus,
+                "SIMULATED button: this is simulator mode, not a real Qwiic Button (on a device, run sudo ./init_os.sh: its .env selects device mode)"
+            );
+        }
+    }
 }
 
 /// Parses an I2C address for clap: `0x6F`, `0x6f` or `111`, checked to be 0x08-0x77.

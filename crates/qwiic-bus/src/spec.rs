@@ -95,6 +95,11 @@ impl fmt::Display for BusSpec {
 }
 
 impl BusSpec {
+    /// Whether this bus is a simulator's (in-process or over TCP), not a real one.
+    pub fn is_simulated(&self) -> bool {
+        !matches!(self, BusSpec::Linux(_))
+    }
+
     /// What to check when no button answers on this bus.
     pub fn hint(&self) -> String {
         match self {
