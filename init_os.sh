@@ -900,11 +900,12 @@ write_env() {
   write_user_file "$ENV_FILE" 600 "$content" "$owner"
 }
 
-# How to start the system with the compose found. Compose v1 ignores pull_policy and builds a
-# missing image from source, on the device: it pulls first.
+# How to start the system with the compose found: the README's quick-start line. Compose v1
+# ignores pull_policy and would build a missing image from source, on the device: it pulls
+# first, and builds only when the images cannot be pulled (none published, no registry).
 start_command() {
   if [ "$compose" = docker-compose ]; then
-    printf '%s' "docker-compose pull && docker-compose up -d"
+    printf '%s' "(docker-compose pull || docker-compose build) && docker-compose up -d"
   else
     printf '%s' "$compose up -d"
   fi

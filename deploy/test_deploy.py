@@ -449,8 +449,8 @@ def test_the_release_builds_every_architecture_and_image_the_repository_has():
     all_arches = re.search(r"^ALL_ARCHES=\(([^)]*)\)", cross, re.M).group(1).split()
     assert all_arches and binaries["strategy"]["matrix"]["arch"] == all_arches
     # The same Rust image as the Dockerfiles' build stages, so all build the same binaries.
-    # The images job replaces the stage "build" with a named context holding /out/<binary>:
-    # every runtime stage must take its binary from there and nothing else from that stage.
+    # scripts/build-images uses each runtime stage with its binary from dist/<arch>/ in place of
+    # the stage "build": every runtime stage must take its binary from there and nothing else.
     stages = []
     for path in sorted(ROOT.glob("Dockerfile.*")):
         dockerfile = path.read_text()
@@ -461,6 +461,10 @@ def test_the_release_builds_every_architecture_and_image_the_repository_has():
         assert binaries["container"] == build_image, path.name
         stages += re.findall(r"^FROM scratch AS (\S+)\n(.*?)(?=^FROM |\Z)", dockerfile, re.M | re.S)
     assert any("scripts/build-static --install-toolchain" in s.get("run", "") for s in binaries["steps"])
+    # Compose builds where it cannot pull, from the same image unless RUST_IMAGE says otherwise.
+    for compose in ("docker-compose.yml", "docker-compose.override.yml"):
+        defaults = set(re.findall(r"\$\{RUST_IMAGE:-([^}]+)\}", (ROOT / compose).read_text()))
+        assert defaults == {binaries["container"]}, f"{compose}: RUST_IMAGE defaults to {defaults}"
     assert sorted(name for name, _ in stages) == sorted(BINARIES)
     for name, body in stages:
         copies = re.findall(r"^COPY --from=build (.*)$", body, re.M)
@@ -468,9 +472,9 @@ def test_the_release_builds_every_architecture_and_image_the_repository_has():
     images = release["jobs"]["images"]
     assert images["permissions"]["packages"] == "write"
     script = "\n".join(s.get("run", "") for s in images["steps"])
-    assert '--build-context "build=' in script and "docker buildx imagetools create" in script
-    for label in ("source", "version", "revision"):
-        assert f'--label "org.opencontainers.image.{label}=' in script, label
+    # The images the tests run and push (tests/tests/quickstart.rs), from the binaries built here.
+    assert "scripts/build-images --arch all --no-compile" in script and "--source " in script
+    assert "scripts/publish-images" in script and "--also latest" in script
     assert release["jobs"]["release"]["permissions"]["contents"] == "write"
 
 

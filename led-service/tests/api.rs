@@ -648,6 +648,12 @@ async fn an_unplugged_button_is_a_503_with_the_reason_and_degraded_health_then_r
     assert_eq!(body["status"], "degraded", "{body}");
     assert!(body["button"].as_str().unwrap().contains("no Qwiic Button"));
     assert!(body.get("firmware").is_none(), "{body}");
+    let (_, metrics) = send(&f.app, get("/metrics")).await;
+    let metrics = metrics.as_str().unwrap();
+    assert!(
+        metrics.contains("led_service_i2c_button_answering 0"),
+        "{metrics}"
+    );
 
     f.sim.replug();
     // Found again by itself, within a probe interval (a missing button is not probed faster).
@@ -743,6 +749,7 @@ async fn metrics_count_requests_i2c_and_led_changes() {
         "led_service_led_changes_total 1",
         "led_service_led_writes_skipped_total 1",
         "led_service_i2c_errors_total 0",
+        "led_service_i2c_button_answering 1",
         r#"led_service_http_request_duration_seconds_count{route="/{state}"} 3"#,
     ] {
         assert!(text.contains(line), "missing {line:?} in\n{text}");

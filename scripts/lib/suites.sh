@@ -8,7 +8,7 @@
 
 # The suites scripts/flake-hunt knows, in the order scripts/test runs them.
 # shellcheck disable=SC2034 # for the scripts that source this file
-SUITES=(workspace browser mqtt images dockerfile compose-v2 faults compose-v1 userland)
+SUITES=(workspace browser mqtt images quickstart dockerfile compose-v2 faults compose-v1 userland)
 
 suite_workspace() {
   cargo test --workspace --all-targets --locked
@@ -27,6 +27,10 @@ suite_mqtt() {
 
 suite_images() {
   cargo test --locked -p system-tests --features docker --test images
+}
+
+suite_quickstart() {
+  cargo test --locked -p system-tests --features docker --test quickstart -- --nocapture --test-threads=1
 }
 
 suite_dockerfile() {

@@ -317,6 +317,12 @@ async fn up_with_the_button_unplugged_then_plugging_it_in_needs_no_command() {
                 .contains("no Qwiic Button"),
             "{service}: {health}"
         );
+        let gauge = format!("{service}_service_i2c_button_answering");
+        stack
+            .wait_metric(service, &gauge, Duration::from_secs(5), |value| {
+                value == 0.0
+            })
+            .await;
     }
     // ... and find it by themselves once it is plugged in (a press from before they found it
     // again is one nobody waited for).
@@ -324,6 +330,12 @@ async fn up_with_the_button_unplugged_then_plugging_it_in_needs_no_command() {
     for service in ["led", "button"] {
         stack
             .wait_status(service, "ok", Duration::from_secs(10))
+            .await;
+        let gauge = format!("{service}_service_i2c_button_answering");
+        stack
+            .wait_metric(service, &gauge, Duration::from_secs(5), |value| {
+                value == 1.0
+            })
             .await;
     }
     stack.simulator("/api/press").await;

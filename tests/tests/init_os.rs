@@ -361,7 +361,9 @@ fn raspberry_pi_os_enables_i2c_then_after_the_reboot_finds_the_button() {
     );
     // Compose v1 ignores pull_policy: without the pull it would build the images here.
     assert!(
-        second.contains("Start it with: docker-compose pull && docker-compose up -d"),
+        second.contains(
+            "Start it with: (docker-compose pull || docker-compose build) && docker-compose up -d"
+        ),
         "{second}"
     );
     let env = fs::read_to_string(&device.env_file).unwrap();

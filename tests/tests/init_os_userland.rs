@@ -346,7 +346,9 @@ fn bare_system_is_made_ready(suite: &'static str, compose: &str) {
     );
     // Compose v1 ignores pull_policy and would build missing images on the device.
     let start = match compose {
-        "docker-compose" => "docker-compose pull && docker-compose up -d".to_owned(),
+        "docker-compose" => {
+            "(docker-compose pull || docker-compose build) && docker-compose up -d".to_owned()
+        }
         v2 => format!("{v2} up -d"),
     };
     assert_eq!(real.start_command(), start, "{}", real.stdout);

@@ -1,4 +1,4 @@
-//! The README cannot drift: its configuration table matches the flags in the code, every
+//! The README and docs/ cannot drift: the configuration table matches the flags in the code, every
 //! script and option it shows exists, every method and route it documents is served by the
 //! real router, every state spelling it shows means what it says to the real parser, the
 //! limits it gives are the code's, and every command it gives that runs without hardware or a
@@ -28,6 +28,20 @@ fn root() -> PathBuf {
 
 fn read(path: &str) -> String {
     std::fs::read_to_string(root().join(path)).unwrap()
+}
+
+/// The README followed by each file of docs/, in name order: a section is found wherever it
+/// lives.
+fn documentation() -> String {
+    let mut pages: Vec<PathBuf> = std::fs::read_dir(root().join("docs"))
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|extension| extension == "md"))
+        .collect();
+    pages.sort();
+    pages.iter().fold(read("README.md"), |text, page| {
+        text + "\n" + &std::fs::read_to_string(page).unwrap()
+    })
 }
 
 /// One row of the README's configuration table: (service, flag, env, default).
@@ -100,7 +114,7 @@ fn section<'a>(readme: &'a str, heading: &str) -> &'a str {
 
 #[test]
 fn the_configuration_table_lists_exactly_the_settings_each_binary_takes() {
-    let documented = documented_settings(&read("README.md"));
+    let documented = documented_settings(&documentation());
     let in_code = settings_in_code();
     let missing: Vec<_> = in_code.difference(&documented).collect();
     let stale: Vec<_> = documented.difference(&in_code).collect();
@@ -112,7 +126,7 @@ fn the_configuration_table_lists_exactly_the_settings_each_binary_takes() {
 
 #[test]
 fn compose_variables_in_the_readme_exist_in_the_compose_files() {
-    let readme = read("README.md");
+    let readme = documentation();
     let compose = read("docker-compose.yml")
         + &read("docker-compose.override.yml")
         + &read("docker-compose.device.yml")
@@ -145,7 +159,7 @@ fn compose_variables_in_the_readme_exist_in_the_compose_files() {
 
 #[test]
 fn every_script_and_option_shown_exists() {
-    let readme = read("README.md");
+    let readme = documentation();
     let mut checked = 0;
     // Each command of a line on its own: `a && b | c` is three.
     for line in readme
@@ -263,7 +277,7 @@ async fn assert_served(
 
 #[tokio::test]
 async fn every_documented_method_and_route_is_served_by_its_router() {
-    let readme = read("README.md");
+    let readme = documentation();
     let api = section(&readme, "## The API");
 
     // led-service: the table's `METHOD /route` spans (GET /events is in the page's row).
@@ -336,7 +350,7 @@ async fn every_documented_method_and_route_is_served_by_its_router() {
 
 #[test]
 fn the_limits_the_api_section_gives_are_the_code_s() {
-    let readme = read("README.md");
+    let readme = documentation();
     let api = section(&readme, "## The API (led-service, port 8080)");
     let led_service::Limits {
         http: limits,
@@ -374,7 +388,7 @@ fn the_limits_the_api_section_gives_are_the_code_s() {
 
 #[test]
 fn every_documented_spelling_is_parsed_to_the_state_the_readme_gives_it() {
-    let readme = read("README.md");
+    let readme = documentation();
     // The curl examples: each line's comment says on or off, for every spelling on the line.
     let toggling = section(&readme, "## Toggling the LED by hand");
     let mut spellings = 0;
@@ -437,7 +451,7 @@ fn every_documented_spelling_is_parsed_to_the_state_the_readme_gives_it() {
 
 #[test]
 fn the_commands_without_hardware_are_run_by_the_test_suite() {
-    let readme = read("README.md");
+    let readme = documentation();
     let test_script = read("scripts/test");
     let compose_test = read("tests/tests/compose.rs") + &read("tests/tests/support/mod.rs");
     // Quick start and device start: compose up, exercised by the end-to-end tests.
@@ -457,7 +471,7 @@ fn the_commands_without_hardware_are_run_by_the_test_suite() {
 
 #[test]
 fn the_device_steps_match_what_init_os_prints_and_takes() {
-    let readme = read("README.md");
+    let readme = documentation();
     let device = readme
         .split("## On the device")
         .nth(1)
@@ -472,14 +486,16 @@ fn the_device_steps_match_what_init_os_prints_and_takes() {
     for (assignment, command) in [
         (
             "compose=docker-compose\n",
-            "docker-compose pull && docker-compose up -d",
+            "(docker-compose pull || docker-compose build) && docker-compose up -d",
         ),
         ("compose=\"docker compose\"\n", "docker compose up -d"),
     ] {
         assert!(init.contains(assignment), "init_os.sh lost {assignment:?}");
         assert!(device.contains(command), "README lacks {command}");
     }
-    assert!(init.contains("printf '%s' \"docker-compose pull && docker-compose up -d\""));
+    assert!(init.contains(
+        "printf '%s' \"(docker-compose pull || docker-compose build) && docker-compose up -d\""
+    ));
     // Every option it takes, and the overlay line it writes, are the README's.
     for option in [
         "--dry-run",

@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use embedded_hal::i2c::{Error as _, ErrorType, I2c, Operation};
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 /// The bus as the services use it: every attempt counted for /metrics, a failed transaction
@@ -26,10 +27,13 @@ pub struct BusCounters {
     pub errors: Counter,
     /// Readings rejected as corrupted (see [`qwiic_button::Corruption`]).
     pub rejected_readings: Counter,
+    /// 1 while the button is identified and its last transaction succeeded, else 0.
+    pub button_answering: Gauge,
 }
 
 impl BusCounters {
-    /// Registers them as `i2c_transactions`, `i2c_errors` and `i2c_rejected_readings`.
+    /// Registers them as `i2c_transactions`, `i2c_errors`, `i2c_rejected_readings` and
+    /// `i2c_button_answering`.
     pub fn register(&self, registry: &mut Registry) {
         for (name, help, counter) in [
             (
@@ -46,6 +50,11 @@ impl BusCounters {
         ] {
             registry.register(name, help, counter.clone());
         }
+        registry.register(
+            "i2c_button_answering",
+            "1 while the Qwiic Button answers with its ID, 0 while it does not (/healthz says why)",
+            self.button_answering.clone(),
+        );
     }
 }
 

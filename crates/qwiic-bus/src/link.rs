@@ -253,6 +253,7 @@ impl DeviceLink {
             ),
         }
         self.health.send_replace(LinkHealth::Answering(firmware));
+        self.counters.button_answering.set(1);
         Ok(Identified {
             firmware,
             fresh: true,
@@ -343,6 +344,7 @@ impl DeviceLink {
         }
         self.health
             .send_replace(LinkHealth::Unavailable(error.to_string()));
+        self.counters.button_answering.set(0);
         error
     }
 }

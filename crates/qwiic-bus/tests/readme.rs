@@ -1,4 +1,4 @@
-//! The README's table of the kernel's I2C errors says what the code does with each.
+//! The table of the kernel's I2C errors in docs/hardware.md says what the code does with each.
 
 #![cfg(target_os = "linux")]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a failed unwrap is a failed test
@@ -6,9 +6,9 @@
 use embedded_hal::i2c::ErrorKind;
 use qwiic_bus::linux::{errno_name, kind_of_errno};
 
-/// The README's errno rows: name, number, and what the services read it as.
+/// The errno rows of docs/hardware.md: name, number, and what the services read it as.
 fn readme_rows() -> Vec<(String, i32, String)> {
-    let readme = include_str!("../../../README.md");
+    let readme = include_str!("../../../docs/hardware.md");
     readme
         .lines()
         .map(str::trim)
@@ -38,7 +38,10 @@ fn read_as(kind: ErrorKind) -> &'static str {
 #[test]
 fn every_errno_in_the_readme_is_named_and_read_as_it_says() {
     let rows = readme_rows();
-    assert!(rows.len() >= 7, "the README's errno table: {rows:?}");
+    assert!(
+        rows.len() >= 7,
+        "the errno table of docs/hardware.md: {rows:?}"
+    );
     for (name, number, says) in &rows {
         assert_eq!(
             errno_name(*number).map(|(name, _)| name),
@@ -56,7 +59,7 @@ fn every_errno_the_services_act_on_is_in_the_readme() {
         if kind != ErrorKind::Other {
             assert!(
                 rows.iter().any(|(_, number, _)| *number == errno),
-                "errno {errno} is read as {kind:?} but the README's table leaves it out"
+                "errno {errno} is read as {kind:?} but the table in docs/hardware.md leaves it out"
             );
         }
     }

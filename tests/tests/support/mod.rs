@@ -172,6 +172,8 @@ pub struct Stack {
     /// picks again at every start of a container; [`Stack::docker`] forgets them.
     ports: std::cell::RefCell<std::collections::HashMap<String, u16>>,
     env_file: PathBuf,
+    /// Where compose runs: the repository, or a copy of its compose files.
+    dir: PathBuf,
 }
 
 impl Stack {
@@ -187,22 +189,13 @@ impl Stack {
         extra_files: &[&'static str],
         variables: &[(&str, &str)],
     ) -> (Stack, Duration) {
-        let project = format!("qwiic-e2e-{name}-{}", std::process::id());
-        // An empty env file: a developer's .env (device mode) must not leak into the test.
-        let env_file = std::env::temp_dir().join(format!("{project}.env"));
-        std::fs::write(&env_file, "").unwrap();
-        let stack = Stack {
-            containers: Default::default(),
-            compose: Compose::chosen(),
-            extra_files: extra_files.to_vec(),
-            variables: variables
-                .iter()
-                .map(|(key, value)| (key.to_string(), value.to_string()))
-                .collect(),
-            project,
-            ports: Default::default(),
-            env_file,
-        };
+        let stack = Stack::attach(
+            Compose::chosen(),
+            &format!("qwiic-e2e-{name}-{}", std::process::id()),
+            &root(),
+            extra_files,
+            variables,
+        );
         let started = Instant::now();
         run(stack.compose().args(["up", "-d", "--no-build"]));
         for service in ["simulator", "led", "button"] {
@@ -211,9 +204,36 @@ impl Stack {
         (stack, started.elapsed())
     }
 
+    /// The project `project` in `dir` (up or not): the same helpers, and `down` when dropped.
+    pub fn attach(
+        compose: Compose,
+        project: &str,
+        dir: &Path,
+        extra_files: &[&'static str],
+        variables: &[(&str, &str)],
+    ) -> Stack {
+        // An empty env file: a developer's .env (device mode) must not leak into the test.
+        let env_file = std::env::temp_dir().join(format!("{project}.env"));
+        std::fs::write(&env_file, "").unwrap();
+        Stack {
+            containers: Default::default(),
+            compose,
+            extra_files: extra_files.to_vec(),
+            variables: variables
+                .iter()
+                .map(|(key, value)| (key.to_string(), value.to_string()))
+                .collect(),
+            project: project.to_owned(),
+            ports: Default::default(),
+            env_file,
+            dir: dir.to_owned(),
+        }
+    }
+
     pub fn compose(&self) -> Command {
         let mut command = self.compose.command();
         command
+            .current_dir(&self.dir)
             .env_remove("COMPOSE_FILE")
             .env_remove("API_TOKEN")
             // The engine picks free ports, so that parallel projects never race for one.
