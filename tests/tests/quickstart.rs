@@ -21,7 +21,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::{Compose, Stack, root, run};
+use support::{Compose, Stack, docker_inspect, root, run};
 
 /// The images a release publishes, by the name compose knows them by.
 const IMAGES: [(&str, &str); 3] = [
@@ -94,13 +94,13 @@ async fn the_readme_quick_start_builds_from_source_where_nothing_can_be_pulled_u
             &[("RUST_IMAGE", &rust_image)],
             |compose, service, name, image, seen| {
                 let binary = name.trim_start_matches("qwiic-");
-                let title = inspect_image(
+                let title = docker_inspect(
                     image,
                     "{{index .Config.Labels \"org.opencontainers.image.title\"}}",
                 );
                 // Built here: no registry knows it.
                 assert!(
-                    seen == "linux/amd64 " && title == binary,
+                    seen == "linux/amd64" && title == binary,
                     "{compose:?}: {service} runs {image} ({seen}, title {title:?}), not {binary} built from its Dockerfile"
                 );
             },
@@ -147,7 +147,7 @@ async fn quick_start(
     );
     for (service, name) in IMAGES {
         let image = stack.inspect(service, "{{.Image}}");
-        let seen = inspect_image(
+        let seen = docker_inspect(
             &image,
             "{{.Os}}/{{.Architecture}} {{join .RepoDigests \" \"}}",
         );
@@ -172,14 +172,6 @@ async fn quick_start(
     drop(stack);
     let _ = std::fs::remove_dir_all(&dir);
     forget_local_images(repository);
-}
-
-/// What `docker image inspect --format FORMAT` says of `image`, without its line end.
-fn inspect_image(image: &str, format: &str) -> String {
-    let output = run(Command::new("docker").args(["image", "inspect", "--format", format, image]));
-    String::from_utf8_lossy(&output.stdout)
-        .trim_end_matches('\n')
-        .to_owned()
 }
 
 /// The registry on a loopback port, its storage in a temporary folder; stopped when dropped.

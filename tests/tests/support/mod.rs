@@ -152,6 +152,43 @@ pub fn run(command: &mut Command) -> Output {
     output
 }
 
+/// What `docker inspect --format FORMAT` says of a container or an image, trimmed.
+pub fn docker_inspect(object: &str, format: &str) -> String {
+    let output = run(Command::new("docker").args(["inspect", "--format", format, object]));
+    String::from_utf8_lossy(&output.stdout).trim().to_owned()
+}
+
+/// The loopback port where `container` publishes `port` (the engine picks it).
+pub fn published_port(container: &str, port: u16) -> u16 {
+    let output = run(Command::new("docker").args(["port", container, &format!("{port}/tcp")]));
+    let text = String::from_utf8_lossy(&output.stdout);
+    text.lines()
+        .find_map(|line| line.rsplit(':').next()?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{container} publishes no {port}: {text}"))
+}
+
+/// Waits until `container`'s health check says `wanted`; fails with `logs()` after `within`.
+pub fn wait_container_health(
+    container: &str,
+    wanted: &str,
+    within: Duration,
+    logs: impl Fn() -> String,
+) {
+    let until = Instant::now() + within;
+    loop {
+        let health = docker_inspect(container, "{{.State.Health.Status}}");
+        if health == wanted {
+            return;
+        }
+        assert!(
+            Instant::now() < until,
+            "{container} is {health}, not {wanted}, after {within:?}\n{}",
+            logs()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// A position in a container's log: see [`Stack::log_mark`].
 #[derive(Default)]
 pub struct LogMark {
@@ -257,16 +294,7 @@ impl Stack {
         if let Some(port) = self.ports.borrow().get(service) {
             return *port;
         }
-        let output = run(Command::new("docker").args([
-            "port",
-            &self.container(service),
-            &format!("{container_port}/tcp"),
-        ]));
-        let text = String::from_utf8_lossy(&output.stdout);
-        let port: u16 = text
-            .lines()
-            .find_map(|line| line.rsplit(':').next()?.trim().parse().ok())
-            .unwrap_or_else(|| panic!("{service} publishes no {container_port}: {text}"));
+        let port = published_port(&self.container(service), container_port);
         self.ports.borrow_mut().insert(service.to_owned(), port);
         port
     }
@@ -305,29 +333,13 @@ impl Stack {
     }
 
     pub fn inspect(&self, service: &str, format: &str) -> String {
-        let output = run(Command::new("docker").args([
-            "inspect",
-            "--format",
-            format,
-            &self.container(service),
-        ]));
-        String::from_utf8_lossy(&output.stdout).trim().to_owned()
+        docker_inspect(&self.container(service), format)
     }
 
     pub fn wait_health(&self, service: &str, wanted: &str, within: Duration) {
-        let until = Instant::now() + within;
-        loop {
-            let health = self.inspect(service, "{{.State.Health.Status}}");
-            if health == wanted {
-                return;
-            }
-            assert!(
-                Instant::now() < until,
-                "{service} is {health}, not {wanted}, after {within:?}\n{}",
-                self.logs(service)
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        wait_container_health(&self.container(service), wanted, within, || {
+            self.logs(service)
+        });
     }
 
     pub fn logs(&self, service: &str) -> String {
