@@ -680,7 +680,7 @@ mod tests {
     use qwiic_bus::{Bus, BusSpec, DeviceLink};
     use qwiic_button::Address;
     use qwiic_sim::{Fault, ManualClock, SimButton};
-    use test_kit::{scaled, wait_until};
+    use test_kit::wait_until;
 
     use crate::events::{Received, Subscription};
 
@@ -959,16 +959,13 @@ mod tests {
             shutdown.clone(),
         )
         .unwrap();
-        wait_until("6 polls", scaled(Duration::from_secs(5)), || {
-            polls.get() >= 6
-        })
-        .await;
+        wait_until("6 polls", Duration::from_secs(5), || polls.get() >= 6).await;
         let elapsed = started.elapsed();
         assert!(elapsed >= 5 * period, "6 polls in {elapsed:?}");
 
         // One read takes six periods; the ticks it missed are not made up for in a burst.
         sim.set_delay(6 * period);
-        wait_until("a slow read", scaled(Duration::from_secs(5)), || {
+        wait_until("a slow read", Duration::from_secs(5), || {
             sim.delayed_transactions() > 0
         })
         .await;
@@ -976,12 +973,12 @@ mod tests {
         let slow = polls.get();
         wait_until(
             "the poll after the slow one",
-            scaled(Duration::from_secs(5)),
+            Duration::from_secs(5),
             || polls.get() > slow,
         )
         .await;
         let after = Instant::now();
-        wait_until("3 more polls", scaled(Duration::from_secs(5)), || {
+        wait_until("3 more polls", Duration::from_secs(5), || {
             polls.get() >= slow + 4
         })
         .await;

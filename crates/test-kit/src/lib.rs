@@ -85,8 +85,11 @@ pub fn scaled(bound: Duration) -> Duration {
     bound * time_scale()
 }
 
-/// Waits until `condition` holds, checking every 2 ms, for at most `within`.
+/// Waits until `condition` holds, checking every 2 ms, for at most `within` ([`scaled`]: a
+/// bound on waiting for a condition is never a speed claim, and under an emulator everything is
+/// slower; natively it is `within`).
 pub async fn wait_until(what: &str, within: Duration, mut condition: impl FnMut() -> bool) {
+    let within = scaled(within);
     let until = Instant::now() + within;
     while !condition() {
         assert!(
@@ -168,8 +171,10 @@ impl RunningBinary {
         }
     }
 
-    /// Waits for a log line containing `needle` and returns it.
+    /// Waits for a log line containing `needle` and returns it (for at most `within`,
+    /// [`scaled`] as in [`wait_until`]).
     pub fn wait_for_log(&self, needle: &str, within: Duration) -> String {
+        let within = scaled(within);
         let until = Instant::now() + within;
         loop {
             if let Some(line) = self.log.lock().unwrap().iter().find(|l| l.contains(needle)) {
