@@ -55,22 +55,27 @@ async fn the_readme_quick_start_pulls_each_platforms_image_from_a_registry_under
     let published = String::from_utf8_lossy(&published.stdout).into_owned();
     println!("{published}");
     // What this machine must pull for each image: the list, and in it the amd64 image.
-    let wanted = |name: &str| {
-        let list = published
-            .lines()
-            .find(|line| line.starts_with(&format!("{repository}/{name}:{TAG} ")))
-            .and_then(|line| line.split_whitespace().nth(1))
-            .unwrap_or_else(|| panic!("scripts/publish-images printed no digest for {name}"));
-        (
-            format!("{repository}/{name}@{list}"),
-            amd64_config(&repository, name),
-        )
-    };
+    // Read from the registry once, before either Compose runs.
+    let wanted: std::collections::HashMap<&str, (String, String)> = IMAGES
+        .iter()
+        .map(|(_, name)| {
+            let list = published
+                .lines()
+                .find(|line| line.starts_with(&format!("{repository}/{name}:{TAG} ")))
+                .and_then(|line| line.split_whitespace().nth(1))
+                .unwrap_or_else(|| panic!("scripts/publish-images printed no digest for {name}"));
+            let wanted = (
+                format!("{repository}/{name}@{list}"),
+                amd64_config(&repository, name),
+            );
+            (*name, wanted)
+        })
+        .collect();
     for compose in Compose::BOTH {
         quick_start(compose, "pulled", &repository, &[], |compose, service, name, image, seen| {
-            let (list, config) = wanted(name);
+            let (list, config) = &wanted[name];
             assert!(
-                image == config && seen.starts_with("linux/amd64 ") && seen.contains(&list),
+                image == config && seen.starts_with("linux/amd64 ") && seen.contains(list.as_str()),
                 "{compose:?}: {service} runs {image} ({seen}), not {config}, the amd64 image of {list}"
             );
         })
