@@ -8,7 +8,7 @@
 
 # The suites scripts/flake-hunt knows, in the order scripts/test runs them.
 # shellcheck disable=SC2034 # for the scripts that source this file
-SUITES=(workspace browser mqtt images quickstart iotedge dockerfile compose-v2 faults compose-v1 userland)
+SUITES=(workspace browser mqtt images quickstart iotedge kubernetes dockerfile compose-v2 faults compose-v1 userland)
 
 suite_workspace() {
   cargo test --workspace --all-targets --locked
@@ -35,6 +35,10 @@ suite_quickstart() {
 
 suite_iotedge() {
   cargo test --locked -p system-tests --features docker --test iotedge
+}
+
+suite_kubernetes() {
+  cargo test --locked -p system-tests --features docker --test kubernetes
 }
 
 suite_dockerfile() {

@@ -14,7 +14,7 @@ use crate::{Bus, BusSpec, TcpBus, TcpTimeouts};
 pub enum OpenError {
     /// The device node does not exist.
     #[error(
-        "{} does not exist: I2C is not enabled or this is another bus number; on the device run `sudo ./init_os.sh` (Raspberry Pi: dtparam=i2c_arm=on and the i2c-dev module), and in a container map the node with `devices:`",
+        "{} does not exist: I2C is not enabled or this is another bus number; on the device run `sudo ./init_os.sh` (Raspberry Pi: dtparam=i2c_arm=on and the i2c-dev module), and in a container map the node as a device (compose `devices:`, IoT Edge `HostConfig.Devices`, Kubernetes: the device plugin of deploy/kubernetes/overlays/device)",
         path.display()
     )]
     NotFound {

@@ -15,7 +15,7 @@ fn sim_opens_a_simulated_button() {
 }
 
 #[test]
-fn a_missing_device_node_says_to_enable_i2c() {
+fn a_missing_device_node_says_to_enable_i2c_and_how_each_engine_maps_it() {
     let spec: BusSpec = "/dev/i2c-99".parse().unwrap();
     let error = spec.open().unwrap_err();
     assert!(matches!(error, OpenError::NotFound { .. }), "{error}");
@@ -24,6 +24,13 @@ fn a_missing_device_node_says_to_enable_i2c() {
         message.contains("/dev/i2c-99 does not exist") && message.contains("init_os.sh"),
         "{message}"
     );
+    for engine in [
+        "compose `devices:`",
+        "HostConfig.Devices",
+        "the device plugin",
+    ] {
+        assert!(message.contains(engine), "{engine}: {message}");
+    }
 }
 
 #[test]

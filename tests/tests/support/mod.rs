@@ -82,10 +82,7 @@ impl Compose {
         let text = String::from_utf8_lossy(&output.stdout);
         let mut model: Value = match self {
             Compose::V2 => serde_json::from_str(&text).unwrap(),
-            Compose::V1 => {
-                let documents = yaml_rust2::YamlLoader::load_from_str(&text).unwrap();
-                yaml_to_json(&documents[0])
-            }
+            Compose::V1 => yaml_documents(&text).swap_remove(0),
         };
         if let Some(services) = model["services"].as_object_mut() {
             services.retain(|_, service| match service["profiles"].as_array() {
@@ -97,6 +94,12 @@ impl Compose {
         }
         model
     }
+}
+
+/// Every document of a YAML stream, as JSON values (Compose v1's config, kustomize's output).
+pub fn yaml_documents(text: &str) -> Vec<Value> {
+    let documents = yaml_rust2::YamlLoader::load_from_str(text).unwrap();
+    documents.iter().map(yaml_to_json).collect()
 }
 
 fn yaml_to_json(yaml: &yaml_rust2::Yaml) -> Value {
@@ -174,18 +177,34 @@ pub fn wait_container_health(
     within: Duration,
     logs: impl Fn() -> String,
 ) {
-    let until = Instant::now() + within;
-    loop {
+    wait_for(&format!("{container} to be {wanted}"), within, || {
         let health = docker_inspect(container, "{{.State.Health.Status}}");
         if health == wanted {
-            return;
+            Ok(())
+        } else {
+            Err(format!("it is {health}\n{}", logs()))
         }
-        assert!(
-            Instant::now() < until,
-            "{container} is {health}, not {wanted}, after {within:?}\n{}",
-            logs()
-        );
-        std::thread::sleep(Duration::from_millis(100));
+    });
+}
+
+/// Checks `check` every 100 ms until it gives `Ok`, for at most `within` ([`test_kit::scaled`]);
+/// then fails with `what` and the last `Err`, which says what was seen instead. The one
+/// deadline loop of the container tests, which wait on other processes (and so block).
+pub fn wait_for<T>(
+    what: &str,
+    within: Duration,
+    mut check: impl FnMut() -> Result<T, String>,
+) -> T {
+    let within = test_kit::scaled(within);
+    let until = Instant::now() + within;
+    loop {
+        match check() {
+            Ok(value) => return value,
+            Err(seen) if Instant::now() >= until => {
+                panic!("timed out after {within:?} waiting for {what}: {seen}")
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(100)),
+        }
     }
 }
 
@@ -380,18 +399,18 @@ impl Stack {
     /// Waits until `service`'s container has logged `needle` `count` times in all (its log
     /// survives restarts of the container).
     pub fn wait_log_count(&self, service: &str, needle: &str, count: usize, within: Duration) {
-        let until = Instant::now() + within;
-        loop {
-            let log = self.logs_after(service, &LogMark::default());
-            if log.matches(needle).count() >= count {
-                return;
-            }
-            assert!(
-                Instant::now() < until,
-                "{service} logged {needle:?} fewer than {count} times within {within:?}:\n{log}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_for(
+            &format!("{service} to log {needle:?} {count} times"),
+            within,
+            || {
+                let log = self.logs_after(service, &LogMark::default());
+                if log.matches(needle).count() >= count {
+                    Ok(())
+                } else {
+                    Err(format!("it logged:\n{log}"))
+                }
+            },
+        )
     }
 
     pub fn docker(&self, action: &str, service: &str) {
