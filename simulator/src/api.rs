@@ -143,7 +143,7 @@ impl From<LedRegisters> for LedView {
 pub struct EventView {
     /// The simulator clock, ms since it started.
     pub at_ms: u64,
-    /// `pressed`, `released`, `led`, `unplugged`, `replugged` or `address`.
+    /// `pressed`, `released`, `led`, `unplugged`, `replugged`, `address` or `int`.
     pub kind: &'static str,
     /// The new LED registers, for `led`.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -151,24 +151,39 @@ pub struct EventView {
     /// The new address, for `address`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub address: Option<u8>,
+    /// Whether the INT line is now low, for `int`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub low: Option<bool>,
 }
 
 impl From<SimEvent> for EventView {
     fn from(event: SimEvent) -> Self {
-        let (kind, led, address) = match event.kind {
-            SimEventKind::Pressed => ("pressed", None, None),
-            SimEventKind::Released => ("released", None, None),
-            SimEventKind::Led(led) => ("led", Some(led.into()), None),
-            SimEventKind::Unplugged => ("unplugged", None, None),
-            SimEventKind::Replugged => ("replugged", None, None),
-            SimEventKind::AddressChanged(address) => ("address", None, Some(address)),
-        };
-        EventView {
+        let mut view = EventView {
             at_ms: event.at_ms,
-            kind,
-            led,
-            address,
-        }
+            kind: "",
+            led: None,
+            address: None,
+            low: None,
+        };
+        view.kind = match event.kind {
+            SimEventKind::Pressed => "pressed",
+            SimEventKind::Released => "released",
+            SimEventKind::Led(led) => {
+                view.led = Some(led.into());
+                "led"
+            }
+            SimEventKind::Unplugged => "unplugged",
+            SimEventKind::Replugged => "replugged",
+            SimEventKind::AddressChanged(address) => {
+                view.address = Some(address);
+                "address"
+            }
+            SimEventKind::Int { low } => {
+                view.low = Some(low);
+                "int"
+            }
+        };
+        view
     }
 }
 
@@ -177,6 +192,7 @@ fn snapshot(button: &SimButton) -> serde_json::Value {
     json!({
         "now_ms": button.now_ms(),
         "held": button.is_held(),
+        "int_low": button.int_low(),
         "plugged": button.is_plugged(),
         "address": button.address(),
         "eeprom": {

@@ -56,6 +56,10 @@ fn the_page_presses_the_device_and_shows_the_led() {
         "the page to show it held",
         "document.getElementById('held').textContent === 'held'",
     );
+    page.wait_for(
+        "the INT pin low on the page",
+        "document.getElementById('int').textContent.startsWith('low')",
+    );
 
     // An LED write over TCP shows on the page while the button is held.
     button.set_led(LedConfig::steady(200)).unwrap();
@@ -73,6 +77,12 @@ fn the_page_presses_the_device_and_shows_the_led() {
     runtime.block_on(wait_until("the device to be released", PATIENCE, || {
         !button.status().unwrap().is_pressed
     }));
+    // The click holds INT low until the host clears the status.
+    button.clear_status().unwrap();
+    page.wait_for(
+        "the INT pin released on the page",
+        "document.getElementById('int').textContent.startsWith('high')",
+    );
 
     // The keyboard works too: hold Space on the focused button.
     page.eval("document.getElementById('button').focus()");

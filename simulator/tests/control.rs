@@ -127,6 +127,35 @@ async fn an_led_write_over_tcp_shows_in_the_api_and_the_event_stream() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_int_pin_shows_in_the_state_and_its_changes_in_the_events() {
+    let sim = Simulator::start().await;
+    // A press within the debounce lockout that starts at power-up is dropped, as on the device.
+    let until = Instant::now() + Duration::from_secs(5);
+    while sim.post("/api/press").await["int_low"] != true {
+        assert!(Instant::now() < until, "no press pulled INT low");
+        sim.post("/api/release").await;
+    }
+    let mut button = QwiicButton::new(sim.bus(), Address::DEFAULT);
+    blocking(move || button.clear_status().unwrap()).await;
+    let (_, state) = sim.call(reqwest::Method::GET, "/api/state", None).await;
+    assert_eq!(
+        state["int_low"], false,
+        "a status clear releases it: {state}"
+    );
+    let (_, events) = sim
+        .call(reqwest::Method::GET, "/api/events/recent", None)
+        .await;
+    let int: Vec<&Value> = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|event| event["kind"] == "int")
+        .map(|event| &event["low"])
+        .collect();
+    assert_eq!(int, [&json!(true), &json!(false)], "{events}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_click_is_a_press_and_a_release_n_ms_apart_on_the_simulator_clock() {
     let sim = Simulator::start().await;
     let (status, click) = sim

@@ -169,6 +169,13 @@ impl SimButton {
         self.with_device(|device, now| device.replug(now));
     }
 
+    /// True while the INT pin is pulled low: the firmware has an event for the host to read
+    /// (module docs of the firmware model: `isPressed` with the pressed interrupt enabled, or
+    /// `hasBeenClicked` with the clicked one). Clearing the status releases it.
+    pub fn int_low(&self) -> bool {
+        self.with_device(|device, _| device.int_low())
+    }
+
     /// True unless unplugged.
     pub fn is_plugged(&self) -> bool {
         self.with_device(|device, _| device.is_plugged())
@@ -293,7 +300,7 @@ impl SimButton {
         self.with_device(|device, _| device.stats())
     }
 
-    /// The last 64 events, oldest first.
+    /// The last 256 events, oldest first (the INT line alone changes about four times a click).
     pub fn recent_events(&self) -> Vec<SimEvent> {
         self.with_device(|device, _| device.history())
     }

@@ -34,7 +34,13 @@ enum Step {
     /// The top of `loop()`: an address register that differs from the last one seen makes the
     /// address type "software".
     AddressCheck,
-    /// `if (updateFlag)`: a write since the last pass starts one; otherwise the loop sleeps.
+    /// The INT pin's update, right after the address check and before the save pass: pulled
+    /// low while (isPressed and pressedEnable) or (hasBeenClicked and clickedEnable), released
+    /// otherwise. So it follows the registers only at the top of a turn of the loop: after a
+    /// save pass, not during one.
+    DriveInt,
+    /// `if (updateFlag)`: a write since the last pass starts one; otherwise the loop sleeps
+    /// until an interrupt (the switch's, or I2C's) wakes it.
     FlagCheck,
     /// `recordSystemSettings`: a new legal address is saved, then I2C restarts on it.
     SaveAddress,
@@ -84,7 +90,7 @@ struct Edge {
 }
 
 /// How many past events [`Device::history`] keeps.
-const HISTORY: usize = 64;
+const HISTORY: usize = 256;
 
 #[derive(Debug, Clone)]
 pub struct Device {
@@ -117,6 +123,8 @@ pub struct Device {
     jumpers: u8,
     /// The last physical switch edge, for the bounce window.
     last_physical_edge_ms: Option<u64>,
+    /// The INT pin: true while the firmware pulls it low.
+    int_low: bool,
     faults: FaultState,
     stats: SimStats,
     /// Events for the observers, drained after every locked operation.
@@ -150,6 +158,7 @@ impl Device {
             },
             jumpers: config.jumpers & 0x0F,
             last_physical_edge_ms: None,
+            int_low: false,
             faults: FaultState {
                 rng: config.seed | 1,
                 detail: config.seed.rotate_left(32) | 1,
@@ -263,6 +272,7 @@ impl Device {
         self.last_edge_millis = 0;
         self.pressed = TimestampQueue::default();
         self.clicked = TimestampQueue::default();
+        self.set_int(now_ms, false); // an input (released) from reset until the loop drives it
         let now_us = now_ms * 1000;
         self.main_loop = MainLoop {
             update_flag: true,
@@ -411,7 +421,15 @@ impl Device {
                     self.main_loop.old_address = address;
                     spent = self.put(ADDRESS_TYPE, SOFTWARE_ADDRESS);
                 }
-                (Step::FlagCheck, spent)
+                (Step::DriveInt, spent)
+            }
+            Step::DriveInt => {
+                let status = self.regs[BUTTON_STATUS];
+                let enables = self.regs[INTERRUPT_CONFIG];
+                let low = (status & IS_PRESSED != 0 && enables & PRESSED_ENABLE != 0)
+                    || (status & HAS_BEEN_CLICKED != 0 && enables & CLICKED_ENABLE != 0);
+                self.set_int(at_ms, low);
+                (Step::FlagCheck, 0)
             }
             Step::FlagCheck => {
                 if !self.main_loop.update_flag {
@@ -530,7 +548,9 @@ impl Device {
         }
         self.last_edge_millis = millis;
         let stamp = millis.wrapping_sub(debounce);
-        // The ISR sets isPressed too; here every read recomputes it from the pin (refresh).
+        // isPressed from the pin, as every read recomputes it too (refresh); the INT line
+        // follows it between reads.
+        self.put_is_pressed(down);
         self.regs[BUTTON_STATUS] |= EVENT_AVAILABLE;
         self.pressed.push(stamp);
         if !down {
@@ -538,6 +558,7 @@ impl Device {
             self.clicked.push(stamp);
         }
         self.update_queue_bits();
+        self.wake(at_ms);
     }
 
     fn put_is_pressed(&mut self, pressed: bool) {
@@ -569,6 +590,7 @@ impl Device {
             self.plugged = false;
             self.main_loop.next = None; // unpowered: a save pass under way stops
             self.emit(now_ms, SimEventKind::Unplugged);
+            self.set_int(now_ms, false); // an unpowered pin pulls nothing down
         }
     }
 
@@ -670,6 +692,9 @@ impl Device {
             };
         }
         self.stats.bytes_read += buffer.len() as u64;
+        // The I2C interrupt wakes the loop too: a read while the switch is held sets isPressed
+        // again, so the INT line falls again at the next turn.
+        self.wake(now_ms);
     }
 
     fn protection(&self) -> &'static [u8; MAP_SIZE] {
@@ -753,8 +778,13 @@ impl Device {
     /// when the pass ends: until the next write, the EEPROM keeps the older value there
     /// (the LED and the address show what the pass met).
     fn wake_main_loop(&mut self, now_ms: u64) {
-        let now_us = now_ms * 1000;
         self.main_loop.update_flag = true;
+        self.wake(now_ms);
+    }
+
+    /// An interrupt wakes the sleeping loop for a turn (a loop at work goes on with its pass).
+    fn wake(&mut self, now_ms: u64) {
+        let now_us = now_ms * 1000;
         if self.main_loop.next.is_none() {
             self.main_loop.next = Some((Step::AddressCheck, now_us));
         }
@@ -762,6 +792,19 @@ impl Device {
         if self.main_loop.next.is_some() {
             self.scheduled = true;
         }
+    }
+
+    /// Sets the INT pin, telling the observers when it changes.
+    fn set_int(&mut self, at_ms: u64, low: bool) {
+        if low != self.int_low {
+            self.int_low = low;
+            self.emit(at_ms, SimEventKind::Int { low });
+        }
+    }
+
+    /// Whether the INT pin is low now.
+    pub fn int_low(&self) -> bool {
+        self.int_low
     }
 
     /// When the next scheduled edge or main-loop step is due, if any.

@@ -28,6 +28,12 @@ pub enum SimEventKind {
     Replugged,
     /// The device moved to a new address.
     AddressChanged(u8),
+    /// The INT line changed: `low` while the firmware pulls it down (an event to read), high
+    /// when released (open drain, the board's pull-up).
+    Int {
+        /// Whether the line is now low.
+        low: bool,
+    },
 }
 
 /// Counters for tests and benchmarks.

@@ -28,6 +28,9 @@ pub const DEVICE_ID: u8 = 0x5D;
 pub const EVENT_AVAILABLE: u8 = 1 << 0;
 pub const HAS_BEEN_CLICKED: u8 = 1 << 1;
 pub const IS_PRESSED: u8 = 1 << 2;
+/// INTERRUPT_CONFIG bits.
+pub const CLICKED_ENABLE: u8 = 1 << 0;
+pub const PRESSED_ENABLE: u8 = 1 << 1;
 /// Queue status bits.
 pub const POP_REQUEST: u8 = 1 << 0;
 pub const IS_EMPTY: u8 = 1 << 1;

@@ -789,11 +789,12 @@ fn observers_get_every_event_on_the_simulator_clock() {
         *seen.lock().unwrap(),
         [
             (1000, SimEventKind::Pressed),
+            (1000, SimEventKind::Int { low: true }),
             (1040, SimEventKind::Released),
             (1044, SimEventKind::Led(led))
         ]
     );
-    assert_eq!(bus.recent_events().len(), 3);
+    assert_eq!(bus.recent_events().len(), 4);
 }
 
 #[test]
@@ -924,4 +925,99 @@ fn a_late_bounce_is_one_more_edge_for_the_firmware_while_the_switch_settles_back
     );
     assert!(bus.is_held(), "the switch is still held");
     assert!(bus.set_late_bounce_rate(2.0).is_err());
+}
+
+// The INT pin: open drain, active low, driven at the top of each turn of the main loop from
+// the status register and INTERRUPT_CONFIG (0x04: bit 0 clicked, bit 1 pressed).
+
+#[test]
+fn int_falls_on_a_press_and_a_status_clear_releases_it_until_the_next_read() {
+    let (mut bus, _) = sim();
+    assert!(!bus.int_low(), "released at rest");
+    bus.press();
+    assert!(
+        bus.int_low(),
+        "isPressed with the pressed interrupt enabled"
+    );
+    bus.write(ADDR, &[0x03, 0x00]).unwrap();
+    assert!(
+        !bus.int_low(),
+        "clearing the status (isPressed too) releases it"
+    );
+    // A read recomputes isPressed from the pin: the line falls again while the switch is held.
+    assert_eq!(read::<1>(&mut bus, 0x03), [0b100]);
+    assert!(bus.int_low(), "held, and read again");
+}
+
+#[test]
+fn a_release_holds_int_low_until_the_click_is_cleared() {
+    let (mut bus, clock) = sim();
+    bus.press();
+    bus.write(ADDR, &[0x03, 0x00]).unwrap();
+    clock.advance(Duration::from_millis(50));
+    bus.release();
+    assert!(
+        bus.int_low(),
+        "hasBeenClicked with the clicked interrupt enabled"
+    );
+    assert_eq!(read::<1>(&mut bus, 0x03), [0b011]);
+    assert!(bus.int_low(), "a read clears nothing");
+    bus.write(ADDR, &[0x03, 0x00]).unwrap();
+    assert!(!bus.int_low(), "cleared");
+}
+
+#[test]
+fn each_interrupt_enable_gates_its_own_cause() {
+    for (enables, low_on_press, low_on_release) in [
+        (0b00, false, false),
+        (0b01, false, true),
+        (0b10, true, false),
+        (0b11, true, true),
+    ] {
+        let (mut bus, clock) = sim();
+        bus.write(ADDR, &[0x04, enables]).unwrap();
+        clock.advance(Duration::from_millis(10)); // its save pass
+        bus.press();
+        assert_eq!(bus.int_low(), low_on_press, "{enables:#04b}: on a press");
+        bus.write(ADDR, &[0x03, 0x00]).unwrap();
+        clock.advance(Duration::from_millis(50));
+        bus.release();
+        assert_eq!(
+            bus.int_low(),
+            low_on_release,
+            "{enables:#04b}: on a release"
+        );
+    }
+}
+
+#[test]
+fn int_follows_a_press_only_after_a_save_pass_under_way() {
+    let (mut bus, clock) = sim();
+    bus.write(ADDR, &[0x19, 200]).unwrap(); // a changed byte: a pass of about 3.4 ms
+    let busy_until = bus.settled_at_ms();
+    assert!(busy_until > bus.now_ms(), "the pass is under way");
+    bus.press();
+    assert!(
+        !bus.int_low(),
+        "the loop drives INT before its save pass, not during it"
+    );
+    clock.advance(Duration::from_millis(busy_until - bus.now_ms()));
+    assert!(
+        bus.int_low(),
+        "the next turn of the loop, once the pass is done"
+    );
+}
+
+#[test]
+fn unplugging_releases_int_and_a_replugged_button_starts_released() {
+    let (bus, _) = sim();
+    bus.press();
+    assert!(bus.int_low());
+    bus.unplug();
+    assert!(!bus.int_low(), "an unpowered board pulls nothing down");
+    bus.replug();
+    assert!(
+        !bus.int_low(),
+        "status lost at power-up, though the switch is held"
+    );
 }
