@@ -678,6 +678,12 @@ fn a_valid_address_write_moves_the_device_once_saved_an_invalid_one_does_not() {
         "the register keeps the bad value"
     );
     assert_eq!(bus.address(), ADDR);
+    clock.advance(Duration::from_millis(10)); // its save pass
+    assert_eq!(
+        bus.settings().address,
+        ADDR,
+        "an illegal address is never saved"
+    );
     bus.write(ADDR, &[0x1F, 0x5B]).unwrap();
     assert_eq!(
         bus.address(),
