@@ -8,16 +8,18 @@
 //! [`Limits::clients`] clients at once, [`Limits::per_peer`] of them from one address (more are
 //! closed at once, logged once per burst), so that one host cannot take the slots the services
 //! need when they reconnect; a failing `accept` (out of file descriptors) is ridden out by
-//! [`Acceptor`].
+//! [`Acceptor`]. A client may also wait for the button's INT line to fall
+//! ([`wire`](crate::wire)'s INT wait), on a connection of its own.
 
 use std::io;
 use std::time::Duration;
 
 use embedded_hal::i2c::{Error as _, ErrorKind, NoAcknowledgeSource, Operation};
-use qwiic_sim::SimButton;
+use qwiic_sim::{SimButton, SimEventKind};
 use runtime_kit::{Acceptor, Admission, Burst, Refusal, Slots};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -54,6 +56,7 @@ pub async fn serve(
     limits: Limits,
     shutdown: CancellationToken,
 ) -> io::Result<()> {
+    let falls = int_falls(&button);
     let mut connections = JoinSet::new();
     let mut acceptor = Acceptor::new(listener, "simulator clients");
     let admission = Admission::new(Slots {
@@ -84,9 +87,9 @@ pub async fn serve(
                 }
                 // set_nodelay only fails on a socket that is already gone.
                 let _ = stream.set_nodelay(true);
-                let button = button.clone();
+                let (button, falls) = (button.clone(), falls.clone());
                 connections.spawn(async move {
-                    let result = serve_connection(stream, button, limits.idle).await;
+                    let result = serve_connection(stream, button, falls, limits.idle).await;
                     drop(ticket);
                     (peer, result)
                 });
@@ -113,6 +116,18 @@ pub async fn serve(
     Ok(())
 }
 
+/// How many times the button's INT line has fallen, from now on: what [`serve_connection`]
+/// counts INT waits by. One per server (the observer stays for the button's life).
+pub fn int_falls(button: &SimButton) -> watch::Receiver<u64> {
+    let (sender, receiver) = watch::channel(0);
+    button.subscribe(move |event| {
+        if event.kind == (SimEventKind::Int { low: true }) {
+            sender.send_modify(|falls| *falls += 1);
+        }
+    });
+    receiver
+}
+
 /// Why a connection was closed early.
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectionError {
@@ -131,10 +146,12 @@ pub enum ConnectionError {
 }
 
 /// Serves one client until it disconnects, misbehaves or idles longer than `idle` between
-/// frames. A clean disconnect between frames returns `Ok`.
+/// frames. A clean disconnect between frames returns `Ok`. INT waits count the falls of
+/// `falls` (from [`int_falls`]).
 pub async fn serve_connection<S>(
     stream: S,
     button: SimButton,
+    mut falls: watch::Receiver<u64>,
     idle: Duration,
 ) -> Result<(), ConnectionError>
 where
@@ -145,6 +162,8 @@ where
     let mut body = Vec::with_capacity(64);
     let mut reads = Vec::with_capacity(64);
     let mut response = Vec::with_capacity(64);
+    // The falls this connection's INT waits have accounted for; set by its first wait.
+    let mut seen: Option<u64> = None;
     loop {
         let mut prefix = [0; 2];
         // Idle between frames is fine, up to `idle`.
@@ -167,6 +186,24 @@ where
         match tokio::time::timeout(FRAME_TIMEOUT, frame).await {
             Ok(result) => result?,
             Err(_) => return Err(ConnectionError::Stalled(FRAME_TIMEOUT)),
+        }
+        if let Some(wait) = wire::decode_int_wait(&body) {
+            let timeout = match wait {
+                Ok(timeout) => timeout,
+                Err(error) => {
+                    wire::encode_response(
+                        Status::BadRequest,
+                        error.to_string().as_bytes(),
+                        &mut response,
+                    );
+                    let _ = stream.write_all(&response).await;
+                    return Err(error.into());
+                }
+            };
+            let fell = wait_for_fall(&mut falls, &mut seen, timeout).await;
+            wire::encode_response(Status::Ok, &[u8::from(fell)], &mut response);
+            stream.write_all(&response).await?;
+            continue;
         }
         let request = match wire::decode_request(&body) {
             Ok(request) => request,
@@ -193,6 +230,33 @@ where
         };
         wire::encode_response(status, payload, &mut response);
         stream.write_all(&response).await?;
+    }
+}
+
+/// Waits up to `timeout` for a fall of the INT line that `seen` has not accounted for; true
+/// when one came (and `seen` now accounts for every fall so far).
+async fn wait_for_fall(
+    falls: &mut watch::Receiver<u64>,
+    seen: &mut Option<u64>,
+    timeout: Duration,
+) -> bool {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let since = *seen.get_or_insert(*falls.borrow_and_update());
+    loop {
+        let now = *falls.borrow_and_update();
+        if now > since {
+            *seen = Some(now);
+            return true;
+        }
+        match tokio::time::timeout_at(deadline, falls.changed()).await {
+            Ok(Ok(())) => {}
+            // The button is gone (the server stops): no fall will come.
+            Ok(Err(_)) => {
+                tokio::time::sleep_until(deadline).await;
+                return false;
+            }
+            Err(_) => return false,
+        }
     }
 }
 

@@ -4,6 +4,9 @@
 //! It connects on first use and again after any failure, so it rides out a simulator restart:
 //! the transaction in flight fails, the next one reconnects. It never retries a transaction by
 //! itself (a write might then land twice); callers decide.
+//!
+//! A `TcpBus` of its own can also wait for the button's INT line to fall
+//! ([`TcpBus::wait_int_fall`]): the simulator's stand-in for a GPIO line's edge events.
 
 use std::fmt;
 use std::io::{self, BufReader, Read, Write};
@@ -195,6 +198,66 @@ impl TcpBus {
             }
         }
         Err(connect_error(last))
+    }
+
+    /// Waits up to `timeout` (at most [`wire::MAX_INT_WAIT`]) for the simulated button's INT
+    /// line to fall; true when it fell since this bus's previous wait returned. Use a bus of
+    /// its own for this: a wait holds the connection. A failed wait drops the connection, and
+    /// falls while it was down are not counted (the caller reads the button anyway).
+    pub fn wait_int_fall(&mut self, timeout: Duration) -> Result<bool, TcpBusError> {
+        let mut request = std::mem::take(&mut self.request);
+        let mut response = std::mem::take(&mut self.response);
+        let result = self.wait_with(timeout, &mut request, &mut response);
+        self.request = request;
+        self.response = response;
+        if result.is_err() {
+            self.stream = None;
+        }
+        result
+    }
+
+    fn wait_with(
+        &mut self,
+        timeout: Duration,
+        request: &mut Vec<u8>,
+        response: &mut Vec<u8>,
+    ) -> Result<bool, TcpBusError> {
+        wire::encode_int_wait(timeout, request).map_err(TcpBusError::Frame)?;
+        let server = self.server();
+        let io_error = |source| TcpBusError::Io {
+            server: server.clone(),
+            source,
+        };
+        let io = self.timeouts.io;
+        let stream = self.stream()?;
+        stream.get_mut().write_all(request).map_err(io_error)?;
+        // The answer may take the whole wait.
+        stream
+            .get_mut()
+            .set_read_timeout(Some(timeout + io))
+            .map_err(io_error)?;
+        let mut prefix = [0; 2];
+        let read = stream.read_exact(&mut prefix).and_then(|()| {
+            let len = wire::body_length(prefix)
+                .map_err(|error| io::Error::new(io::ErrorKind::InvalidData, error))?;
+            response.resize(len, 0);
+            stream.read_exact(response)
+        });
+        read.map_err(io_error)?;
+        stream
+            .get_mut()
+            .set_read_timeout(Some(io))
+            .map_err(io_error)?;
+        let (status, payload) = wire::decode_response(response).map_err(TcpBusError::Frame)?;
+        match (status, payload) {
+            (Status::Ok, [fell]) => Ok(*fell == 1),
+            (Status::BadRequest, message) => Err(TcpBusError::Refused(format!(
+                "{} (a simulator older than the INT line refuses INT waits: update it)",
+                String::from_utf8_lossy(message)
+            ))),
+            (Status::Ok, _) => Err(TcpBusError::Frame(FrameError::Truncated)),
+            (other, _) => Err(TcpBusError::Device(other)),
+        }
     }
 
     fn exchange(

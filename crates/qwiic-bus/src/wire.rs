@@ -15,6 +15,15 @@
 //!
 //! Response body: one [`Status`] byte; after `Ok`, the bytes of all reads concatenated in order;
 //! after `BadRequest`, a UTF-8 message, and the server closes the connection.
+//!
+//! The button's INT line, for a client that asks: a request whose address byte is `0xFF` (no
+//! 7-bit address is) is an **INT wait**, `[VERSION, 0xFF, timeout u16 LE in ms]`, at most
+//! [`MAX_INT_WAIT`]. The server answers when the line has fallen since this connection's
+//! previous wait returned (for the first wait: since it arrived), or when the time is up:
+//! `Ok` and one byte, 1 when it fell, 0 when it did not. As a GPIO line's edge events, falls
+//! are counted while nobody waits, so none is missed between two waits; a new connection
+//! starts afresh. A client waits on a connection of its own: a wait holds its connection.
+//! A server that predates INT refuses the request (`BadRequest`, an invalid address).
 
 use std::fmt;
 
@@ -31,6 +40,12 @@ pub const SERVER_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_s
 /// A client opens a new connection rather than use one that idled this long (half the server's
 /// limit), so it never sends on a connection the server is about to drop.
 pub const CLIENT_REUSE_LIMIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The longest one INT wait may last: a client waits in slices, well inside the server's idle
+/// limit.
+pub const MAX_INT_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+/// The address byte that marks an INT wait.
+const INT_WAIT: u8 = 0xFF;
 
 const KIND_WRITE: u8 = 0;
 const KIND_READ: u8 = 1;
@@ -113,6 +128,8 @@ pub enum FrameError {
     ReadTooLong(usize),
     /// A response whose status byte is unknown.
     UnknownStatus(u8),
+    /// An INT wait longer than [`MAX_INT_WAIT`], in ms.
+    WaitTooLong(u64),
 }
 
 impl fmt::Display for FrameError {
@@ -148,6 +165,11 @@ impl fmt::Display for FrameError {
                 )
             }
             FrameError::UnknownStatus(s) => write!(f, "unknown response status {s}"),
+            FrameError::WaitTooLong(ms) => write!(
+                f,
+                "an INT wait of {ms} ms exceeds the {} ms limit: wait in slices",
+                MAX_INT_WAIT.as_millis()
+            ),
         }
     }
 }
@@ -202,6 +224,40 @@ fn length(len: usize) -> Result<u16, FrameError> {
         .ok()
         .filter(|&len| usize::from(len) <= MAX_BODY)
         .ok_or(FrameError::TooLong(len))
+}
+
+/// Encodes an INT wait of at most `timeout` (module docs), with its length prefix, into `out`.
+pub fn encode_int_wait(timeout: std::time::Duration, out: &mut Vec<u8>) -> Result<(), FrameError> {
+    let ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
+    if timeout > MAX_INT_WAIT {
+        return Err(FrameError::WaitTooLong(ms));
+    }
+    out.clear();
+    out.extend_from_slice(&[4, 0, VERSION, INT_WAIT]);
+    out.extend_from_slice(&(ms as u16).to_le_bytes()); // at most 10,000: fits
+    Ok(())
+}
+
+/// Decodes an INT wait's body (without the length prefix): `None` when the body is a
+/// transaction's, else how long to wait at most.
+pub fn decode_int_wait(body: &[u8]) -> Option<Result<std::time::Duration, FrameError>> {
+    if body.get(1) != Some(&INT_WAIT) {
+        return None;
+    }
+    Some(match body {
+        [VERSION, _, low, high] => {
+            let ms = u64::from(u16::from_le_bytes([*low, *high]));
+            let timeout = std::time::Duration::from_millis(ms);
+            if timeout > MAX_INT_WAIT {
+                Err(FrameError::WaitTooLong(ms))
+            } else {
+                Ok(timeout)
+            }
+        }
+        [version, ..] if *version != VERSION => Err(FrameError::UnsupportedVersion(*version)),
+        [_, _, _, _, rest @ ..] => Err(FrameError::TrailingBytes(rest.len())),
+        _ => Err(FrameError::Truncated),
+    })
 }
 
 /// Decodes a request body (without the length prefix).

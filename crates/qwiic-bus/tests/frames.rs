@@ -181,6 +181,7 @@ proptest! {
             let connection = tokio::spawn(server::serve_connection(
                 server_side,
                 SimButton::new(),
+                tokio::sync::watch::channel(0).1, // no INT waits here
                 std::time::Duration::from_secs(60),
             ));
             let (mut from_server, mut to_server) = tokio::io::split(client);
@@ -219,5 +220,43 @@ proptest! {
             }
         }
         prop_assert_eq!(result.is_ok(), clean_end, "{:?}", result);
+    }
+}
+
+#[test]
+fn an_int_wait_round_trips_and_bad_ones_are_named() {
+    use std::time::Duration;
+    let mut frame = Vec::new();
+    wire::encode_int_wait(Duration::from_millis(1500), &mut frame).unwrap();
+    assert_eq!(frame, [4, 0, wire::VERSION, 0xFF, 0xDC, 0x05]);
+    assert_eq!(
+        wire::decode_int_wait(&frame[2..]),
+        Some(Ok(Duration::from_millis(1500)))
+    );
+    // A transaction's body is not a wait.
+    assert_eq!(
+        wire::decode_int_wait(&[wire::VERSION, 0x6F, 1, 1, 1, 0]),
+        None
+    );
+    for (body, error) in [
+        (
+            vec![wire::VERSION, 0xFF, 0x11, 0x27],
+            "an INT wait of 10001 ms exceeds the 10000 ms limit: wait in slices",
+        ),
+        (
+            vec![wire::VERSION, 0xFF, 0x10],
+            "frame body ends inside a field",
+        ),
+        (
+            vec![wire::VERSION, 0xFF, 0x10, 0x00, 0x00],
+            "1 unexpected bytes after the last operation",
+        ),
+        (
+            vec![9, 0xFF, 0x10, 0x00],
+            "protocol version 9 is not supported (this side speaks 1)",
+        ),
+    ] {
+        let decoded = wire::decode_int_wait(&body).unwrap().unwrap_err();
+        assert_eq!(decoded.to_string(), error, "{body:?}");
     }
 }

@@ -229,6 +229,7 @@ async fn a_client_that_stalls_mid_frame_is_dropped() {
     let task = tokio::spawn(server::serve_connection(
         server_side,
         SimButton::new(),
+        tokio::sync::watch::channel(0).1, // no INT waits here
         Duration::from_secs(60),
     ));
     tokio::io::AsyncWriteExt::write_all(&mut client, &[6, 0, 1])
@@ -247,6 +248,7 @@ async fn a_client_idle_up_to_the_limit_stays_and_past_it_is_dropped() {
     let task = tokio::spawn(server::serve_connection(
         server_side,
         SimButton::new(),
+        tokio::sync::watch::channel(0).1, // no INT waits here
         Duration::from_secs(60),
     ));
     tokio::time::sleep(Duration::from_secs(59)).await;
@@ -263,6 +265,7 @@ async fn a_client_idle_up_to_the_limit_stays_and_past_it_is_dropped() {
     let task = tokio::spawn(server::serve_connection(
         server_side,
         SimButton::new(),
+        tokio::sync::watch::channel(0).1, // no INT waits here
         Duration::from_secs(60),
     ));
     drop(client);
@@ -392,4 +395,81 @@ async fn one_address_holds_at_most_its_share_of_the_simulator_s_clients() {
         .unwrap();
     assert_eq!(answer, [2, 0, 0, 0x5D], "length 2, status ok, the ID");
     drop(held);
+}
+
+/// A simulated button past its power-up debounce lockout, served on loopback.
+fn served_button() -> (SimButton, SimServer) {
+    let clock = qwiic_sim::ManualClock::new();
+    let sim = SimButton::with_clock(clock.clone());
+    clock.advance(Duration::from_secs(1));
+    let server = SimServer::start(sim.clone());
+    (sim, server)
+}
+
+#[test]
+fn an_int_wait_answers_when_the_line_falls_and_when_the_time_is_up() {
+    let (sim, server) = served_button();
+    let mut line = server.client();
+    assert!(
+        !line.wait_int_fall(Duration::ZERO).unwrap(),
+        "nothing fell yet"
+    );
+    let waiting = std::thread::spawn(move || {
+        let started = Instant::now();
+        (
+            line.wait_int_fall(Duration::from_secs(10)).unwrap(),
+            started.elapsed(),
+            line,
+        )
+    });
+    // Counted from the first wait: whether the press lands before the server holds this
+    // wait or while it does, the wait answers with it.
+    sim.press();
+    let (fell, took, mut line) = waiting.join().unwrap();
+    assert!(
+        fell && took < Duration::from_secs(5),
+        "woken by the fall after {took:?}"
+    );
+    let started = Instant::now();
+    assert!(
+        !line.wait_int_fall(Duration::from_millis(100)).unwrap(),
+        "no new fall"
+    );
+    assert!(
+        started.elapsed() >= Duration::from_millis(100),
+        "waited the whole time"
+    );
+}
+
+#[test]
+fn a_fall_between_two_waits_is_not_missed_and_a_clear_does_not_undo_it() {
+    let (sim, server) = served_button();
+    let mut line = server.client();
+    let mut bus = server.client();
+    assert!(
+        !line.wait_int_fall(Duration::ZERO).unwrap(),
+        "the count starts here"
+    );
+    sim.press();
+    bus.write(0x6F, &[0x03, 0x00]).unwrap(); // the status cleared: the line is high again
+    assert!(!sim.int_low());
+    let started = Instant::now();
+    assert!(line.wait_int_fall(Duration::from_secs(5)).unwrap());
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "answered at once"
+    );
+}
+
+#[test]
+fn int_waits_longer_than_the_limit_are_refused_before_they_are_sent() {
+    let (_, server) = served_button();
+    let mut line = server.client();
+    let error = line.wait_int_fall(Duration::from_secs(11)).unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .contains("exceeds the 10000 ms limit: wait in slices"),
+        "{error}"
+    );
 }
