@@ -5,6 +5,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use qwiic_bus::IntSpec;
 use qwiic_bus::args::DeviceArgs;
 use service_kit::ResolveError;
 use service_kit::args::{
@@ -36,6 +37,14 @@ pub struct Config {
     /// How often the button is read (`1s` gives the original's timing).
     #[arg(long, env = "POLL_INTERVAL", default_value = "20ms", value_parser = parse_poll_interval)]
     pub poll_interval: Duration,
+    /// The button's INT line: read the button when it changes, instead of every poll:
+    /// `simulator` (the simulator's line, with a tcp:// BUS). Unset: the button is polled.
+    #[arg(long, env = "INT_GPIO", value_parser = blankable(parse_int))]
+    pub int_gpio: Option<Blankable<IntSpec>>,
+    /// With INT_GPIO: read the button at least this often anyway (an edge that was missed, the
+    /// firmware's save-pass race, an unplugged button).
+    #[arg(long, env = "INT_HEARTBEAT", default_value = "1s", value_parser = parse_nonzero_duration)]
+    pub int_heartbeat: Duration,
     /// Also send the current state this often (`1s` is the original's behaviour; the LED then
     /// mirrors the button strictly and a change made by hand lasts until the next re-send).
     /// Unset: only presses and releases are sent.
@@ -86,8 +95,10 @@ pub struct Settings {
     pub service: ServiceSettings,
     /// Base URL of the LED service.
     pub led_url: reqwest::Url,
-    /// How often the button is read.
+    /// How often the button is read (with INT: while an edge settles).
     pub poll_interval: Duration,
+    /// The INT line and the heartbeat, when INT is wired.
+    pub int: Option<(IntSpec, Duration)>,
     /// Also send the current state this often, when set.
     pub resend_interval: Option<Duration>,
     /// Deadline of one request to the LED service.
@@ -108,6 +119,7 @@ impl Config {
             service: self.service.resolve()?,
             led_url: self.led_url.clone(),
             poll_interval: self.poll_interval,
+            int: given(&self.int_gpio).map(|spec| (spec, self.int_heartbeat)),
             resend_interval: given(&self.resend_interval),
             request_timeout: self.request_timeout,
             timing: Timing {
@@ -133,6 +145,10 @@ fn parse_debounce(input: &str) -> Result<u16, String> {
             "{input:?} is not a debounce time the button can hold: give whole milliseconds from 1ms to 1s (the factory's is 10ms)"
         )),
     }
+}
+
+fn parse_int(input: &str) -> Result<IntSpec, String> {
+    input.parse()
 }
 
 /// At least 1 ms: faster polling only loads the bus (the firmware debounces 10 ms anyway).

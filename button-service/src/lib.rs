@@ -24,7 +24,7 @@ pub mod poller;
 pub mod sender;
 pub mod status;
 
-use qwiic_bus::{Bus, HealthView};
+use qwiic_bus::{Bus, HealthView, IntError, IntLine};
 use service_kit::CancellationToken;
 use service_kit::mqtt::{Mqtt, MqttSettings};
 use tokio::net::TcpListener;
@@ -45,6 +45,9 @@ pub enum RunError {
     /// The poll thread could not start.
     #[error("cannot start the poll thread: {0}")]
     Thread(std::io::Error),
+    /// The INT line could not be opened.
+    #[error("{0}")]
+    Int(#[from] IntError),
     /// The internal HTTP server failed.
     #[error("internal HTTP server failed: {0}")]
     Serve(std::io::Error),
@@ -98,9 +101,17 @@ impl Service {
             gestures: events.subscribe(),
             mqtt: gestures.subscribe(),
         };
+        let wake = match &settings.int {
+            None => poller::Wake::Poll(settings.poll_interval),
+            Some((spec, heartbeat)) => poller::Wake::Int {
+                line: Box::new(IntLine::open(spec, &settings.device.bus)?),
+                heartbeat: *heartbeat,
+                period: settings.poll_interval,
+            },
+        };
         poller::spawn(
             link,
-            settings.poll_interval,
+            wake,
             settings.debounce_ms,
             events.clone(),
             metrics.clone(),

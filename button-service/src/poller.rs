@@ -2,6 +2,14 @@
 //! through the [`DeviceLink`] and publishes what changed as [`Events`]. It stops when the
 //! shutdown token is cancelled.
 //!
+//! With the INT line wired ([`Wake::Int`]), it reads the button when the line changes instead,
+//! and at least every heartbeat; after an edge it polls every period until the edge has
+//! settled (a second sighting, the debounce time), then waits on the line again. The button
+//! is set to pull INT low for presses only (written at identification when it holds other
+//! enables: an EEPROM write, once), so that the line follows the switch and the poller's own
+//! reads never move it (`qwiic_bus::int` says why); and the status flags are cleared only once
+//! the button is released, when the clear leaves the line where it is.
+//!
 //! Edges are told from the level and from the firmware's pressed queue, not from the status
 //! flags: each reading is one burst that holds the level and the age of the newest edge the
 //! firmware recorded ([`QwiicButton::checked_reading`](qwiic_button::QwiicButton::checked_reading)).
@@ -23,8 +31,8 @@
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use qwiic_bus::DeviceLink;
-use qwiic_button::ButtonReading;
+use qwiic_bus::{DeviceLink, IntLine};
+use qwiic_button::{ButtonReading, InterruptConfig};
 use service_kit::CancellationToken;
 
 use crate::events::{EventKind, Events};
@@ -114,6 +122,16 @@ impl Edges {
     /// The level of the last reading.
     pub fn level(&self) -> Option<bool> {
         self.level
+    }
+
+    /// Whether nothing is left to decide by reading again soon: no newer edge waits for its
+    /// sightings, and the debounce time after the last edge is over (until then the level is
+    /// not read, so an edge within it is seen only by a later reading).
+    pub fn is_settled(&self, now: Instant) -> bool {
+        self.candidate.is_none()
+            && self
+                .last_edge
+                .is_none_or(|at| now.duration_since(at) >= self.debounce)
     }
 
     /// The firmware's debounce time, as the device said (until then the factory's).
@@ -208,10 +226,30 @@ impl Edges {
     }
 }
 
+/// How the poll thread waits between readings.
+#[derive(Debug)]
+pub enum Wake {
+    /// Every period.
+    Poll(Duration),
+    /// When the INT line changes, and at least every `heartbeat`; every `period` while an edge
+    /// settles.
+    Int {
+        /// The line.
+        line: Box<IntLine>,
+        /// The longest time between two readings.
+        heartbeat: Duration,
+        /// Between readings while an edge settles.
+        period: Duration,
+    },
+}
+
+/// The longest single wait on the INT line: how soon the thread sees a shutdown.
+const INT_SLICE: Duration = Duration::from_millis(200);
+
 /// Starts the poll thread.
 pub fn spawn(
     link: DeviceLink,
-    period: Duration,
+    wake: Wake,
     debounce_ms: Option<u16>,
     events: Events,
     metrics: Metrics,
@@ -219,20 +257,76 @@ pub fn spawn(
 ) -> std::io::Result<JoinHandle<()>> {
     let mut poller = Poller::new(link, events, metrics, Box::new(Instant::now));
     poller.debounce.wanted = debounce_ms;
+    poller.int_mode = matches!(wake, Wake::Int { .. });
     std::thread::Builder::new()
         .name("button-poller".into())
-        .spawn(move || {
-            let mut next = Instant::now();
-            while !shutdown.is_cancelled() {
-                poller.poll();
-                next += period;
-                let now = Instant::now();
-                if next < now {
-                    next = now; // the bus was slow: skip the missed ticks instead of bursting
+        .spawn(move || match wake {
+            Wake::Poll(period) => {
+                let mut next = Instant::now();
+                while !shutdown.is_cancelled() {
+                    poller.poll();
+                    next += period;
+                    let now = Instant::now();
+                    if next < now {
+                        next = now; // the bus was slow: skip the missed ticks instead of bursting
+                    }
+                    std::thread::sleep(next - now);
                 }
-                std::thread::sleep(next - now);
+            }
+            Wake::Int {
+                mut line,
+                heartbeat,
+                period,
+            } => {
+                let mut failing = runtime_kit::Burst::default();
+                // Edges are counted from the line's first wait: make it before the first
+                // reading, so that none between the two is missed. (A failure shows later.)
+                let _ = line.wait_edge(Duration::ZERO);
+                while !shutdown.is_cancelled() {
+                    let decided = poller.poll();
+                    if !decided || !poller.edges.is_settled(Instant::now()) {
+                        std::thread::sleep(period);
+                        continue;
+                    }
+                    wait_for_int(&mut line, heartbeat, period, &shutdown, &mut failing);
+                }
             }
         })
+}
+
+/// Waits until the INT line changes, `heartbeat` passes or `shutdown` comes. A failing line
+/// (the simulator restarting, say) is said once per burst and ridden out by polling every
+/// `period` until it answers again; the first wait that works counts edges from then on, and
+/// returns for a reading at once (what happened while the line was down).
+fn wait_for_int(
+    line: &mut IntLine,
+    heartbeat: Duration,
+    period: Duration,
+    shutdown: &CancellationToken,
+    failing: &mut runtime_kit::Burst,
+) {
+    let until = Instant::now() + heartbeat;
+    while !shutdown.is_cancelled() {
+        let left = until.saturating_duration_since(Instant::now());
+        match line.wait_edge(left.min(INT_SLICE)) {
+            Ok(changed) => {
+                if let Some(ended) = failing.end() {
+                    tracing::info!(lasted_ms = ended.lasted_ms(), "the INT line answers again");
+                    return;
+                }
+                if changed || left <= INT_SLICE {
+                    return;
+                }
+            }
+            Err(error) => {
+                if failing.hit() {
+                    tracing::warn!(%error, "cannot wait for the INT line: polling every period until it answers");
+                }
+                std::thread::sleep(period);
+                return;
+            }
+        }
+    }
 }
 
 /// The clock the poller times readings by (a test's follows its simulated button).
@@ -245,6 +339,8 @@ struct Poller {
     edges: Edges,
     debounce: Debounce,
     clock: Clock,
+    /// Waked by the INT line: leave it released after every reading.
+    int_mode: bool,
 }
 
 /// The button's debounce time: learned at every identification, and set when another is
@@ -289,14 +385,18 @@ impl Poller {
             edges: Edges::default(),
             debounce: Debounce::default(),
             clock,
+            int_mode: false,
         }
     }
 
-    fn poll(&mut self) {
+    /// One reading; false when it decided nothing.
+    fn poll(&mut self) -> bool {
         self.metrics.polls.inc();
-        if let Err(Undecided) = self.poll_once() {
+        let decided = self.poll_once().is_ok();
+        if !decided {
             self.metrics.poll_errors.inc();
         }
+        decided
     }
 
     fn poll_once(&mut self) -> Result<(), Undecided> {
@@ -308,6 +408,9 @@ impl Poller {
             }
             self.debounce.known = false;
             self.debounce.writes = 0;
+            if self.int_mode {
+                self.enable_interrupts(&first);
+            }
             // Edges from before it answered again describe presses nobody waited for.
             self.edges.forget_history(first.at);
         }
@@ -327,7 +430,8 @@ impl Poller {
         }
         let status = first.reading.status;
         let flags = status.event_available || status.has_been_clicked;
-        if flags {
+        // With INT, not while held: the clear would zero isPressed and move the line.
+        if flags && !(self.int_mode && status.is_pressed) {
             // Only to release the INT pin and to see the next edge's flags: decisions come
             // from the level and the queue. A clear that fails or is lost changes nothing here.
             let _ = self.clear_flags();
@@ -395,6 +499,31 @@ impl Poller {
             .set_debounce(Duration::from_millis(u64::from(held)));
         self.debounce.known = true;
         Ok(())
+    }
+
+    /// Makes INT follow the switch: the pressed interrupt on, the clicked one off (module
+    /// docs), if the button holds other enables (each write is an EEPROM write: only when
+    /// they differ). A write the bus loses shows at the next identification.
+    fn enable_interrupts(&mut self, first: &Taken) {
+        let wanted = InterruptConfig {
+            clicked: false,
+            pressed: true,
+        };
+        if first.reading.interrupt == wanted {
+            return;
+        }
+        match self
+            .link
+            .run(|button, _| button.set_interrupt_config(wanted))
+        {
+            Ok(()) => tracing::info!(
+                was = ?first.reading.interrupt,
+                "set the button's INT to follow the switch: the pressed interrupt on, the clicked one off (saved in its EEPROM)"
+            ),
+            Err(_) => tracing::warn!(
+                "could not set the button's interrupt enables: the heartbeat reads it until they are set"
+            ),
+        }
     }
 
     fn clear_flags(&mut self) -> Result<(), Undecided> {
@@ -952,7 +1081,7 @@ mod tests {
         let started = Instant::now();
         let thread = spawn(
             poller.link,
-            period,
+            Wake::Poll(period),
             None,
             poller.events,
             metrics,

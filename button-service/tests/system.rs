@@ -659,12 +659,9 @@ async fn presses_reach_the_led_exactly(sim: &SimButton, button: &ButtonService, 
     assert_eq!(seen, expected, "the LED followed each press exactly once");
 }
 
-/// Presses and releases `presses` times, each held 60 ms, waiting for the LED to follow; then
-/// checks that the service counted each press once: no phantom, none lost. (Where writes are
-/// corrupted the LED may show a wrong setting for the moment before led-service writes it
-/// again.)
-async fn presses_reach_the_led(sim: &SimButton, button: &ButtonService, presses: u64) {
-    let counted = button.metrics.presses.get();
+/// Presses and releases `presses` times, each held 60 ms, waiting (5 s at most) for the LED to
+/// follow each.
+async fn press_and_release(sim: &SimButton, presses: u64) {
     for _ in 0..presses {
         sim.press();
         wait_until("LED on", Duration::from_secs(5), lit(sim)).await;
@@ -673,6 +670,26 @@ async fn presses_reach_the_led(sim: &SimButton, button: &ButtonService, presses:
         wait_until("LED off", Duration::from_secs(5), dark(sim)).await;
         tokio::time::sleep(Duration::from_millis(30)).await; // and before the next press
     }
+}
+
+/// With the INT line and a heartbeat far longer than every wait: each press and release
+/// reaches the LED because INT changed, exactly once each.
+async fn presses_reach_the_led_by_int(sim: &SimButton, button: &ButtonService, presses: u64) {
+    let (before, counted) = (led_events(sim).len(), button.metrics.presses.get());
+    press_and_release(sim, presses).await;
+    let seen: Vec<u8> = led_events(sim)[before..].iter().map(|(_, b)| *b).collect();
+    let expected: Vec<u8> = (0..presses).flat_map(|_| [255, 0]).collect();
+    assert_eq!(seen, expected, "the LED followed each press exactly once");
+    assert_eq!(button.metrics.presses.get() - counted, presses);
+}
+
+/// Presses and releases `presses` times, each held 60 ms, waiting for the LED to follow; then
+/// checks that the service counted each press once: no phantom, none lost. (Where writes are
+/// corrupted the LED may show a wrong setting for the moment before led-service writes it
+/// again.)
+async fn presses_reach_the_led(sim: &SimButton, button: &ButtonService, presses: u64) {
+    let counted = button.metrics.presses.get();
+    press_and_release(sim, presses).await;
     // A phantom would come from what the last release left behind: ten more polls read it.
     let polls = button.metrics.polls.get();
     let metrics = button.metrics.clone();
@@ -848,6 +865,72 @@ async fn with_the_button_unplugged_the_bus_rests_at_about_one_transaction_a_seco
         "figure: {rate:.2} bus transactions a second with the button unplugged (both services)"
     );
     assert!(rate <= 2.0, "{transactions} transactions in {seconds:.1} s");
+    button.stop().await;
+    led.stop().await;
+}
+
+/// The simulator's bus and INT line served as its container serves them, both services on it,
+/// button-service reading the button when INT changes (its heartbeat far beyond every wait
+/// here, so that only INT can be what read it).
+async fn on_the_int_line(sim: &SimButton) -> (SimServer, LedService, ButtonService) {
+    let server = SimServer::start(sim.clone());
+    let bus = format!("--bus={}", server.url());
+    let led = LedService::start_with(sim, "127.0.0.1:0".parse().unwrap(), &[&bus]).await;
+    let flags = [bus.as_str(), "--int-gpio=simulator", "--int-heartbeat=60s"];
+    let button = ButtonService::start(sim, led.address, &flags).await;
+    button.wait_ready().await;
+    (server, led, button)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_int_line_every_press_and_release_is_read_when_int_changes() {
+    let sim = SimButton::new();
+    let (_server, led, button) = on_the_int_line(&sim).await;
+    presses_reach_the_led_by_int(&sim, &button, 10).await;
+    // A click shorter than any poll period is a press and a release too.
+    let before = led_events(&sim).len();
+    sim.click(Duration::from_millis(30));
+    wait_until("on then off", Duration::from_secs(5), || {
+        led_events(&sim).len() >= before + 2
+    })
+    .await;
+    let seen: Vec<u8> = led_events(&sim)[before..].iter().map(|(_, b)| *b).collect();
+    assert_eq!(seen, [255, 0]);
+    button.stop().await;
+    led.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_int_line_the_interrupt_enables_are_written_when_the_button_holds_others() {
+    let sim = SimButton::new();
+    let mut driver = qwiic_button::QwiicButton::new(sim.clone(), qwiic_button::Address::DEFAULT);
+    driver
+        .set_interrupt_config(qwiic_button::InterruptConfig::default())
+        .unwrap();
+    wait_until("the enables saved off", Duration::from_secs(2), || {
+        sim.settings().interrupt_config == 0
+    })
+    .await;
+    let (_server, led, button) = on_the_int_line(&sim).await;
+    wait_until(
+        "the pressed interrupt saved on",
+        Duration::from_secs(5),
+        || sim.settings().interrupt_config == 0b10,
+    )
+    .await;
+    presses_reach_the_led_by_int(&sim, &button, 2).await;
+    button.stop().await;
+    led.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_int_line_a_simulator_restart_is_ridden_out() {
+    let first = SimButton::new();
+    let (mut server, led, button) = on_the_int_line(&first).await;
+    presses_reach_the_led_by_int(&first, &button, 1).await;
+    let second = SimButton::new();
+    server.restart(second.clone());
+    presses_reach_the_led_by_int(&second, &button, 3).await;
     button.stop().await;
     led.stop().await;
 }

@@ -395,6 +395,27 @@ async fn with_both_services_running_a_led_set_by_hand_stays_set_until_the_next_p
     stack.wait_brightness(0, Duration::from_secs(2)).await;
 }
 
+#[tokio::test]
+async fn with_the_int_line_in_simulator_mode_each_press_and_release_is_read_when_int_changes() {
+    // A heartbeat far beyond every wait here: only the INT line can be what read the button.
+    let (stack, _) = Stack::up_with(
+        "int",
+        &[],
+        &[("INT_GPIO", "simulator"), ("INT_HEARTBEAT", "60s")],
+    );
+    let polls = stack.metric("button", "button_service_polls_total").await;
+    for _ in 0..3 {
+        stack.simulator("/api/press").await;
+        stack.wait_brightness(255, Duration::from_secs(5)).await;
+        stack.simulator("/api/release").await;
+        stack.wait_brightness(0, Duration::from_secs(5)).await;
+    }
+    let polls = stack.metric("button", "button_service_polls_total").await - polls;
+    // Each edge is read, then read again while it settles (every POLL_INTERVAL for the
+    // debounce time and a second sighting): a few reads an edge, not one every 20 ms.
+    assert!(polls <= 6.0 * 8.0, "{polls} reads for six edges");
+}
+
 fn empty_env_file() -> PathBuf {
     let path = std::env::temp_dir().join(format!("qwiic-empty-{}.env", std::process::id()));
     std::fs::write(&path, "").unwrap();

@@ -8,7 +8,7 @@
 //! [`Limits::clients`] clients at once, [`Limits::per_peer`] of them from one address (more are
 //! closed at once, logged once per burst), so that one host cannot take the slots the services
 //! need when they reconnect; a failing `accept` (out of file descriptors) is ridden out by
-//! [`Acceptor`]. A client may also wait for the button's INT line to fall
+//! [`Acceptor`]. A client may also wait for the button's INT line to change
 //! ([`wire`](crate::wire)'s INT wait), on a connection of its own.
 
 use std::io;
@@ -56,7 +56,7 @@ pub async fn serve(
     limits: Limits,
     shutdown: CancellationToken,
 ) -> io::Result<()> {
-    let falls = int_falls(&button);
+    let edges = int_edges(&button);
     let mut connections = JoinSet::new();
     let mut acceptor = Acceptor::new(listener, "simulator clients");
     let admission = Admission::new(Slots {
@@ -87,9 +87,9 @@ pub async fn serve(
                 }
                 // set_nodelay only fails on a socket that is already gone.
                 let _ = stream.set_nodelay(true);
-                let (button, falls) = (button.clone(), falls.clone());
+                let (button, edges) = (button.clone(), edges.clone());
                 connections.spawn(async move {
-                    let result = serve_connection(stream, button, falls, limits.idle).await;
+                    let result = serve_connection(stream, button, edges, limits.idle).await;
                     drop(ticket);
                     (peer, result)
                 });
@@ -116,13 +116,14 @@ pub async fn serve(
     Ok(())
 }
 
-/// How many times the button's INT line has fallen, from now on: what [`serve_connection`]
-/// counts INT waits by. One per server (the observer stays for the button's life).
-pub fn int_falls(button: &SimButton) -> watch::Receiver<u64> {
+/// How many times the button's INT line has changed (either edge), from now on: what
+/// [`serve_connection`] counts INT waits by. One per server (the observer stays for the
+/// button's life).
+pub fn int_edges(button: &SimButton) -> watch::Receiver<u64> {
     let (sender, receiver) = watch::channel(0);
     button.subscribe(move |event| {
-        if event.kind == (SimEventKind::Int { low: true }) {
-            sender.send_modify(|falls| *falls += 1);
+        if matches!(event.kind, SimEventKind::Int { .. }) {
+            sender.send_modify(|edges| *edges += 1);
         }
     });
     receiver
@@ -146,12 +147,12 @@ pub enum ConnectionError {
 }
 
 /// Serves one client until it disconnects, misbehaves or idles longer than `idle` between
-/// frames. A clean disconnect between frames returns `Ok`. INT waits count the falls of
-/// `falls` (from [`int_falls`]).
+/// frames. A clean disconnect between frames returns `Ok`. INT waits count the edges of
+/// `edges` (from [`int_edges`]).
 pub async fn serve_connection<S>(
     stream: S,
     button: SimButton,
-    mut falls: watch::Receiver<u64>,
+    mut edges: watch::Receiver<u64>,
     idle: Duration,
 ) -> Result<(), ConnectionError>
 where
@@ -162,7 +163,7 @@ where
     let mut body = Vec::with_capacity(64);
     let mut reads = Vec::with_capacity(64);
     let mut response = Vec::with_capacity(64);
-    // The falls this connection's INT waits have accounted for; set by its first wait.
+    // The edges this connection's INT waits have accounted for; set by its first wait.
     let mut seen: Option<u64> = None;
     loop {
         let mut prefix = [0; 2];
@@ -200,7 +201,7 @@ where
                     return Err(error.into());
                 }
             };
-            let fell = wait_for_fall(&mut falls, &mut seen, timeout).await;
+            let fell = wait_for_edge(&mut edges, &mut seen, timeout).await;
             wire::encode_response(Status::Ok, &[u8::from(fell)], &mut response);
             stream.write_all(&response).await?;
             continue;
@@ -233,24 +234,24 @@ where
     }
 }
 
-/// Waits up to `timeout` for a fall of the INT line that `seen` has not accounted for; true
-/// when one came (and `seen` now accounts for every fall so far).
-async fn wait_for_fall(
-    falls: &mut watch::Receiver<u64>,
+/// Waits up to `timeout` for an edge of the INT line that `seen` has not accounted for; true
+/// when one came (and `seen` now accounts for every edge so far).
+async fn wait_for_edge(
+    edges: &mut watch::Receiver<u64>,
     seen: &mut Option<u64>,
     timeout: Duration,
 ) -> bool {
     let deadline = tokio::time::Instant::now() + timeout;
-    let since = *seen.get_or_insert(*falls.borrow_and_update());
+    let since = *seen.get_or_insert(*edges.borrow_and_update());
     loop {
-        let now = *falls.borrow_and_update();
+        let now = *edges.borrow_and_update();
         if now > since {
             *seen = Some(now);
             return true;
         }
-        match tokio::time::timeout_at(deadline, falls.changed()).await {
+        match tokio::time::timeout_at(deadline, edges.changed()).await {
             Ok(Ok(())) => {}
-            // The button is gone (the server stops): no fall will come.
+            // The button is gone (the server stops): no edge will come.
             Ok(Err(_)) => {
                 tokio::time::sleep_until(deadline).await;
                 return false;

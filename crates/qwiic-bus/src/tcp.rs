@@ -5,8 +5,8 @@
 //! the transaction in flight fails, the next one reconnects. It never retries a transaction by
 //! itself (a write might then land twice); callers decide.
 //!
-//! A `TcpBus` of its own can also wait for the button's INT line to fall
-//! ([`TcpBus::wait_int_fall`]): the simulator's stand-in for a GPIO line's edge events.
+//! A `TcpBus` of its own can also wait for the button's INT line to change
+//! ([`TcpBus::wait_int_edge`]): the simulator's stand-in for a GPIO line's edge events.
 
 use std::fmt;
 use std::io::{self, BufReader, Read, Write};
@@ -201,10 +201,11 @@ impl TcpBus {
     }
 
     /// Waits up to `timeout` (at most [`wire::MAX_INT_WAIT`]) for the simulated button's INT
-    /// line to fall; true when it fell since this bus's previous wait returned. Use a bus of
-    /// its own for this: a wait holds the connection. A failed wait drops the connection, and
-    /// falls while it was down are not counted (the caller reads the button anyway).
-    pub fn wait_int_fall(&mut self, timeout: Duration) -> Result<bool, TcpBusError> {
+    /// line to change (either edge); true when it changed since this bus's previous wait
+    /// returned. Use a bus of its own for this: a wait holds the connection. A failed wait
+    /// drops the connection, and edges while it was down are not counted (the caller reads
+    /// the button anyway).
+    pub fn wait_int_edge(&mut self, timeout: Duration) -> Result<bool, TcpBusError> {
         let mut request = std::mem::take(&mut self.request);
         let mut response = std::mem::take(&mut self.response);
         let result = self.wait_with(timeout, &mut request, &mut response);
@@ -250,7 +251,7 @@ impl TcpBus {
             .map_err(io_error)?;
         let (status, payload) = wire::decode_response(response).map_err(TcpBusError::Frame)?;
         match (status, payload) {
-            (Status::Ok, [fell]) => Ok(*fell == 1),
+            (Status::Ok, [changed]) => Ok(*changed == 1),
             (Status::BadRequest, message) => Err(TcpBusError::Refused(format!(
                 "{} (a simulator older than the INT line refuses INT waits: update it)",
                 String::from_utf8_lossy(message)

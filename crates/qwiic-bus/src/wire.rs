@@ -18,11 +18,11 @@
 //!
 //! The button's INT line, for a client that asks: a request whose address byte is `0xFF` (no
 //! 7-bit address is) is an **INT wait**, `[VERSION, 0xFF, timeout u16 LE in ms]`, at most
-//! [`MAX_INT_WAIT`]. The server answers when the line has fallen since this connection's
-//! previous wait returned (for the first wait: since it arrived), or when the time is up:
-//! `Ok` and one byte, 1 when it fell, 0 when it did not. As a GPIO line's edge events, falls
-//! are counted while nobody waits, so none is missed between two waits; a new connection
-//! starts afresh. A client waits on a connection of its own: a wait holds its connection.
+//! [`MAX_INT_WAIT`]. The server answers when the line has changed (either edge) since this
+//! connection's previous wait returned (for the first wait: since it arrived), or when the
+//! time is up: `Ok` and one byte, 1 when it changed, 0 when it did not. As a GPIO line's edge
+//! events, edges are counted while nobody waits, so none is missed between two waits; a new
+//! connection starts afresh. A client waits on a connection of its own: a wait holds its connection.
 //! A server that predates INT refuses the request (`BadRequest`, an invalid address).
 
 use std::fmt;
