@@ -5,8 +5,8 @@
 //! pressedEnable) or (hasBeenClicked and clickedEnable). A read while the button is held sets
 //! isPressed again, so a host that clears the status after each read makes the line fall at
 //! its own next read; and with clicks enabled, a release keeps a line that is already low
-//! low, so the release makes no edge. The services therefore enable the pressed interrupt
-//! only and wait for either edge: the line then follows the debounced switch (low while
+//! low, so the release makes no edge. button-service therefore enables the pressed interrupt
+//! only and waits for either edge: the line then follows the debounced switch (low while
 //! held), a press is a fall and a release a rise, and the host's reads change nothing. An
 //! edge means "go read"; what happened is still told by reading the button, so a spurious or
 //! a missed edge costs a read, or waits for the next heartbeat read, and never an event.
