@@ -191,33 +191,16 @@ where
         if let Some(wait) = wire::decode_int_wait(&body) {
             let timeout = match wait {
                 Ok(timeout) => timeout,
-                Err(error) => {
-                    wire::encode_response(
-                        Status::BadRequest,
-                        error.to_string().as_bytes(),
-                        &mut response,
-                    );
-                    let _ = stream.write_all(&response).await;
-                    return Err(error.into());
-                }
+                Err(error) => return Err(refuse(&mut stream, &mut response, error).await),
             };
-            let fell = wait_for_edge(&mut edges, &mut seen, timeout).await;
-            wire::encode_response(Status::Ok, &[u8::from(fell)], &mut response);
+            let changed = wait_for_edge(&mut edges, &mut seen, timeout).await;
+            wire::encode_response(Status::Ok, &[u8::from(changed)], &mut response);
             stream.write_all(&response).await?;
             continue;
         }
         let request = match wire::decode_request(&body) {
             Ok(request) => request,
-            Err(error) => {
-                wire::encode_response(
-                    Status::BadRequest,
-                    error.to_string().as_bytes(),
-                    &mut response,
-                );
-                // The peer may already be gone; the error we report is the frame.
-                let _ = stream.write_all(&response).await;
-                return Err(error.into());
-            }
+            Err(error) => return Err(refuse(&mut stream, &mut response, error).await),
         };
         let delay = button.transaction_delay();
         if !delay.is_zero() {
@@ -232,6 +215,19 @@ where
         wire::encode_response(status, payload, &mut response);
         stream.write_all(&response).await?;
     }
+}
+
+/// Answers a malformed frame `BadRequest` with what was wrong; the connection then closes
+/// with the returned error.
+async fn refuse<S: AsyncWrite + Unpin>(
+    stream: &mut S,
+    response: &mut Vec<u8>,
+    error: FrameError,
+) -> ConnectionError {
+    wire::encode_response(Status::BadRequest, error.to_string().as_bytes(), response);
+    // The peer may already be gone; the error we report is the frame.
+    let _ = stream.write_all(response).await;
+    error.into()
 }
 
 /// Waits up to `timeout` for an edge of the INT line that `seen` has not accounted for; true
