@@ -206,24 +206,45 @@ impl TcpBus {
     /// drops the connection, and edges while it was down are not counted (the caller reads
     /// the button anyway).
     pub fn wait_int_edge(&mut self, timeout: Duration) -> Result<bool, TcpBusError> {
-        let mut request = std::mem::take(&mut self.request);
-        let mut response = std::mem::take(&mut self.response);
-        let result = self.wait_with(timeout, &mut request, &mut response);
-        self.request = request;
-        self.response = response;
+        let result = self.with_buffers(|bus, request, response| {
+            wire::encode_int_wait(timeout, request).map_err(TcpBusError::Frame)?;
+            match bus.round_trip(request, response, timeout)? {
+                (Status::Ok, [changed]) => Ok(*changed == 1),
+                (Status::Ok, _) => Err(TcpBusError::Frame(FrameError::Truncated)),
+                (Status::BadRequest, message) => Err(TcpBusError::Refused(format!(
+                    "{} (a simulator older than the INT line refuses INT waits: update it)",
+                    String::from_utf8_lossy(message)
+                ))),
+                (other, _) => Err(TcpBusError::Device(other)),
+            }
+        });
         if result.is_err() {
             self.stream = None;
         }
         result
     }
 
-    fn wait_with(
+    /// Runs `work` with the bus's reused frame buffers (no allocation per frame once warm).
+    fn with_buffers<T>(
         &mut self,
-        timeout: Duration,
-        request: &mut Vec<u8>,
-        response: &mut Vec<u8>,
-    ) -> Result<bool, TcpBusError> {
-        wire::encode_int_wait(timeout, request).map_err(TcpBusError::Frame)?;
+        work: impl FnOnce(&mut Self, &mut Vec<u8>, &mut Vec<u8>) -> Result<T, TcpBusError>,
+    ) -> Result<T, TcpBusError> {
+        let mut request = std::mem::take(&mut self.request);
+        let mut response = std::mem::take(&mut self.response);
+        let result = work(self, &mut request, &mut response);
+        self.request = request;
+        self.response = response;
+        result
+    }
+
+    /// Sends one encoded request frame and reads the response's body into `response`; the
+    /// status and payload. The server may take `wait` on top of the I/O timeout to answer.
+    fn round_trip<'r>(
+        &mut self,
+        request: &[u8],
+        response: &'r mut Vec<u8>,
+        wait: Duration,
+    ) -> Result<(Status, &'r [u8]), TcpBusError> {
         let server = self.server();
         let io_error = |source| TcpBusError::Io {
             server: server.clone(),
@@ -232,33 +253,24 @@ impl TcpBus {
         let io = self.timeouts.io;
         let stream = self.stream()?;
         stream.get_mut().write_all(request).map_err(io_error)?;
-        // The answer may take the whole wait.
-        stream
-            .get_mut()
-            .set_read_timeout(Some(timeout + io))
-            .map_err(io_error)?;
-        let mut prefix = [0; 2];
-        let read = stream.read_exact(&mut prefix).and_then(|()| {
-            let len = wire::body_length(prefix)
-                .map_err(|error| io::Error::new(io::ErrorKind::InvalidData, error))?;
-            response.resize(len, 0);
-            stream.read_exact(response)
-        });
-        read.map_err(io_error)?;
-        stream
-            .get_mut()
-            .set_read_timeout(Some(io))
-            .map_err(io_error)?;
-        let (status, payload) = wire::decode_response(response).map_err(TcpBusError::Frame)?;
-        match (status, payload) {
-            (Status::Ok, [changed]) => Ok(*changed == 1),
-            (Status::BadRequest, message) => Err(TcpBusError::Refused(format!(
-                "{} (a simulator older than the INT line refuses INT waits: update it)",
-                String::from_utf8_lossy(message)
-            ))),
-            (Status::Ok, _) => Err(TcpBusError::Frame(FrameError::Truncated)),
-            (other, _) => Err(TcpBusError::Device(other)),
+        if !wait.is_zero() {
+            stream
+                .get_mut()
+                .set_read_timeout(Some(wait + io))
+                .map_err(io_error)?;
         }
+        let mut prefix = [0; 2];
+        stream.read_exact(&mut prefix).map_err(io_error)?;
+        let len = wire::body_length(prefix).map_err(TcpBusError::Frame)?;
+        response.resize(len, 0);
+        stream.read_exact(response).map_err(io_error)?;
+        if !wait.is_zero() {
+            stream
+                .get_mut()
+                .set_read_timeout(Some(io))
+                .map_err(io_error)?;
+        }
+        wire::decode_response(response).map_err(TcpBusError::Frame)
     }
 
     fn exchange(
@@ -266,66 +278,40 @@ impl TcpBus {
         address: u8,
         operations: &mut [Operation<'_>],
     ) -> Result<(), TcpBusError> {
-        let mut request = std::mem::take(&mut self.request);
-        let mut response = std::mem::take(&mut self.response);
-        let result = self.exchange_with(address, operations, &mut request, &mut response);
-        self.request = request;
-        self.response = response;
-        result
-    }
-
-    fn exchange_with(
-        &mut self,
-        address: u8,
-        operations: &mut [Operation<'_>],
-        request: &mut Vec<u8>,
-        response: &mut Vec<u8>,
-    ) -> Result<(), TcpBusError> {
-        let ops = operations.iter().map(|operation| match operation {
-            Operation::Write(bytes) => Ok(&bytes[..]),
-            Operation::Read(buffer) => Err(buffer.len()),
-        });
-        wire::encode_request(address, ops, request).map_err(TcpBusError::Frame)?;
-        let server = self.server();
-        let io_error = |source| TcpBusError::Io {
-            server: server.clone(),
-            source,
-        };
-        let stream = self.stream()?;
-        stream.get_mut().write_all(request).map_err(io_error)?;
-        let mut prefix = [0; 2];
-        stream.read_exact(&mut prefix).map_err(io_error)?;
-        let len = wire::body_length(prefix).map_err(TcpBusError::Frame)?;
-        response.resize(len, 0);
-        stream.read_exact(response).map_err(io_error)?;
-        let (status, payload) = wire::decode_response(response).map_err(TcpBusError::Frame)?;
-        match status {
-            Status::Ok => {}
-            Status::BadRequest => {
-                return Err(TcpBusError::Refused(
-                    String::from_utf8_lossy(payload).into_owned(),
-                ));
+        self.with_buffers(|bus, request, response| {
+            let ops = operations.iter().map(|operation| match operation {
+                Operation::Write(bytes) => Ok(&bytes[..]),
+                Operation::Read(buffer) => Err(buffer.len()),
+            });
+            wire::encode_request(address, ops, request).map_err(TcpBusError::Frame)?;
+            let payload = match bus.round_trip(request, response, Duration::ZERO)? {
+                (Status::Ok, payload) => payload,
+                (Status::BadRequest, message) => {
+                    return Err(TcpBusError::Refused(
+                        String::from_utf8_lossy(message).into_owned(),
+                    ));
+                }
+                (other, _) => return Err(TcpBusError::Device(other)),
+            };
+            let expected: usize = operations
+                .iter()
+                .map(|operation| match operation {
+                    Operation::Read(buffer) => buffer.len(),
+                    Operation::Write(_) => 0,
+                })
+                .sum();
+            if payload.len() != expected {
+                return Err(TcpBusError::Frame(FrameError::Truncated));
             }
-            other => return Err(TcpBusError::Device(other)),
-        }
-        let expected: usize = operations
-            .iter()
-            .map(|operation| match operation {
-                Operation::Read(buffer) => buffer.len(),
-                Operation::Write(_) => 0,
-            })
-            .sum();
-        if payload.len() != expected {
-            return Err(TcpBusError::Frame(FrameError::Truncated));
-        }
-        let mut from = 0;
-        for operation in operations {
-            if let Operation::Read(buffer) = operation {
-                buffer.copy_from_slice(&payload[from..from + buffer.len()]);
-                from += buffer.len();
+            let mut from = 0;
+            for operation in operations.iter_mut() {
+                if let Operation::Read(buffer) = operation {
+                    buffer.copy_from_slice(&payload[from..from + buffer.len()]);
+                    from += buffer.len();
+                }
             }
-        }
-        Ok(())
+            Ok(())
+        })
     }
 }
 
