@@ -5,8 +5,8 @@
 //! With the INT line wired ([`Wake::Int`]), it reads the button when the line changes instead,
 //! and at least every heartbeat; after an edge it polls every period until the edge has
 //! settled (a second sighting, the debounce time), then waits on the line again. The button
-//! is set to pull INT low for presses only (written at identification when it holds other
-//! enables: an EEPROM write, once), so that the line follows the switch and the poller's own
+//! is set to pull INT low for presses only (written when a reading shows other enables: an
+//! EEPROM write, tried at most three times per identification), so that the line follows the switch and the poller's own
 //! reads never move it (`qwiic_bus::int` says why); and the status flags are cleared only once
 //! the button is released, when the clear leaves the line where it is.
 //!
@@ -44,8 +44,9 @@ pub const DEFAULT_DEBOUNCE: Duration = Duration::from_millis(10);
 /// with the level where it was, is taken for one. (A person cannot press and release again so
 /// soon: a click lasts 50 ms or more.)
 pub const BOUNCE_MARGIN: Duration = Duration::from_millis(20);
-/// Writes of the debounce time tried per identification of the button (each an EEPROM write,
-/// and the bus may lose one) before the service settles for what the button holds.
+/// Writes of the debounce time, and of the interrupt enables, tried per identification of the
+/// button (each an EEPROM write, and the bus may lose one) before the service settles for what
+/// the button holds.
 const DEBOUNCE_WRITES: u8 = 3;
 /// How far two readings' times of the same edge may differ (the age is whole milliseconds,
 /// and a reading is timed when it returns).
@@ -339,8 +340,11 @@ struct Poller {
     edges: Edges,
     debounce: Debounce,
     clock: Clock,
-    /// Waked by the INT line: leave it released after every reading.
+    /// Woken by the INT line: it must follow the switch (the pressed interrupt only, no clear
+    /// while held).
     int_mode: bool,
+    /// Writes of the interrupt enables tried since the button was identified.
+    enable_writes: u8,
 }
 
 /// The button's debounce time: learned at every identification, and set when another is
@@ -386,6 +390,7 @@ impl Poller {
             debounce: Debounce::default(),
             clock,
             int_mode: false,
+            enable_writes: 0,
         }
     }
 
@@ -408,14 +413,15 @@ impl Poller {
             }
             self.debounce.known = false;
             self.debounce.writes = 0;
-            if self.int_mode {
-                self.enable_interrupts(&first);
-            }
+            self.enable_writes = 0;
             // Edges from before it answered again describe presses nobody waited for.
             self.edges.forget_history(first.at);
         }
         if !self.debounce.known {
             self.learn_debounce(&first)?;
+        }
+        if self.int_mode {
+            self.enable_interrupts(&first);
         }
         let changed = self
             .edges
@@ -502,16 +508,18 @@ impl Poller {
     }
 
     /// Makes INT follow the switch: the pressed interrupt on, the clicked one off (module
-    /// docs), if the button holds other enables (each write is an EEPROM write: only when
-    /// they differ). A write the bus loses shows at the next identification.
+    /// docs), whenever a reading shows the button holding other enables (each write is an
+    /// EEPROM write: only when they differ), at most [`DEBOUNCE_WRITES`] times per
+    /// identification, so that a write that failed or that the bus lost is tried again.
     fn enable_interrupts(&mut self, first: &Taken) {
         let wanted = InterruptConfig {
             clicked: false,
             pressed: true,
         };
-        if first.reading.interrupt == wanted {
+        if first.reading.interrupt == wanted || self.enable_writes >= DEBOUNCE_WRITES {
             return;
         }
+        self.enable_writes += 1;
         match self
             .link
             .run(|button, _| button.set_interrupt_config(wanted))
@@ -521,7 +529,7 @@ impl Poller {
                 "set the button's INT to follow the switch: the pressed interrupt on, the clicked one off (saved in its EEPROM)"
             ),
             Err(_) => tracing::warn!(
-                "could not set the button's interrupt enables: the heartbeat reads it until they are set"
+                "could not set the button's interrupt enables: tried again at the next reading (until they are set, a release may wait for the heartbeat)"
             ),
         }
     }
