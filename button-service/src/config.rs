@@ -37,8 +37,10 @@ pub struct Config {
     /// How often the button is read (`1s` gives the original's timing).
     #[arg(long, env = "POLL_INTERVAL", default_value = "20ms", value_parser = parse_poll_interval)]
     pub poll_interval: Duration,
-    /// The button's INT line: read the button when it changes, instead of every poll:
-    /// `simulator` (the simulator's line, with a tcp:// BUS). Unset: the button is polled.
+    /// The button's INT line: read the button when it changes, instead of every poll. The GPIO
+    /// INT is wired to as CHIP:LINE, the chip by label (`pinctrl-bcm2711:24` is header pin 18
+    /// on a Raspberry Pi 4, `tegra-gpio:15` on a Jetson Nano), name or node; or `simulator`
+    /// (the simulator's line, with a tcp:// BUS). Unset: the button is polled.
     #[arg(long, env = "INT_GPIO", value_parser = blankable(parse_int))]
     pub int_gpio: Option<Blankable<IntSpec>>,
     /// With INT_GPIO: read the button at least this often anyway (an edge that was missed, the

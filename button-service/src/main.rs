@@ -27,7 +27,9 @@ fn serve(config: Config) -> anyhow::Result<()> {
         let service = Service::start(bus, &settings, shutdown.clone())?;
         tracing::info!(
             bus = %settings.device.bus, address = %settings.device.address, led_url = %settings.led_url,
-            poll_ms = settings.poll_interval.as_millis() as u64, listen = %listener.local_addr()?,
+            poll_ms = settings.poll_interval.as_millis() as u64,
+            int = settings.int.as_ref().map_or_else(|| "none (polled)".to_owned(), |(line, _)| line.to_string()),
+            listen = %listener.local_addr()?,
             "button-service ready"
         );
         settings.device.announce_a_simulated_bus();

@@ -51,11 +51,39 @@ fn bad_settings_are_refused_with_what_is_accepted() {
         ("DEBOUNCE", "0ms", "whole milliseconds from 1ms to 1s"),
         ("DEBOUNCE", "62s", "whole milliseconds from 1ms to 1s"),
         ("DEBOUNCE", "1.5ms", "whole milliseconds from 1ms to 1s"),
+        ("INT_GPIO", "18", "give CHIP:LINE"),
+        ("INT_GPIO", "pinctrl-bcm2711:GPIO24", "is not a line number"),
     ] {
         let output = binary_command(BINARY).env(env, value).output().unwrap();
         assert_eq!(output.status.code(), Some(2), "{env}={value}");
         let message = String::from_utf8_lossy(&output.stderr);
         assert!(message.contains(says), "{env}={value}: {message}");
+    }
+}
+
+#[test]
+fn an_int_gpio_that_cannot_be_opened_stops_the_service_with_what_to_do() {
+    // This machine has no GPIO chip: one named by label is not found, and a node that is not
+    // a chip is told as such (a board's own refusals are unit-tested in qwiic-bus).
+    for (value, says) in [
+        (
+            "pinctrl-bcm2711:24",
+            "INT_GPIO: no GPIO chip here is labelled \"pinctrl-bcm2711\" (this process sees no /dev/gpiochip* at all)",
+        ),
+        (
+            "/dev/null:24",
+            "INT_GPIO: /dev/null is not a GPIO chip (a /dev/gpiochipN node)",
+        ),
+    ] {
+        let output = binary_command(BINARY)
+            .env("BUS", "sim")
+            .env("INT_GPIO", value)
+            .env("LISTEN_ADDR", "127.0.0.1:0")
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(1), "INT_GPIO={value}");
+        let message = String::from_utf8_lossy(&output.stderr);
+        assert!(message.contains(says), "INT_GPIO={value}: {message}");
     }
 }
 

@@ -11,13 +11,16 @@
 //! - [`DeviceLink`]: one button owned by a service: identified, retried, outages logged once,
 //!   health published;
 //! - [`wire`], [`tcp`], [`server`]: the `tcp://` protocol, its client and its server;
-//! - [`int`]: the button's INT line, when it is wired (the simulator's, for now);
+//! - [`int`]: the button's INT line, when it is wired: a GPIO of the board ([`gpio`]) or the
+//!   simulator's;
 //! - `args` (feature `clap`): the flags that say where the button is.
 #![deny(unsafe_code, missing_docs)]
 
 #[cfg(feature = "clap")]
 pub mod args;
 mod bus;
+#[cfg(target_os = "linux")]
+pub mod gpio;
 pub mod int;
 pub mod layers;
 mod link;
@@ -30,7 +33,7 @@ pub mod tcp;
 pub mod wire;
 
 pub use bus::{Bus, BusError};
-pub use int::{IntError, IntLine, IntSpec};
+pub use int::{GpioChip, IntError, IntLine, IntSpec};
 pub use layers::{BusCounters, CountingBus, RetryingBus, ServiceBus, service_bus};
 pub use link::{
     Cause, ConnectError, DeviceError, DeviceLink, FRESH, HealthView, Identified, LinkHealth,
