@@ -541,39 +541,50 @@ enable_i2c() {
 
 group_gid() { getent group "$1" | cut -d: -f3; }
 
-set_up_groups() {
-  if getent group i2c >/dev/null; then
-    say "ok: group i2c exists (gid $(group_gid i2c))"
+# Makes sure group $1 exists.
+ensure_group() {
+  if getent group "$1" >/dev/null; then
+    say "ok: group $1 exists (gid $(group_gid "$1"))"
   else
-    change groupadd --system i2c
+    change groupadd --system "$1"
   fi
-  local rules=$ROOT/etc/udev/rules.d/60-qwiic-i2c.rules
-  if [ -f "$rules" ] && [ "$(cat "$rules")" = "$UDEV_RULE" ]; then
-    say "ok: /dev/i2c-* belong to group i2c (udev rule)"
-  else
-    local udevadm=1 previous=""
-    need_command udevadm udev || udevadm=0
-    [ ! -f "$rules" ] || previous=$(cat "$rules")
-    write_file "$rules" "$UDEV_RULE"
-    if [ "$udevadm" = 0 ]; then
-      announce "udevadm control --reload-rules"
-      announce "udevadm trigger --subsystem-match=i2c-dev"
-    elif ! attempt udevadm control --reload-rules || ! attempt udevadm trigger --subsystem-match=i2c-dev; then
-      # Take the rule back, so that the next run sees it missing and tries again.
-      if [ "$dry_run" = 0 ]; then
-        if [ -n "$previous" ]; then replace_file "$rules" "$previous"; else rm -f "$rules"; fi
-      fi
-      step_failed "could not apply the udev rule for /dev/i2c-* (udevadm's message is above)" \
-        "is udev running? check: systemctl status systemd-udevd"
-    fi
-  fi
-  local user=${SUDO_USER:-}
-  if [ -z "$user" ] || [ "$user" = root ]; then
-    say "note: run with sudo from your own account to be added to the docker and i2c groups"
+}
+
+# Makes the device nodes $4 (such as /dev/i2c-*) belong to group $5 with a udev rule: file $1
+# in /etc/udev/rules.d, holding rule $2, applied now to the udev subsystem $3.
+ensure_udev_rule() {
+  local rules=$ROOT/etc/udev/rules.d/$1 rule=$2 subsystem=$3 nodes=$4 group=$5
+  if [ -f "$rules" ] && [ "$(cat "$rules")" = "$rule" ]; then
+    say "ok: $nodes belong to group $group (udev rule)"
     return
   fi
-  local group
-  for group in docker i2c; do
+  local udevadm=1 previous=""
+  need_command udevadm udev || udevadm=0
+  [ ! -f "$rules" ] || previous=$(cat "$rules")
+  write_file "$rules" "$rule"
+  if [ "$udevadm" = 0 ]; then
+    announce "udevadm control --reload-rules"
+    announce "udevadm trigger --subsystem-match=$subsystem"
+  elif ! attempt udevadm control --reload-rules || ! attempt udevadm trigger --subsystem-match="$subsystem"; then
+    # Take the rule back, so that the next run sees it missing and tries again.
+    if [ "$dry_run" = 0 ]; then
+      if [ -n "$previous" ]; then replace_file "$rules" "$previous"; else rm -f "$rules"; fi
+    fi
+    step_failed "could not apply the udev rule for $nodes (udevadm's message is above)" \
+      "is udev running? check: systemctl status systemd-udevd"
+  fi
+}
+
+# Adds the user who ran sudo to the groups given (those that exist, or would in a dry run).
+add_user_to_groups() {
+  local user=${SUDO_USER:-} group
+  if [ -z "$user" ] || [ "$user" = root ]; then
+    local names="$1 group"
+    [ $# = 1 ] || names="${*:1:$#-1} and ${!#} groups"
+    say "note: run with sudo from your own account to be added to the $names"
+    return
+  fi
+  for group in "$@"; do
     if id -nG "$user" 2>/dev/null | tr ' ' '\n' | grep -qx "$group"; then
       say "ok: $user is in group $group"
     elif getent group "$group" >/dev/null || [ "$dry_run" = 1 ]; then
@@ -583,6 +594,12 @@ set_up_groups() {
         say "note: the docker group is root-equivalent: its members can start containers that control the whole device; add only accounts you trust with root"
     fi
   done
+}
+
+set_up_groups() {
+  ensure_group i2c
+  ensure_udev_rule 60-qwiic-i2c.rules "$UDEV_RULE" i2c-dev "/dev/i2c-*" i2c
+  add_user_to_groups docker i2c
 }
 
 find_button() {
