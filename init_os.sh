@@ -301,7 +301,7 @@ check_int_pin() {
   pin_line "$int_pin" "$PI_INT_PINS" >/dev/null && return 0
   fail "--int-pin $int_pin: header pin $int_pin is $(header_pin_use "$int_pin"), not a GPIO for INT" \
     "the pins it takes: $(int_pins)" \
-    "wire INT to one of them, such as pin 18, and give its number (pin 1 is the square pad, at the end of the header nearest the board's corner; pinout.xyz shows them)"
+    "wire INT to one of them, such as pin 18, and give its number (pin 1 has the square pad; pinout.xyz shows the Raspberry Pi's)"
 }
 
 # Sets $platform (jetson, raspberrypi, debian, ubuntu) and $codename, or fails.
