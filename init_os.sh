@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Prepares a fresh device for qwiic-containers, once, with sudo:
 #   Docker and Compose, I2C enabled at boot, /dev/i2c-* owned by group i2c, the user in the
-#   docker and i2c groups, the Qwiic Button found, and .env written for compose device mode.
+#   docker and i2c groups, the Qwiic Button found, and .env written for compose device mode;
+#   with --int-pin, the button's INT line on the GPIO chip of a header pin (group gpio).
 # Runs on Jetson Nano (JetPack 4.6 / Ubuntu 18.04 and newer), Raspberry Pi OS (bookworm and
 # trixie, 64-bit) and plain Debian/Ubuntu. Safe to run again: a second run changes nothing.
 
@@ -19,7 +20,7 @@ set -euo pipefail
 usage() {
   cat <<'EOF'
 Usage: sudo ./init_os.sh [--bus N] [--address ADDR] [--pi-i2c arm|gpio] [--pi-baudrate HZ]
-                        [--dry-run] [--help]
+                        [--int-pin PIN|none] [--dry-run] [--help]
 
 Prepares this device to run qwiic-containers with the real Qwiic Button:
   - installs Docker and Docker Compose if missing (distribution packages, or Docker's apt
@@ -35,7 +36,11 @@ Prepares this device to run qwiic-containers with the real Qwiic Button:
   - sets COMPOSE_FILE, I2C_DEVICE and I2C_GID in .env (owned by you, mode 0600) so that
     compose drives the real button with the token, and, when missing, ALLOWED_HOSTS (this
     device's names), MQTT_TOPIC_PREFIX (qwiic/<host name>), MQTT_USERNAME and MQTT_PASSWORD;
-    every other line of .env is kept, and so is every other compose file in COMPOSE_FILE.
+    every other line of .env is kept, and so is every other compose file in COMPOSE_FILE;
+  - with --int-pin: finds the GPIO chip of the pin the button's INT is wired to, makes
+    /dev/gpiochip* group-owned by 'gpio' (unless the system's udev rules do) and adds you to
+    it, and sets INT_GPIO, INT_CHIP and GPIO_GID in .env with docker-compose.int.yml in
+    COMPOSE_FILE, so that the button service waits for INT instead of polling.
 
 Options:
   --bus N           the I2C bus the button is on (default: the one in .env, else 1: header
@@ -54,11 +59,18 @@ Options:
                     (dtparam=i2c_arm_baudrate=HZ; the Pi's default is 100000). A lower speed,
                     such as 50000, makes the clock-stretching bug rarer; the bus stays
                     /dev/i2c-1. Needs a reboot.
+  --int-pin PIN     the header pin (1-40) the button's INT pad is wired to, such as 18: one
+                    of 7, 11, 12, 13, 15, 16, 18, 22, 29, 31, 32, 33, 35, 36, 37, 38, 40 (GPIOs
+                    that carry no bus). Raspberry Pi (any model with the 40-pin header) and
+                    Jetson Nano; elsewhere set INT_GPIO in .env by hand (README). Later runs
+                    keep it, finding the chip again by its label.
+  --int-pin none    INT is not wired: removes INT_GPIO, INT_CHIP, GPIO_GID and
+                    docker-compose.int.yml from .env; the button is polled.
   --dry-run         say what would change, change nothing
   --help            this text
 
 Run it again at any time: it only changes what is not already in place, and later runs keep
-the --pi-i2c choice already in config.txt.
+the --pi-i2c choice already in config.txt and the INT pin already in .env.
 EOF
 }
 
@@ -73,11 +85,22 @@ ID_READS=5
 # Docker's apt key (https://docs.docker.com/engine/install/debian/).
 DOCKER_KEY_FINGERPRINT=9DC858229FC7DD38854AE2D88D81803C0EBFCD88
 UDEV_RULE='SUBSYSTEM=="i2c-dev", GROUP="i2c", MODE="0660"'
-ENV_KEYS="COMPOSE_FILE, I2C_DEVICE and I2C_GID"
+GPIO_UDEV_RULE='SUBSYSTEM=="gpio", KERNEL=="gpiochip*", GROUP="gpio", MODE="0660"'
+# The keys of .env this script sets; those of the INT line only with one (--int-pin).
+ENV_KEYS=(COMPOSE_FILE I2C_DEVICE I2C_GID)
+INT_ENV_KEYS=(INT_GPIO INT_CHIP GPIO_GID)
 SECRETS=$(dirname "$ENV_FILE")/secrets
 # The compose files device mode needs, in order; others the user added are kept after them.
 DEVICE_COMPOSE_FILES=(docker-compose.yml docker-compose.device.yml)
 TOKEN_COMPOSE_FILE=docker-compose.token.yml
+INT_COMPOSE_FILE=docker-compose.int.yml
+# The header pins --int-pin takes, as pin:line on the board's GPIO chip: the 40-pin header's
+# GPIOs that carry no bus (not I2C, UART, SPI or the ID EEPROM's), the same pins on a Raspberry
+# Pi and a Jetson Nano. Raspberry Pi: the BCM GPIO number, the line on every model's chip.
+PI_INT_PINS="7:4 11:17 12:18 13:27 15:22 16:23 18:24 22:25 29:5 31:6 32:12 33:13 35:19 36:16 37:26 38:20 40:21"
+# Jetson Nano: the line on tegra-gpio, from NVIDIA's Jetson.GPIO (JETSON_NANO_PIN_DEFS in
+# lib/python/Jetson/GPIO/gpio_pin_data.py, github.com/NVIDIA/jetson-gpio).
+NANO_INT_PINS="7:216 11:50 12:79 13:14 15:194 16:232 18:15 22:13 29:149 31:200 32:168 33:38 35:76 36:51 37:12 38:77 40:78"
 # The groups of the services' user and of the bundled broker's (compose), which read the
 # secrets (tests that run without root name their own).
 SERVICE_GID=${INIT_OS_SERVICE_GID:-65532}
@@ -91,6 +114,7 @@ address_given=0
 dry_run=0
 pi_i2c=""
 pi_baudrate=""
+int_pin=""
 changes=0
 reboot_needed=0
 relogin_needed=0
@@ -102,11 +126,21 @@ cleanup() {
 trap cleanup EXIT
 
 say() { printf '%s\n' "$*"; }
+# Its arguments as words: "a", "a and b", "a, b and c".
+listed() {
+  local words=$1
+  shift
+  while [ $# -gt 1 ]; do words+=", $1"; shift; done
+  [ $# = 0 ] || words+=" and $1"
+  printf '%s' "$words"
+}
+# The command that runs this again with what it cannot keep before .env is written.
+rerun() { printf 'sudo ./init_os.sh%s' "${int_pin:+ --int-pin $int_pin}"; }
 shown() { printf '%s' "${1#"$ROOT"}"; }
 # What a person must do after this run, whether it succeeded or not.
 print_notes() {
   [ "$reboot_needed" = 0 ] || [ "$dry_run" = 1 ] ||
-    say "Reboot to enable I2C (sudo reboot), then run: sudo ./init_os.sh again."
+    say "Reboot to enable I2C (sudo reboot), then run: $(rerun) again."
   [ "$relogin_needed" = 0 ] || [ "$dry_run" = 1 ] ||
     say "You were added to new groups: log out and in again (or: newgrp docker) to use them."
 }
@@ -120,7 +154,7 @@ fail() {
 }
 # A step of the real run failed: say so, and that running again redoes only what is missing.
 step_failed() {
-  fail "$@" "then run: sudo ./init_os.sh again (it redoes only what is not in place)"
+  fail "$@" "then run: $(rerun) again (it redoes only what is not in place)"
 }
 # Runs a command that changes the system (or says it would); returns the command's status.
 attempt() {
@@ -207,6 +241,10 @@ parse_args() {
         address=$(normal_address "$address") || fail "--address takes an I2C address from 0x08 to 0x77, such as --address 0x6f (got '${1#--address=}')"
         address_given=1
         ;;
+      --int-pin | --int-pin=*)
+        if [ "$1" = --int-pin ]; then shift; int_pin=${1:-}; else int_pin=${1#--int-pin=}; fi
+        check_int_pin
+        ;;
       --dry-run) dry_run=1 ;;
       -h | --help) usage; exit 0 ;;
       *) fail "unknown option '$1'" "see: ./init_os.sh --help" ;;
@@ -217,6 +255,53 @@ parse_args() {
     fail "--pi-baudrate sets the hardware controller's speed, which --pi-i2c gpio turns off" \
       "use one of them: --pi-i2c gpio (handles clock stretching) or --pi-baudrate HZ"
   fi
+}
+
+# The header pins --int-pin takes, as words.
+int_pins() {
+  local pair pins=()
+  for pair in $PI_INT_PINS; do pins+=("${pair%%:*}"); done
+  listed "${pins[@]}"
+}
+
+# What header pin $1 is when it is not one --int-pin takes (the same on a Raspberry Pi and a
+# Jetson Nano).
+header_pin_use() {
+  case $1 in
+    1 | 17) printf '3.3V power' ;;
+    2 | 4) printf '5V power' ;;
+    6 | 9 | 14 | 20 | 25 | 30 | 34 | 39) printf 'ground' ;;
+    3) printf "I2C SDA, the button's own bus" ;;
+    5) printf "I2C SCL, the button's own bus" ;;
+    8 | 10) printf 'the UART (serial console)' ;;
+    19 | 21 | 23 | 24 | 26) printf 'SPI' ;;
+    27 | 28) printf "another I2C bus (a Raspberry Pi HAT's ID EEPROM)" ;;
+  esac
+}
+
+# The line of header pin $1 in a list of pin:line ($2), if it has one.
+pin_line() {
+  local pair
+  for pair in $2; do
+    [ "${pair%%:*}" != "$1" ] || { printf '%s' "${pair#*:}"; return 0; }
+  done
+  return 1
+}
+
+# Checks --int-pin's value: none, or a header pin it takes (as a plain number in $int_pin).
+check_int_pin() {
+  [ "$int_pin" != none ] || return 0
+  if ! [[ $int_pin =~ ^[0-9]{1,2}$ ]] || [ "$((10#$int_pin))" -lt 1 ] || [ "$((10#$int_pin))" -gt 40 ]; then
+    fail "--int-pin takes the number of the header pin the button's INT is wired to, 1 to 40, such as --int-pin 18, or none (got '$int_pin')" \
+      "the pins it takes: $(int_pins)" \
+      "none: INT is not wired, and the button is polled" \
+      "see: ./init_os.sh --help"
+  fi
+  int_pin=$((10#$int_pin))
+  pin_line "$int_pin" "$PI_INT_PINS" >/dev/null && return 0
+  fail "--int-pin $int_pin: header pin $int_pin is $(header_pin_use "$int_pin"), not a GPIO for INT" \
+    "the pins it takes: $(int_pins)" \
+    "wire INT to one of them, such as pin 18, and give its number (pin 1 has the square pad; pinout.xyz shows the Raspberry Pi's)"
 }
 
 # Sets $platform (jetson, raspberrypi, debian, ubuntu) and $codename, or fails.
@@ -541,39 +626,50 @@ enable_i2c() {
 
 group_gid() { getent group "$1" | cut -d: -f3; }
 
-set_up_groups() {
-  if getent group i2c >/dev/null; then
-    say "ok: group i2c exists (gid $(group_gid i2c))"
+# Makes sure group $1 exists.
+ensure_group() {
+  if getent group "$1" >/dev/null; then
+    say "ok: group $1 exists (gid $(group_gid "$1"))"
   else
-    change groupadd --system i2c
+    change groupadd --system "$1"
   fi
-  local rules=$ROOT/etc/udev/rules.d/60-qwiic-i2c.rules
-  if [ -f "$rules" ] && [ "$(cat "$rules")" = "$UDEV_RULE" ]; then
-    say "ok: /dev/i2c-* belong to group i2c (udev rule)"
-  else
-    local udevadm=1 previous=""
-    need_command udevadm udev || udevadm=0
-    [ ! -f "$rules" ] || previous=$(cat "$rules")
-    write_file "$rules" "$UDEV_RULE"
-    if [ "$udevadm" = 0 ]; then
-      announce "udevadm control --reload-rules"
-      announce "udevadm trigger --subsystem-match=i2c-dev"
-    elif ! attempt udevadm control --reload-rules || ! attempt udevadm trigger --subsystem-match=i2c-dev; then
-      # Take the rule back, so that the next run sees it missing and tries again.
-      if [ "$dry_run" = 0 ]; then
-        if [ -n "$previous" ]; then replace_file "$rules" "$previous"; else rm -f "$rules"; fi
-      fi
-      step_failed "could not apply the udev rule for /dev/i2c-* (udevadm's message is above)" \
-        "is udev running? check: systemctl status systemd-udevd"
-    fi
-  fi
-  local user=${SUDO_USER:-}
-  if [ -z "$user" ] || [ "$user" = root ]; then
-    say "note: run with sudo from your own account to be added to the docker and i2c groups"
+}
+
+# Makes the device nodes $4 (such as /dev/i2c-*) belong to group $5 with a udev rule: file $1
+# in /etc/udev/rules.d, holding rule $2, applied now to the udev subsystem $3.
+ensure_udev_rule() {
+  local rules=$ROOT/etc/udev/rules.d/$1 rule=$2 subsystem=$3 nodes=$4 group=$5
+  if [ -f "$rules" ] && [ "$(cat "$rules")" = "$rule" ]; then
+    say "ok: $nodes belong to group $group (udev rule)"
     return
   fi
-  local group
-  for group in docker i2c; do
+  local udevadm=1 previous=""
+  need_command udevadm udev || udevadm=0
+  [ ! -f "$rules" ] || previous=$(cat "$rules")
+  write_file "$rules" "$rule"
+  if [ "$udevadm" = 0 ]; then
+    announce "udevadm control --reload-rules"
+    announce "udevadm trigger --subsystem-match=$subsystem"
+  elif ! attempt udevadm control --reload-rules || ! attempt udevadm trigger --subsystem-match="$subsystem"; then
+    # Take the rule back, so that the next run sees it missing and tries again.
+    if [ "$dry_run" = 0 ]; then
+      if [ -n "$previous" ]; then replace_file "$rules" "$previous"; else rm -f "$rules"; fi
+    fi
+    step_failed "could not apply the udev rule for $nodes (udevadm's message is above)" \
+      "is udev running? check: systemctl status systemd-udevd"
+  fi
+}
+
+# Adds the user who ran sudo to the groups given (those that exist, or would in a dry run).
+add_user_to_groups() {
+  local user=${SUDO_USER:-} group
+  if [ -z "$user" ] || [ "$user" = root ]; then
+    local groups=groups
+    [ $# -gt 1 ] || groups=group
+    say "note: run with sudo from your own account to be added to the $(listed "$@") $groups"
+    return
+  fi
+  for group in "$@"; do
     if id -nG "$user" 2>/dev/null | tr ' ' '\n' | grep -qx "$group"; then
       say "ok: $user is in group $group"
     elif getent group "$group" >/dev/null || [ "$dry_run" = 1 ]; then
@@ -583,6 +679,18 @@ set_up_groups() {
         say "note: the docker group is root-equivalent: its members can start containers that control the whole device; add only accounts you trust with root"
     fi
   done
+}
+
+set_up_groups() {
+  local groups=(docker i2c)
+  ensure_group i2c
+  ensure_udev_rule 60-qwiic-i2c.rules "$UDEV_RULE" i2c-dev "/dev/i2c-*" i2c
+  if [ -n "$int_chip" ]; then
+    ensure_group gpio
+    int_chip_group
+    groups+=(gpio)
+  fi
+  add_user_to_groups "${groups[@]}"
 }
 
 find_button() {
@@ -673,6 +781,115 @@ read_id() {
   # shellcheck disable=SC2086 # one word per read
   read -r count majority <<<"$(printf '%s\n' $results |
     awk '{ n[$1]++ } END { for (v in n) if (n[v] > best) { best = n[v]; value = v }; print best, value }')"
+}
+
+# --- INT ---------------------------------------------------------------------------------------
+
+# Sets $int_gpio, where the button's INT line is (<chip label>:<line>, or nothing: not wired),
+# from --int-pin, else from INT_GPIO in .env, and $int_chip, its /dev/gpiochipN here.
+int_setting() {
+  if [ "$int_pin" = none ]; then
+    return
+  elif [ -n "$int_pin" ]; then
+    int_pin_gpio
+  else
+    int_gpio=$(env_value INT_GPIO)
+    [ -n "$int_gpio" ] || return 0
+    [[ $int_gpio =~ ^[^:[:space:]]+:[0-9]+$ ]] ||
+      fail ".env sets INT_GPIO=$int_gpio, which is not <GPIO chip label>:<line>, such as pinctrl-bcm2711:24" \
+        "give the header pin INT is wired to: sudo ./init_os.sh --int-pin 18, or --int-pin none if it is not wired" \
+        "or correct it in $(shown "$ENV_FILE")"
+  fi
+  find_int_chip
+}
+
+# Sets $int_gpio to <chip label>:<line> for header pin $int_pin on this board, or fails.
+int_pin_gpio() {
+  local model="" label lines=$PI_INT_PINS
+  [ ! -r "$ROOT/proc/device-tree/model" ] || model=$(tr -d '\0' <"$ROOT/proc/device-tree/model")
+  case "$platform:$model" in
+    raspberrypi:"Raspberry Pi 5 "* | raspberrypi:"Raspberry Pi 500"* | raspberrypi:"Raspberry Pi Compute Module 5"*)
+      label=pinctrl-rp1 ;;
+    raspberrypi:"Raspberry Pi 4 "* | raspberrypi:"Raspberry Pi 400"* | raspberrypi:"Raspberry Pi Compute Module 4"*)
+      label=pinctrl-bcm2711 ;;
+    raspberrypi:"Raspberry Pi "*) label=pinctrl-bcm2835 ;;
+    jetson:*"Jetson Nano"*) label=tegra-gpio lines=$NANO_INT_PINS ;;
+    *)
+      local why=()
+      [ "$platform" != jetson ] || why=("Jetson Xavier and Orin have other GPIO chips, with other lines, which it does not map")
+      fail "--int-pin knows the header of a Raspberry Pi and of the Jetson Nano; this is ${model:-a $platform system (no /proc/device-tree/model)}" \
+        "${why[@]}" \
+        "set INT_GPIO=<GPIO chip label>:<line> in .env by hand (gpioinfo, package gpiod, lists each chip's label and lines), then run: sudo ./init_os.sh again: it finds that chip and sets INT_CHIP, GPIO_GID and $INT_COMPOSE_FILE" \
+        "or all of them by hand (README: init_os.sh); or leave INT unwired: the button is polled"
+      ;;
+  esac
+  int_gpio=$label:$(pin_line "$int_pin" "$lines")
+}
+
+# The GPIO character devices with their labels, "gpiochipN<tab>label" a line.
+# /sys/bus/gpio/devices/gpiochipN is the device of /dev/gpiochipN (kernel 4.6 and newer: JetPack
+# 4.6's 4.9 and Raspberry Pi OS's 6.x), but it has no label. The legacy GPIO sysfs class has
+# (/sys/class/gpio/gpiochipBASE/label, CONFIG_GPIO_SYSFS, on in both kernels), named by the
+# chip's first global GPIO number, not by N (/dev/gpiochip0 is gpiochip512 there on Raspberry
+# Pi OS). The kernel makes both for each chip: the legacy one's `device` link is the chip's
+# parent device, whose directory holds the character device's too (for a chip without a
+# parent, the link is the character device itself). A parent with several chips (one per bank)
+# leaves which label is whose unknown: each of its chips gets all of the labels, joined by |,
+# and matches none. The chip-info ioctl that gpiodetect uses is out of a shell's reach.
+gpio_chips() {
+  local cdev dir legacy target labels
+  for cdev in "$ROOT"/sys/bus/gpio/devices/gpiochip*; do
+    [ -e "$cdev" ] || continue
+    dir=$(readlink -f "$cdev")
+    labels=""
+    for legacy in "$ROOT"/sys/class/gpio/gpiochip*; do
+      if [ ! -e "$legacy/device" ] || [ ! -r "$legacy/label" ]; then continue; fi
+      target=$(readlink -f "$legacy/device")
+      [ "$target" = "$dir" ] || [ "$target" = "$(dirname "$dir")" ] || continue
+      labels+="${labels:+|}$(cat "$legacy/label")"
+    done
+    printf '%s\t%s\n' "${cdev##*/}" "${labels:-(no label)}"
+  done | sort -V
+}
+
+# Sets $int_chip to the /dev/gpiochipN labelled as $int_gpio says, or fails.
+find_int_chip() {
+  local label=${int_gpio%:*} line=${int_gpio##*:} chips name for
+  for="header pin $int_pin"
+  [ -n "$int_pin" ] || for="INT_GPIO=$int_gpio in .env"
+  chips=$(gpio_chips)
+  name=$(awk -F '\t' -v label="$label" '$2 == label { print $1; exit }' <<<"$chips")
+  if [ -z "$name" ]; then
+    local found
+    found=$(awk -F '\t' 'NF { printf "%s%s (%s)", (n++ ? ", " : ""), $1, $2 }' <<<"$chips")
+    fail "no GPIO chip labelled $label here, for $for" \
+      "found: ${found:-none (no gpiochip in /sys/bus/gpio/devices)}" \
+      "check the labels (cat /sys/class/gpio/gpiochip*/label; gpiodetect, package gpiod, lists them too): is this the board init_os.sh took it for?" \
+      "a kernel without CONFIG_GPIO_SYSFS shows no labels there: set INT_GPIO, INT_CHIP and GPIO_GID in .env by hand (README); or --int-pin none: the button is polled"
+  fi
+  int_chip=/dev/$name
+  [ -e "$ROOT$int_chip" ] ||
+    fail "the GPIO chip $label is $name in /sys, but there is no $int_chip" \
+      "the kernel makes it with CONFIG_GPIO_CDEV (JetPack and Raspberry Pi OS have it); is /dev a devtmpfs? check: ls -l /dev/gpiochip*" \
+      "or --int-pin none: the button is polled"
+  say "ok: INT ($for) is line $line of $label, $int_chip here"
+}
+
+# Makes INT's chip belong to group gpio: with a udev rule of ours, unless the system's own rules
+# do it already, as the node shows (Raspberry Pi OS's make every /dev/gpiochip* root:gpio
+# 0660, and so do those that come with Jetson.GPIO).
+int_chip_group() {
+  local rules=60-qwiic-gpio.rules
+  if [ ! -e "$ROOT/etc/udev/rules.d/$rules" ]; then
+    local gid node
+    gid=$(group_gid gpio || true)
+    node=$(stat -c '%g %A' "$ROOT$int_chip")
+    if [ -n "$gid" ] && [ "${node%% *}" = "$gid" ] && [ "$(cut -c5-6 <<<"${node#* }")" = rw ]; then
+      say "ok: $int_chip belongs to group gpio, which may read and write it (the system's udev rules)"
+      return
+    fi
+  fi
+  ensure_udev_rule "$rules" "$GPIO_UDEV_RULE" gpio "/dev/gpiochip*" gpio
 }
 
 # What Docker would do to the containers that compose does not decide: says so.
@@ -814,16 +1031,18 @@ env_bus() {
   sed -n 's|^I2C_DEVICE=/dev/i2c-\([0-9][0-9]*\)$|\1|p' "$ENV_FILE" | tail -n1
 }
 
-# COMPOSE_FILE for device mode: its files, the token overlay unless .env sets API_TOKEN, then
-# every other file already listed (an overlay the user added stays).
+# COMPOSE_FILE for device mode: its files, the INT overlay with an INT line, the token overlay
+# unless .env sets API_TOKEN, then every other file already listed (an overlay the user added
+# stays; the INT overlay only with an INT line).
 compose_files() {
   local files=("${DEVICE_COMPOSE_FILES[@]}") known
+  [ -z "$int_gpio" ] || files+=("$INT_COMPOSE_FILE")
   [ -n "$(env_value API_TOKEN)" ] || files+=("$TOKEN_COMPOSE_FILE")
   local existing
   IFS=: read -r -a existing <<<"$(env_value COMPOSE_FILE)"
   for known in "${existing[@]}"; do
     [ -n "$known" ] || continue
-    [[ " ${files[*]} docker-compose.override.yml " == *" $known "* ]] || files+=("$known")
+    [[ " ${files[*]} $INT_COMPOSE_FILE docker-compose.override.yml " == *" $known "* ]] || files+=("$known")
   done
   (IFS=:; printf '%s' "${files[*]}")
 }
@@ -837,10 +1056,11 @@ device_names() {
   printf '%s,%s.local' "$host" "$host"
 }
 
-# .env with the keys this script manages set, the keys it fills in added when missing, and
-# every other line kept as it was.
+# .env with the keys this script manages set (I2C's gid $1, the gpio group's $2), the keys it
+# fills in added when missing, the INT line's removed when there is none, and every other line
+# kept as it was.
 env_content() {
-  local files managed
+  local files managed dropped=""
   files=$(compose_files)
   managed="COMPOSE_FILE=$files
 I2C_DEVICE=/dev/i2c-$bus
@@ -849,6 +1069,11 @@ I2C_GID=$1"
   if [ "$address" != "$DEFAULT_ADDRESS" ] || [ -n "$(env_value I2C_ADDRESS)" ]; then
     managed+=$'\n'"I2C_ADDRESS=$address"
   fi
+  if [ -n "$int_gpio" ]; then
+    managed+=$'\n'"INT_GPIO=$int_gpio"$'\n'"INT_CHIP=$int_chip"$'\n'"GPIO_GID=$2"
+  else
+    dropped="${INT_ENV_KEYS[*]}"
+  fi
   local host names defaults=""
   names=$(device_names)
   host=${names%%,*}
@@ -856,10 +1081,12 @@ I2C_GID=$1"
   [ -z "$host" ] || defaults+="MQTT_TOPIC_PREFIX=qwiic/$host"$'\n'
   defaults+="MQTT_USERNAME=$MQTT_USER"$'\n'
   defaults+="MQTT_PASSWORD=$mqtt_password"
-  [ -s "$ENV_FILE" ] || say "# Compose device mode: init_os.sh sets $ENV_KEYS and keeps every other line."
+  [ -s "$ENV_FILE" ] || say "# Compose device mode: init_os.sh sets $(listed "${ENV_KEYS[@]}") (and $(listed "${INT_ENV_KEYS[@]}") with --int-pin) and keeps every other line."
   { [ ! -f "$ENV_FILE" ] || cat "$ENV_FILE"; } |
-    MANAGED=$managed DEFAULTS=$defaults awk '
+    MANAGED=$managed DEFAULTS=$defaults DROPPED=$dropped awk '
       BEGIN {
+        split(ENVIRON["DROPPED"], gone, " ")
+        for (i in gone) drop[gone[i]] = 1
         n = split(ENVIRON["MANAGED"], line, "\n")
         for (i = 1; i <= n; i++) { key = substr(line[i], 1, index(line[i], "=") - 1); order[i] = key; want[key] = line[i] }
         d = split(ENVIRON["DEFAULTS"], fill, "\n")
@@ -867,6 +1094,7 @@ I2C_GID=$1"
       }
       /^[A-Za-z_][A-Za-z_0-9]*=/ {
         key = substr($0, 1, index($0, "=") - 1)
+        if (key in drop) next
         if (key in want) { print want[key]; done[key] = 1; next }
         if (key in default) { done[key] = 1 }
       }
@@ -879,20 +1107,27 @@ I2C_GID=$1"
 }
 
 write_env() {
-  local gid
+  local gid gpio_gid="" keys=("${ENV_KEYS[@]}") int=""
   gid=$(group_gid i2c || true)
+  if [ -n "$int_gpio" ]; then
+    gpio_gid=$(group_gid gpio || true)
+    keys+=("${INT_ENV_KEYS[@]}")
+    int=", INT_GPIO=$int_gpio on $int_chip"
+  elif [ -n "$(env_value INT_GPIO)$(env_value INT_CHIP)$(env_value GPIO_GID)" ]; then
+    int=", without $(listed "${INT_ENV_KEYS[@]}") and $INT_COMPOSE_FILE: the button is polled"
+  fi
   plain_file_or_none "$ENV_FILE"
   local what
-  what="set $ENV_KEYS in $(shown "$ENV_FILE") (I2C_DEVICE=/dev/i2c-$bus; owner $owner_name, mode 0600)"
-  if [ -z "$gid" ]; then
-    announce "$what" # a dry run before group i2c exists
+  what="set $(listed "${keys[@]}") in $(shown "$ENV_FILE") (I2C_DEVICE=/dev/i2c-$bus$int; owner $owner_name, mode 0600)"
+  if [ -z "$gid" ] || { [ -n "$int_gpio" ] && [ -z "$gpio_gid" ]; }; then
+    announce "$what" # a dry run before group i2c or gpio exists
     return
   fi
   local content
-  content=$(env_content "$gid")
+  content=$(env_content "$gid" "$gpio_gid")
   if [ -f "$ENV_FILE" ] && [ "$(cat "$ENV_FILE")" = "$content" ] &&
     [ "$(stat -c '%u:%g %a' "$ENV_FILE")" = "$owner 600" ]; then
-    say "ok: $(shown "$ENV_FILE") sets $ENV_KEYS for /dev/i2c-$bus"
+    say "ok: $(shown "$ENV_FILE") sets $(listed "${keys[@]}") for /dev/i2c-$bus${int_gpio:+ and INT on $int_chip}"
     return
   fi
   announce "$what"
@@ -914,7 +1149,7 @@ start_command() {
 main() {
   parse_args "$@"
   [ "$(id -u)" = 0 ] || fail "this script changes the system: run it with sudo" "sudo ./init_os.sh $*"
-  local platform codename compose="docker compose"
+  local platform codename compose="docker compose" int_gpio="" int_chip=""
   detect_platform
   if [ "$bus_given" = 0 ]; then
     bus=$(env_bus)
@@ -930,6 +1165,7 @@ main() {
           "correct it in $(shown "$ENV_FILE"), or give one: sudo ./init_os.sh --address 0x6f"
     fi
   fi
+  int_setting
   install_docker
   check_docker_runtime
   enable_i2c
@@ -945,7 +1181,7 @@ main() {
     say "Nothing to change: this device is ready. Start it with: $(start_command)"
   elif [ "$dry_run" = 1 ]; then
     say "Dry run: $changes change(s) would be made; nothing was changed."
-    [ "$reboot_needed" = 0 ] || say "Then: reboot to enable I2C, and run: sudo ./init_os.sh again."
+    [ "$reboot_needed" = 0 ] || say "Then: reboot to enable I2C, and run: $(rerun) again."
     say "Then start it with: $(start_command)"
   else
     say "Done: $changes change(s)."

@@ -8,6 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::fs;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -26,7 +27,13 @@ esac"#,
         "getent",
         r#"case "$1" in group|passwd) grep "^$2:" "$ROOT/etc/$1" ;; *) exit 2 ;; esac"#,
     ),
-    ("groupadd", r#"echo "${@: -1}:x:990:" >> "$ROOT/etc/group""#),
+    (
+        "groupadd",
+        r#"# A gid of its own for each group made: 990, then 991...
+made=$(cat "$STATE/groups-made" 2>/dev/null || echo 0)
+echo "${@: -1}:x:$((990 + made)):" >> "$ROOT/etc/group"
+echo $((made + 1)) > "$STATE/groups-made""#,
+    ),
     (
         "usermod",
         r#"group=$2 user=$3
@@ -218,6 +225,55 @@ impl Device {
         write(&self.root.join(path), content);
     }
 
+    /// A symbolic link under the fake root to `target`, relative as sysfs's are.
+    fn link(&self, path: &str, target: &str) {
+        let path = self.root.join(path);
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::os::unix::fs::symlink(target, path).unwrap();
+    }
+
+    /// A GPIO chip as the kernel shows it: /dev/gpiochip{number} (mode 0660, this test's
+    /// group), its character device's directory under /sys/devices/{parent}, linked from
+    /// /sys/bus/gpio/devices, and beside it the legacy sysfs class's gpiochip{base} with its
+    /// label and a `device` link to the parent, linked from /sys/class/gpio.
+    fn gpio_chip(&self, number: u32, base: u32, parent: &str, label: &str) {
+        fs::create_dir_all(
+            self.root
+                .join(format!("sys/devices/{parent}/gpiochip{number}")),
+        )
+        .unwrap();
+        let legacy = format!("devices/{parent}/gpio/gpiochip{base}");
+        self.file(&format!("sys/{legacy}/label"), &format!("{label}\n"));
+        let parent_name = parent.rsplit('/').next().unwrap();
+        self.link(
+            &format!("sys/{legacy}/device"),
+            &format!("../../../{parent_name}"),
+        );
+        self.link(
+            &format!("sys/class/gpio/gpiochip{base}"),
+            &format!("../../{legacy}"),
+        );
+        self.link(
+            &format!("sys/bus/gpio/devices/gpiochip{number}"),
+            &format!("../../../devices/{parent}/gpiochip{number}"),
+        );
+        let node = self.root.join(format!("dev/gpiochip{number}"));
+        write(&node, "");
+        fs::set_permissions(&node, fs::Permissions::from_mode(0o660)).unwrap();
+    }
+
+    /// The board's model, as /proc/device-tree/model has it (ending in a NUL).
+    fn model(&self, model: &str) {
+        self.file("proc/device-tree/model", &format!("{model}\0"));
+    }
+
+    /// The value of `key` in .env.
+    fn env(&self, key: &str) -> Option<String> {
+        let env = fs::read_to_string(&self.env_file).unwrap_or_default();
+        env.lines()
+            .find_map(|line| line.strip_prefix(&format!("{key}=")).map(str::to_owned))
+    }
+
     fn run(&self, args: &[&str]) -> Output {
         let _ = fs::remove_file(&self.log);
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../init_os.sh");
@@ -252,12 +308,18 @@ impl Device {
         fs::read_to_string(self.root.join(path)).unwrap_or_default()
     }
 
-    /// Every file under the fake root and the stub state, with its content.
+    /// Every file under the fake root and the stub state, with its content (a link's: its
+    /// target).
     fn snapshot(&self) -> BTreeMap<PathBuf, Vec<u8>> {
         fn walk(dir: &Path, into: &mut BTreeMap<PathBuf, Vec<u8>>) {
             for entry in fs::read_dir(dir).unwrap() {
-                let path = entry.unwrap().path();
-                if path.is_dir() {
+                let entry = entry.unwrap();
+                let path = entry.path();
+                let kind = entry.file_type().unwrap();
+                if kind.is_symlink() {
+                    let target = fs::read_link(&path).unwrap();
+                    into.insert(path, target.as_os_str().as_bytes().to_vec());
+                } else if kind.is_dir() {
                     walk(&path, into);
                 } else {
                     into.insert(path.clone(), fs::read(&path).unwrap_or_default());
@@ -740,7 +802,13 @@ fn a_missing_bus_names_the_buses_there_are() {
 fn help_explains_the_options() {
     let device = Device::new("help", DEBIAN);
     let text = assert_ok(&device.run(&["--help"]));
-    for option in ["--bus N", "--dry-run", "--help"] {
+    for option in [
+        "--bus N",
+        "--int-pin PIN",
+        "--int-pin none",
+        "--dry-run",
+        "--help",
+    ] {
         assert!(text.contains(option), "{text}");
     }
 }
@@ -1158,4 +1226,412 @@ fn a_link_where_a_secret_goes_is_refused_and_its_target_untouched() {
         stderr(&output)
     );
     assert_eq!(device.read("etc/target"), "precious\n");
+}
+
+/// A Raspberry Pi of `model` with I2C on and the button on bus 1, the GPIO chips of Raspberry Pi
+/// OS's 6.x kernel (`label` for the header's, as /dev/gpiochip0 with base 512, and the firmware's
+/// expander), and group gpio owning them as Raspberry Pi OS's udev rules make it (this test's
+/// group, as the nodes are).
+fn raspberry_pi_with_gpio(name: &str, model: &str, label: &str) -> Device {
+    let device = raspberry_pi(name, "dtparam=i2c_arm=on\n");
+    device.file("dev/i2c-1", "");
+    device.model(model);
+    device.file(
+        "etc/group",
+        &format!(
+            "root:x:0:\nsudo:x:27:pi\npi:x:1000:\ngpio:x:{}:pi\n",
+            device.gid()
+        ),
+    );
+    device.gpio_chip(0, 512, "platform/soc/fe200000.gpio", label);
+    device.gpio_chip(
+        1,
+        570,
+        "platform/soc/soc:firmware/soc:firmware:gpio",
+        "raspberrypi-exp-gpio",
+    );
+    device
+}
+
+const PI_4: &str = "Raspberry Pi 4 Model B Rev 1.4";
+const NANO: &str = "NVIDIA Jetson Nano Developer Kit";
+
+/// A Jetson Nano (JetPack 4.6) with Docker, Compose v2, the button on bus 1 and group i2c, and
+/// its GPIO chips: tegra-gpio and the PMIC's, as /dev/gpiochip{tegra} and /dev/gpiochip{pmic}.
+fn jetson_nano(name: &str, tegra: u32, pmic: u32) -> Device {
+    let device = Device::new(name, JETPACK);
+    device.file("etc/nv_tegra_release", "# R32 (release), REVISION: 7.1\n");
+    device.file("dev/i2c-1", "");
+    device.install("docker");
+    device.state("compose-v2", "");
+    device.file(
+        "etc/group",
+        "root:x:0:\ndocker:x:995:pi\ni2c:x:108:pi\npi:x:1000:\n",
+    );
+    device.model(NANO);
+    nano_gpio_chips(&device, tegra, pmic);
+    device
+}
+
+fn nano_gpio_chips(device: &Device, tegra: u32, pmic: u32) {
+    device.gpio_chip(tegra, 0, "6000d000.gpio", "tegra-gpio");
+    device.gpio_chip(
+        pmic,
+        504,
+        "7000d000.i2c/i2c-4/4-003c/max77620-gpio",
+        "max77620-gpio",
+    );
+}
+
+#[test]
+fn int_pin_18_on_a_raspberry_pi_4_is_line_24_of_pinctrl_bcm2711_in_env_and_later_runs_keep_it() {
+    let device = raspberry_pi_with_gpio("int-pi4", PI_4, "pinctrl-bcm2711");
+    let output = assert_ok(&device.run(&["--int-pin", "18"]));
+    assert!(
+        output
+            .contains("ok: INT (header pin 18) is line 24 of pinctrl-bcm2711, /dev/gpiochip0 here"),
+        "{output}"
+    );
+    assert_eq!(
+        device.env("INT_GPIO").as_deref(),
+        Some("pinctrl-bcm2711:24")
+    );
+    assert_eq!(device.env("INT_CHIP").as_deref(), Some("/dev/gpiochip0"));
+    assert_eq!(device.env("GPIO_GID"), Some(device.gid().to_string()));
+    assert_eq!(
+        device.env("COMPOSE_FILE").as_deref(),
+        Some(
+            "docker-compose.yml:docker-compose.device.yml:docker-compose.int.yml:docker-compose.token.yml"
+        )
+    );
+    // Raspberry Pi OS's own udev rules make the chips root:gpio 0660 already.
+    assert!(
+        output.contains("ok: /dev/gpiochip0 belongs to group gpio, which may read and write it (the system's udev rules)"),
+        "{output}"
+    );
+    assert!(
+        device
+            .read("etc/udev/rules.d/60-qwiic-gpio.rules")
+            .is_empty()
+    );
+    let commands = device.commands();
+    assert!(
+        !commands.contains("groupadd --system gpio") && !commands.contains("usermod -aG gpio"),
+        "{commands}"
+    );
+    assert_second_run_changes_nothing(&device);
+    let again = assert_ok(&device.run(&["--int-pin=18"]));
+    assert!(again.contains("Nothing to change"), "{again}");
+}
+
+#[test]
+fn int_pin_on_a_jetson_nano_is_a_line_of_tegra_gpio_whose_chip_gets_group_gpio_by_a_udev_rule() {
+    let device = jetson_nano("int-nano", 0, 1);
+    let output = assert_ok(&device.run(&["--int-pin", "18"]));
+    assert!(
+        output.contains("ok: INT (header pin 18) is line 15 of tegra-gpio, /dev/gpiochip0 here"),
+        "{output}"
+    );
+    let commands = device.commands();
+    assert!(
+        commands.contains("groupadd --system gpio")
+            && commands.contains("udevadm trigger --subsystem-match=gpio")
+            && commands.contains("usermod -aG gpio pi"),
+        "{commands}"
+    );
+    assert_eq!(
+        device.read("etc/udev/rules.d/60-qwiic-gpio.rules"),
+        "SUBSYSTEM==\"gpio\", KERNEL==\"gpiochip*\", GROUP=\"gpio\", MODE=\"0660\"\n"
+    );
+    assert_eq!(device.env("INT_GPIO").as_deref(), Some("tegra-gpio:15"));
+    assert_eq!(device.env("INT_CHIP").as_deref(), Some("/dev/gpiochip0"));
+    assert_eq!(device.env("GPIO_GID").as_deref(), Some("990"));
+    assert_eq!(device.env("I2C_GID").as_deref(), Some("108"));
+    assert_second_run_changes_nothing(&device);
+
+    let output = assert_ok(&device.run(&["--int-pin", "7"]));
+    assert!(output.contains("is line 216 of tegra-gpio"), "{output}");
+    assert_eq!(device.env("INT_GPIO").as_deref(), Some("tegra-gpio:216"));
+}
+
+#[test]
+fn the_int_chip_is_found_by_its_label_whatever_its_number_and_again_at_every_run() {
+    let device = jetson_nano("int-label", 1, 0);
+    assert_ok(&device.run(&["--int-pin", "18"]));
+    assert_eq!(device.env("INT_CHIP").as_deref(), Some("/dev/gpiochip1"));
+    // A kernel that numbers the chips the other way round.
+    for gone in ["sys", "dev/gpiochip0", "dev/gpiochip1"] {
+        let path = device.root.join(gone);
+        if path.is_dir() {
+            fs::remove_dir_all(path).unwrap();
+        } else {
+            fs::remove_file(path).unwrap();
+        }
+    }
+    fs::create_dir_all(device.root.join("sys/module")).unwrap();
+    nano_gpio_chips(&device, 0, 1);
+    let output = assert_ok(&device.run(&[]));
+    assert!(
+        output.contains(
+            "ok: INT (INT_GPIO=tegra-gpio:15 in .env) is line 15 of tegra-gpio, /dev/gpiochip0 here"
+        ),
+        "{output}"
+    );
+    assert_eq!(device.env("INT_GPIO").as_deref(), Some("tegra-gpio:15"));
+    assert_eq!(device.env("INT_CHIP").as_deref(), Some("/dev/gpiochip0"));
+    assert_second_run_changes_nothing(&device);
+}
+
+#[test]
+fn the_int_chips_label_follows_the_raspberry_pi_model() {
+    for (model, label) in [
+        ("Raspberry Pi 400 Rev 1.0", "pinctrl-bcm2711"),
+        ("Raspberry Pi Compute Module 4 Rev 1.0", "pinctrl-bcm2711"),
+        ("Raspberry Pi 5 Model B Rev 1.0", "pinctrl-rp1"),
+        ("Raspberry Pi 500 Rev 1.0", "pinctrl-rp1"),
+        ("Raspberry Pi Compute Module 5 Rev 1.0", "pinctrl-rp1"),
+        ("Raspberry Pi 3 Model B Plus Rev 1.3", "pinctrl-bcm2835"),
+        ("Raspberry Pi Zero 2 W Rev 1.0", "pinctrl-bcm2835"),
+    ] {
+        let device = raspberry_pi_with_gpio("int-models", model, label);
+        let output = assert_ok(&device.run(&["--int-pin", "40"]));
+        assert_eq!(
+            device.env("INT_GPIO"),
+            Some(format!("{label}:21")),
+            "{model}: {output}"
+        );
+    }
+}
+
+#[test]
+fn a_raspberry_pi_5_with_an_older_kernel_has_pinctrl_rp1_at_gpiochip4() {
+    let device = raspberry_pi("int-pi5", "dtparam=i2c_arm=on\n");
+    device.file("dev/i2c-1", "");
+    device.model("Raspberry Pi 5 Model B Rev 1.0");
+    // Two controllers of two banks each: which label is whose is not told, and neither is INT's.
+    for (number, parent, bank) in [
+        (0, "107d508500.gpio", "107d508500"),
+        (1, "107d508500.gpio", "107d508520"),
+        (2, "107d517c00.gpio", "107d517c00"),
+        (3, "107d517c00.gpio", "107d517c20"),
+    ] {
+        device.gpio_chip(
+            number,
+            512 + 32 * number,
+            &format!("platform/soc/{parent}"),
+            &format!("gpio-brcmstb@{bank}"),
+        );
+    }
+    device.gpio_chip(
+        4,
+        571,
+        "platform/axi/1000120000.pcie/1f000d0000.gpio",
+        "pinctrl-rp1",
+    );
+    let output = assert_ok(&device.run(&["--int-pin", "18"]));
+    assert!(
+        output.contains("ok: INT (header pin 18) is line 24 of pinctrl-rp1, /dev/gpiochip4 here"),
+        "{output}"
+    );
+    assert_eq!(device.env("INT_CHIP").as_deref(), Some("/dev/gpiochip4"));
+    // No group gpio here: it is made, and the chip gets it by a rule of ours.
+    assert!(device.commands().contains("groupadd --system gpio"));
+    assert_eq!(device.env("GPIO_GID").as_deref(), Some("991"));
+    assert!(
+        !device
+            .read("etc/udev/rules.d/60-qwiic-gpio.rules")
+            .is_empty()
+    );
+    assert_second_run_changes_nothing(&device);
+}
+
+#[test]
+fn int_pin_none_removes_the_int_line_and_its_overlay_and_the_button_is_polled() {
+    let device = raspberry_pi_with_gpio("int-none", PI_4, "pinctrl-bcm2711");
+    assert_ok(&device.run(&["--int-pin", "18"]));
+    let output = assert_ok(&device.run(&["--int-pin", "none"]));
+    assert!(
+        output.contains("without INT_GPIO, INT_CHIP and GPIO_GID and docker-compose.int.yml: the button is polled"),
+        "{output}"
+    );
+    for key in ["INT_GPIO", "INT_CHIP", "GPIO_GID"] {
+        assert_eq!(device.env(key), None, "{key}");
+    }
+    assert_eq!(
+        device.env("COMPOSE_FILE").as_deref(),
+        Some("docker-compose.yml:docker-compose.device.yml:docker-compose.token.yml")
+    );
+    assert_second_run_changes_nothing(&device);
+    let again = assert_ok(&device.run(&["--int-pin", "none"]));
+    assert!(again.contains("Nothing to change"), "{again}");
+}
+
+#[test]
+fn int_pins_that_are_no_free_gpio_are_refused_with_the_pins_it_takes() {
+    let device = raspberry_pi_with_gpio("int-bad", PI_4, "pinctrl-bcm2711");
+    for (pin, expected) in [
+        (
+            "3",
+            "--int-pin 3: header pin 3 is I2C SDA, the button's own bus, not a GPIO for INT",
+        ),
+        ("5", "header pin 5 is I2C SCL, the button's own bus"),
+        (
+            "1",
+            "--int-pin 1: header pin 1 is 3.3V power, not a GPIO for INT",
+        ),
+        ("2", "header pin 2 is 5V power"),
+        ("39", "header pin 39 is ground"),
+        ("8", "header pin 8 is the UART (serial console)"),
+        ("24", "header pin 24 is SPI"),
+        (
+            "41",
+            "--int-pin takes the number of the header pin the button's INT is wired to, 1 to 40, such as --int-pin 18, or none (got '41')",
+        ),
+        ("0", "(got '0')"),
+        ("GPIO24", "(got 'GPIO24')"),
+        ("", "(got '')"),
+    ] {
+        let output = device.run(&["--int-pin", pin]);
+        assert_eq!(output.status.code(), Some(1), "{pin}");
+        let message = stderr(&output);
+        assert!(
+            message.contains(expected)
+                && message.contains(
+                    "the pins it takes: 7, 11, 12, 13, 15, 16, 18, 22, 29, 31, 32, 33, 35, 36, 37, 38 and 40"
+                ),
+            "{pin}: {message}"
+        );
+        assert!(device.commands().is_empty(), "{pin}: {}", device.commands());
+    }
+    assert!(!device.env_file.exists());
+}
+
+#[test]
+fn int_pin_on_another_board_says_what_it_knows_and_how_to_set_int_by_hand() {
+    let xavier = jetson_nano("int-xavier", 0, 1);
+    xavier.model("NVIDIA Jetson Xavier NX Developer Kit");
+    let debian = ready_for_the_button("int-debian");
+    for (device, board) in [
+        (&xavier, "this is NVIDIA Jetson Xavier NX Developer Kit"),
+        (
+            &debian,
+            "this is a debian system (no /proc/device-tree/model)",
+        ),
+    ] {
+        let output = device.run(&["--int-pin", "18"]);
+        assert_eq!(output.status.code(), Some(1), "{}", stdout(&output));
+        let message = stderr(&output);
+        assert!(
+            message.contains("--int-pin knows the header of a Raspberry Pi and of the Jetson Nano")
+                && message.contains(board)
+                && message.contains("set INT_GPIO=<GPIO chip label>:<line> in .env by hand")
+                && message.contains("sets INT_CHIP, GPIO_GID and docker-compose.int.yml"),
+            "{message}"
+        );
+        assert!(
+            !device.commands().contains("apt-get"),
+            "{}",
+            device.commands()
+        );
+    }
+    assert!(
+        stderr(&xavier.run(&["--int-pin", "18"]))
+            .contains("Jetson Xavier and Orin have other GPIO chips")
+    );
+}
+
+#[test]
+fn an_int_chip_not_found_lists_the_chips_there_are() {
+    // The label an older kernel gave the Pi 4's chip.
+    let device = raspberry_pi_with_gpio("int-nolabel", PI_4, "pinctrl-bcm2835");
+    let output = device.run(&["--int-pin", "18"]);
+    assert_eq!(output.status.code(), Some(1), "{}", stdout(&output));
+    let message = stderr(&output);
+    assert!(
+        message.contains("no GPIO chip labelled pinctrl-bcm2711 here, for header pin 18")
+            && message
+                .contains("found: gpiochip0 (pinctrl-bcm2835), gpiochip1 (raspberrypi-exp-gpio)")
+            && message.contains("cat /sys/class/gpio/gpiochip*/label"),
+        "{message}"
+    );
+    assert!(
+        !device.commands().contains("apt-get"),
+        "{}",
+        device.commands()
+    );
+
+    // No GPIO chip in sysfs at all.
+    fs::remove_dir_all(device.root.join("sys/bus")).unwrap();
+    let message = stderr(&device.run(&["--int-pin", "18"]));
+    assert!(
+        message.contains("found: none (no gpiochip in /sys/bus/gpio/devices)")
+            && message.contains("CONFIG_GPIO_SYSFS"),
+        "{message}"
+    );
+
+    // The chip without its node.
+    let device = raspberry_pi_with_gpio("int-nonode", PI_4, "pinctrl-bcm2711");
+    fs::remove_file(device.root.join("dev/gpiochip0")).unwrap();
+    let message = stderr(&device.run(&["--int-pin", "18"]));
+    assert!(
+        message.contains(
+            "the GPIO chip pinctrl-bcm2711 is gpiochip0 in /sys, but there is no /dev/gpiochip0"
+        ) && message.contains("ls -l /dev/gpiochip*"),
+        "{message}"
+    );
+}
+
+#[test]
+fn dry_run_with_int_pin_changes_nothing_and_says_what_it_would_do() {
+    let device = jetson_nano("int-dry", 0, 1);
+    let before = device.snapshot();
+    let output = assert_ok(&device.run(&["--dry-run", "--int-pin", "18"]));
+    assert_eq!(device.snapshot(), before, "--dry-run changed files");
+    for line in [
+        "ok: INT (header pin 18) is line 15 of tegra-gpio, /dev/gpiochip0 here",
+        "would: groupadd --system gpio",
+        "would: write /etc/udev/rules.d/60-qwiic-gpio.rules",
+        "would: udevadm trigger --subsystem-match=gpio",
+        "would: usermod -aG gpio pi",
+        "would: set COMPOSE_FILE, I2C_DEVICE, I2C_GID, INT_GPIO, INT_CHIP and GPIO_GID in /home/pi/qwiic-containers/.env (I2C_DEVICE=/dev/i2c-1, INT_GPIO=tegra-gpio:15 on /dev/gpiochip0;",
+    ] {
+        assert!(output.contains(line), "{line}:\n{output}");
+    }
+    assert!(
+        !device
+            .commands()
+            .lines()
+            .any(|c| ["groupadd", "usermod", "udevadm"]
+                .iter()
+                .any(|m| c.starts_with(m))),
+        "{}",
+        device.commands()
+    );
+}
+
+#[test]
+fn a_reboot_for_i2c_names_the_int_pin_in_the_command_to_run_after_it() {
+    let device = raspberry_pi_with_gpio("int-reboot", PI_4, "pinctrl-bcm2711");
+    device.file("boot/firmware/config.txt", "[all]\n");
+    let output = assert_ok(&device.run(&["--int-pin", "18"]));
+    assert!(
+        output.contains(
+            "Reboot to enable I2C (sudo reboot), then run: sudo ./init_os.sh --int-pin 18 again."
+        ),
+        "{output}"
+    );
+}
+
+#[test]
+fn an_int_gpio_in_env_that_is_no_chip_label_and_line_is_refused() {
+    let device = raspberry_pi_with_gpio("int-badenv", PI_4, "pinctrl-bcm2711");
+    fs::write(&device.env_file, "INT_GPIO=gpio24\n").unwrap();
+    let output = device.run(&[]);
+    assert_eq!(output.status.code(), Some(1), "{}", stdout(&output));
+    assert!(
+        stderr(&output).contains(".env sets INT_GPIO=gpio24, which is not <GPIO chip label>:<line>, such as pinctrl-bcm2711:24")
+            && stderr(&output).contains("--int-pin 18"),
+        "{}",
+        stderr(&output)
+    );
 }
