@@ -21,7 +21,7 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 KUBE = ROOT / "deploy" / "kubernetes"
 WORKFLOWS = ROOT / ".github" / "workflows"
-OVERLAYS = ["device", "simulator"]
+OVERLAYS = ["device", "device-int", "simulator"]
 BINARIES = {"led-service": "led-service", "button-service": "button-service", "simulator": "simulator"}
 # The namespace of the app's Pods (base/kustomization.yaml), held to the restricted standard.
 APP_NAMESPACE = "qwiic"
@@ -240,6 +240,41 @@ def test_the_device_plugin_advertises_the_bus_and_nothing_more():
     assert "limits" in container["resources"]
 
 
+def test_the_int_overlay_gives_the_one_gpio_chip_to_the_button_alone_with_the_gpio_group():
+    docs = render("device-int")
+    [plugin] = device_plugins(docs)
+    pod = plugin["spec"]["template"]["spec"]
+    [container] = pod["containers"]
+    devices = dict(plugin_devices(container))
+    assert set(devices) == {"squat.ai/i2c", "squat.ai/int-gpio"}, set(devices)
+    [group] = devices["squat.ai/int-gpio"]["groups"]
+    [path] = group["paths"]
+    assert re.fullmatch(r"/dev/gpiochip\d+", path["path"]) and path["permissions"] == "rw"
+    assert path.get("type", "Device") == "Device" and not group.get("usb")
+    # The plugin sees the chip read-only, as it sees the bus.
+    volumes = {v["hostPath"]["path"]: v["hostPath"]["type"] for v in pod["volumes"]}
+    assert volumes == {"/var/lib/kubelet/device-plugins": "Directory", "/dev/i2c-1": "CharDevice",
+                       path["path"]: "CharDevice"}
+    assert {m["mountPath"]: m.get("readOnly") for m in container["volumeMounts"]}[path["path"]] is True
+    spec, by_name = the_daemonset(docs)
+    button, led = by_name["button"], by_name["led"]
+    # Only the button asks for the chip, once: the one allocation the plugin has.
+    assert quantity(button["resources"]["limits"]["squat.ai/int-gpio"]) == group["count"] == 1
+    assert "squat.ai/int-gpio" not in led["resources"]["limits"]
+    # Both still get the bus, and the button is told its INT line by chip label and line.
+    for container_ in (button, led):
+        assert quantity(container_["resources"]["limits"]["squat.ai/i2c"]) == 1
+    env = {v["name"]: v["value"] for v in button["env"]}
+    assert re.fullmatch(r"[a-z0-9-]+:\d+", env["INT_GPIO"]), env["INT_GPIO"]
+    assert env["BUS"] == "/dev/i2c-1"
+    assert "INT_GPIO" not in {v["name"] for v in led["env"]}
+    # The node's gpio group beside its i2c group, by number.
+    i2c_groups = the_daemonset(render("device"))[0]["securityContext"]["supplementalGroups"]
+    groups = spec["securityContext"]["supplementalGroups"]
+    assert groups[:len(i2c_groups)] == i2c_groups and len(groups) == len(i2c_groups) + 1, groups
+    assert all(isinstance(g, int) for g in groups)
+
+
 def test_the_simulator_overlay_needs_no_hardware():
     docs = render("simulator")
     assert not device_plugins(docs)
@@ -377,6 +412,31 @@ def test_iotedge_env_matches_the_services_and_its_parameters_are_documented():
     assert parameters, "the template has no parameter"
     for parameter in parameters:
         assert f"\n{parameter}=" in example, f"{parameter} is missing from .env.example"
+
+
+def test_iotedge_int_edits_in_the_readme_fit_the_button_module():
+    """deploy/README.md's hand edits for the INT pin, applied to the template's button module."""
+    readme = (ROOT / "deploy" / "README.md").read_text().split("## Azure IoT Edge")[1].split("\n## ")[0]
+    device = json.loads(re.search(r'`(\{"PathOnHost":"\$\{INT_CHIP\}"[^`]*)`', readme).group(1))
+    groups = json.loads(re.search(r'`(\["\$\{I2C_GID\}"[^`]*)`', readme).group(1))
+    env = json.loads("{" + re.search(r'`("INT_GPIO": \{[^`]*\})`', readme).group(1) + "}")
+    button = iotedge_modules()["button"]
+    options = json.loads(button["settings"]["createOptions"])
+    host = options["HostConfig"]
+    # The chip at the same path as on the host, read and write, beside the bus; the gpio group
+    # beside the i2c group; the user unchanged.
+    assert device == {"PathOnHost": "${INT_CHIP}", "PathInContainer": "${INT_CHIP}", "CgroupPermissions": "rw"}
+    assert device not in host["Devices"]
+    assert groups == host["GroupAdd"] + ["${GPIO_GID}"]
+    assert options["User"] == "65532:65532"
+    # INT_GPIO is what button-service reads, and not yet in the template.
+    [(name, value)] = env.items()
+    assert name in env_vars("button-service") and name not in button["env"]
+    assert value == {"value": "${INT_GPIO}"}
+    # Each parameter the edits use is in .env.example, commented out until INT is wired.
+    example = (ROOT / "deploy" / "iotedge" / ".env.example").read_text()
+    for parameter in ("INT_CHIP", "GPIO_GID", "INT_GPIO"):
+        assert f"\n# {parameter}=" in example, f"{parameter} is missing from .env.example"
 
 
 def test_iotedge_keeps_the_token_in_a_read_only_host_file():

@@ -495,6 +495,89 @@ fn device_mode_maps_only_the_bus_and_adds_the_group_by_number() {
     }
 }
 
+const DEVICE_INT: &str = "docker-compose.yml:docker-compose.device.yml:docker-compose.int.yml";
+const INT_VARIABLES: [(&str, &str); 5] = [
+    ("I2C_DEVICE", "/dev/i2c-1"),
+    ("I2C_GID", "108"),
+    ("INT_GPIO", "pinctrl-bcm2711:24"),
+    ("INT_CHIP", "/dev/gpiochip0"),
+    ("GPIO_GID", "997"),
+];
+
+#[test]
+fn the_int_overlay_maps_only_the_one_gpio_chip_into_the_button_with_the_gpio_group() {
+    for compose in Compose::BOTH {
+        let config = config(compose, DEVICE_INT, &INT_VARIABLES);
+        let button = &config["services"]["button"];
+        let context = format!("{compose:?}: {button:#}");
+        let mut mapped = devices(button);
+        mapped.sort();
+        assert_eq!(
+            mapped,
+            ["/dev/gpiochip0:/dev/gpiochip0", "/dev/i2c-1:/dev/i2c-1"],
+            "{context}"
+        );
+        // Both groups, whichever Compose merges the files: the i2c group added, the gpio
+        // group as the process's own (the image's user kept).
+        assert_eq!(button["group_add"], json!(["108"]), "{context}");
+        assert_eq!(button["user"], "65532:997", "{context}");
+        assert_eq!(
+            button["environment"]["INT_GPIO"], "pinctrl-bcm2711:24",
+            "{context}"
+        );
+        assert_eq!(button["environment"]["BUS"], "/dev/i2c-1", "{context}");
+        let led = &config["services"]["led"];
+        assert_eq!(
+            devices(led),
+            ["/dev/i2c-1:/dev/i2c-1"],
+            "{compose:?}: {led:#}"
+        );
+        assert!(led.get("user").is_none(), "{compose:?}: {led:#}");
+    }
+    // The user the overlay keeps is the images' own.
+    for dockerfile in ["Dockerfile.button", "Dockerfile.led"] {
+        assert!(
+            std::fs::read_to_string(root().join(dockerfile))
+                .unwrap()
+                .contains("\nUSER 65532:65532\n"),
+            "{dockerfile}'s user is not the one docker-compose.int.yml gives"
+        );
+    }
+}
+
+#[test]
+fn the_int_overlay_without_init_os_says_to_run_it_with_the_pin() {
+    for compose in Compose::BOTH {
+        for missing in ["INT_GPIO", "INT_CHIP", "GPIO_GID"] {
+            let given: Vec<_> = INT_VARIABLES
+                .iter()
+                .copied()
+                .filter(|(name, _)| *name != missing)
+                .collect();
+            let mut command = compose.command();
+            for (name, _) in INT_VARIABLES {
+                command.env_remove(name);
+            }
+            let output = command
+                .env("COMPOSE_FILE", DEVICE_INT)
+                .envs(given)
+                .arg("--env-file")
+                .arg(empty_env_file())
+                .arg("config")
+                .output()
+                .unwrap();
+            assert!(!output.status.success(), "{compose:?} without {missing}");
+            let message = String::from_utf8_lossy(&output.stderr);
+            assert!(
+                message.contains(&format!(
+                    "{missing} is not set: run sudo ./init_os.sh --int-pin 18"
+                )),
+                "{compose:?} without {missing}: {message}"
+            );
+        }
+    }
+}
+
 /// Settings compose decides itself: how the containers are wired, and where the secret files
 /// are inside them (the token overlay sets API_TOKEN_FILE and mounts the file).
 const COMPOSE_DECIDES: [&str; 8] = [

@@ -503,6 +503,8 @@ fn the_device_steps_match_what_init_os_prints_and_takes() {
         "--pi-i2c gpio",
         "--pi-i2c arm",
         "--pi-baudrate",
+        "--int-pin 18",
+        "--int-pin none",
     ] {
         assert!(init.contains(option), "init_os.sh has no {option}");
         assert!(
