@@ -535,6 +535,12 @@ def test_the_release_builds_every_architecture_and_image_the_repository_has():
     # The images the tests run and push (tests/tests/quickstart.rs), from the binaries built here.
     assert "scripts/build-images --arch all --no-compile" in script and "--source " in script
     assert "scripts/publish-images" in script and "--also latest" in script
+    # Signed keyless, with the SBOMs attested, by the script the tests sign with; provenance.
+    assert images["permissions"]["id-token"] == "write"
+    assert "scripts/sbom" in script and "scripts/sign-images" in script and "--key" not in script
+    attested = [s["with"]["subject-name"] for s in images["steps"]
+                if s.get("uses", "").startswith("actions/attest-build-provenance@")]
+    assert sorted(a.rsplit("/", 1)[1] for a in attested) == sorted(f"qwiic-{b}" for b in BINARIES)
     assert release["jobs"]["release"]["permissions"]["contents"] == "write"
 
 

@@ -25,6 +25,26 @@ host_arch() {
   esac
 }
 
+# cargo-auditable, which embeds each binary's dependency tree in it (a linker section that
+# `cargo audit bin`, Trivy, Grype and Syft read): every build of the images uses it. Pinned, so
+# that a new release cannot change the binaries by itself.
+AUDITABLE_VERSION=0.7.7
+
+# `cargo auditable`, from target/tools (scripts/test-deps) or PATH (--install-toolchain), or a
+# message saying how to get it.
+auditable_cargo() {
+  local tools
+  tools=$(pwd)/target/tools/bin
+  if [ -x "$tools/cargo-auditable" ]; then
+    PATH="$tools:$PATH" cargo auditable "$@"
+  elif command -v cargo-auditable >/dev/null; then
+    cargo auditable "$@"
+  else
+    echo "cargo-auditable is missing: scripts/test-deps installs it in target/tools, or: cargo install --locked cargo-auditable --version $AUDITABLE_VERSION" >&2
+    return 1
+  fi
+}
+
 # The architectures the images exist for.
 # shellcheck disable=SC2034 # for the scripts that source this file
 ALL_ARCHES=(amd64 arm64 armv7)
@@ -41,8 +61,8 @@ normalize_arch() {
   esac
 }
 
-# Installs (with apt, as root) what cross_setup needs for ARCH: the Dockerfiles' build stage
-# uses this on rust:*-bookworm.
+# Installs (with apt, as root) what cross_setup needs for ARCH, and cargo-auditable (from
+# crates.io): the Dockerfiles' build stage and the release use this on rust:*-bookworm.
 cross_install_toolchain() {
   local arch=$1 debarch gcc_package
   case "$arch" in
@@ -61,6 +81,8 @@ cross_install_toolchain() {
   # suite): what matters is whether the packages install.
   apt-get update -qq || true
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${packages[@]}"
+  command -v cargo-auditable >/dev/null ||
+    cargo install --quiet --locked cargo-auditable --version "$AUDITABLE_VERSION"
 }
 
 cross_setup() {

@@ -8,7 +8,7 @@
 
 # The suites scripts/flake-hunt knows, in the order scripts/test runs them.
 # shellcheck disable=SC2034 # for the scripts that source this file
-SUITES=(workspace browser mqtt images quickstart iotedge kubernetes dockerfile compose-v2 faults compose-v1 userland)
+SUITES=(workspace browser mqtt images quickstart provenance iotedge kubernetes dockerfile compose-v2 faults compose-v1 userland)
 
 suite_workspace() {
   cargo test --workspace --all-targets --locked
@@ -31,6 +31,10 @@ suite_images() {
 
 suite_quickstart() {
   cargo test --locked -p system-tests --features docker --test quickstart -- --nocapture --test-threads=1
+}
+
+suite_provenance() {
+  cargo test --locked -p system-tests --features docker --test provenance
 }
 
 suite_iotedge() {

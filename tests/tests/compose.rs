@@ -432,6 +432,9 @@ fn config(compose: Compose, compose_file: &str, variables: &[(&str, &str)]) -> V
         "I2C_GID",
         "IMAGE_REPOSITORY",
         "IMAGE_TAG",
+        "LED_DIGEST",
+        "BUTTON_DIGEST",
+        "SIMULATOR_DIGEST",
         "COMPOSE_PROFILES",
         "RUST_LOG",
     ]
@@ -491,6 +494,42 @@ fn device_mode_maps_only_the_bus_and_adds_the_group_by_number() {
             assert_eq!(service["environment"]["BUS"], "/dev/i2c-1", "{context}");
             assert!(service.get("privileged").is_none(), "{context}");
             assert!(service.get("volumes").is_none(), "{context}");
+        }
+    }
+}
+
+#[test]
+fn a_digest_in_env_pins_each_image_and_its_tag_stays_for_people_to_read() {
+    let digest = |c: char| format!("@sha256:{}", c.to_string().repeat(64));
+    let pins = [
+        ("led", "LED_DIGEST", digest('a')),
+        ("button", "BUTTON_DIGEST", digest('b')),
+        ("simulator", "SIMULATOR_DIGEST", digest('c')),
+    ];
+    let mut given = vec![("IMAGE_TAG", "0.2.0".to_owned())];
+    given.extend(
+        pins.iter()
+            .map(|(_, variable, pin)| (*variable, pin.clone())),
+    );
+    let given: Vec<(&str, &str)> = given.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    for compose in Compose::BOTH {
+        let mode = "docker-compose.yml:docker-compose.override.yml";
+        let pinned = config(compose, mode, &given);
+        let unpinned = config(compose, mode, &[("IMAGE_TAG", "0.2.0")]);
+        for (service, _, pin) in &pins {
+            let image = |config: &Value| {
+                config["services"][*service]["image"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned()
+            };
+            let name = match *service {
+                "simulator" => "qwiic-simulator".to_owned(),
+                other => format!("qwiic-{other}-service"),
+            };
+            let tagged = format!("ghcr.io/qwiic-containers/{name}:0.2.0");
+            assert_eq!(image(&unpinned), tagged, "{compose:?}");
+            assert_eq!(image(&pinned), format!("{tagged}{pin}"), "{compose:?}");
         }
     }
 }

@@ -17,18 +17,12 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use support::registry::{IMAGES, Registry};
 use support::{Compose, Stack, docker_inspect, root, run};
-
-/// The images a release publishes, by the name compose knows them by.
-const IMAGES: [(&str, &str); 3] = [
-    ("led", "qwiic-led-service"),
-    ("button", "qwiic-button-service"),
-    ("simulator", "qwiic-simulator"),
-];
 
 const TAG: &str = "quickstart";
 
@@ -36,23 +30,7 @@ const TAG: &str = "quickstart";
 async fn the_readme_quick_start_pulls_each_platforms_image_from_a_registry_under_v2_and_v1() {
     let registry = Registry::start();
     let repository = format!("{}/qwiic-containers", registry.address);
-    // The images scripts/build-images made, under the registry's names.
-    for (_, name) in IMAGES {
-        for arch in ["amd64", "arm64", "armv7"] {
-            run(Command::new("docker").args([
-                "tag",
-                &format!("ghcr.io/qwiic-containers/{name}:latest-{arch}"),
-                &format!("{repository}/{name}:{TAG}-{arch}"),
-            ]));
-        }
-    }
-    let published = run(Command::new(root().join("scripts/publish-images")).args([
-        "--repository",
-        &repository,
-        "--tag",
-        TAG,
-    ]));
-    let published = String::from_utf8_lossy(&published.stdout).into_owned();
+    let published = registry.publish(&repository, TAG);
     println!("{published}");
     // What this machine must pull for each image: the list, and in it the amd64 image.
     // Read from the registry once, before either Compose runs.
@@ -177,62 +155,6 @@ async fn quick_start(
     drop(stack);
     let _ = std::fs::remove_dir_all(&dir);
     forget_local_images(repository);
-}
-
-/// The registry on a loopback port, its storage in a temporary folder; stopped when dropped.
-struct Registry {
-    address: String,
-    child: Child,
-    dir: PathBuf,
-}
-
-impl Registry {
-    fn start() -> Registry {
-        let address = test_kit::unused_address().to_string();
-        let dir = std::env::temp_dir().join(format!("qwiic-registry-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let config = dir.join("config.yml");
-        std::fs::write(
-            &config,
-            format!(
-                "version: 0.1\nlog: {{level: warn}}\nstorage:\n  filesystem: {{rootdirectory: {}}}\nhttp:\n  addr: {address}\n",
-                dir.join("data").display()
-            ),
-        )
-        .unwrap();
-        let child = Command::new("docker-registry")
-            .arg("serve")
-            .arg(&config)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|error| {
-                panic!("docker-registry: {error} (scripts/test-deps installs it)")
-            });
-        let registry = Registry {
-            address,
-            child,
-            dir,
-        };
-        let until = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(&registry.address).is_err() {
-            assert!(
-                Instant::now() < until,
-                "docker-registry is not listening on {} after 10 s",
-                registry.address
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        registry
-    }
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
 }
 
 /// The image id (its config's digest) of the amd64 entry of `name`'s list in the registry,
