@@ -60,8 +60,9 @@ Options:
                     such as 50000, makes the clock-stretching bug rarer; the bus stays
                     /dev/i2c-1. Needs a reboot.
   --int-pin PIN     the header pin (1-40) the button's INT pad is wired to, such as 18: one
-                    of 7, 11, 12, 13, 15, 16, 18, 22, 29, 31, 32, 33, 35, 36, 37, 38, 40 (GPIOs
-                    that carry no bus). Raspberry Pi (any model with the 40-pin header) and
+                    of 7, 11, 12, 13, 15, 16, 18, 22, 29, 31, 32, 33, 35, 36, 37, 38, 40 (plain
+                    GPIOs by default; keep a second SPI or PCM off on the pin you
+                    choose). Raspberry Pi (any model with the 40-pin header) and
                     Jetson Nano; elsewhere set INT_GPIO in .env by hand (README). Later runs
                     keep it, finding the chip again by its label.
   --int-pin none    INT is not wired: removes INT_GPIO, INT_CHIP, GPIO_GID and
@@ -95,8 +96,9 @@ DEVICE_COMPOSE_FILES=(docker-compose.yml docker-compose.device.yml)
 TOKEN_COMPOSE_FILE=docker-compose.token.yml
 INT_COMPOSE_FILE=docker-compose.int.yml
 # The header pins --int-pin takes, as pin:line on the board's GPIO chip: the 40-pin header's
-# GPIOs that carry no bus (not I2C, UART, SPI or the ID EEPROM's), the same pins on a Raspberry
-# Pi and a Jetson Nano. Raspberry Pi: the BCM GPIO number, the line on every model's chip.
+# pins that are plain GPIOs by default (not I2C, the UART, the first SPI or the ID EEPROM's;
+# some double as a second SPI or PCM when an overlay turns those on), the same pins on a
+# Raspberry Pi and a Jetson Nano. Raspberry Pi: the BCM GPIO number, the line on every model's chip.
 PI_INT_PINS="7:4 11:17 12:18 13:27 15:22 16:23 18:24 22:25 29:5 31:6 32:12 33:13 35:19 36:16 37:26 38:20 40:21"
 # Jetson Nano: the line on tegra-gpio, from NVIDIA's Jetson.GPIO (JETSON_NANO_PIN_DEFS in
 # lib/python/Jetson/GPIO/gpio_pin_data.py, github.com/NVIDIA/jetson-gpio).
@@ -854,11 +856,29 @@ gpio_chips() {
 
 # Sets $int_chip to the /dev/gpiochipN labelled as $int_gpio says, or fails.
 find_int_chip() {
-  local label=${int_gpio%:*} line=${int_gpio##*:} chips name for
+  local label=${int_gpio%:*} line=${int_gpio##*:} chips name for kept
   for="header pin $int_pin"
   [ -n "$int_pin" ] || for="INT_GPIO=$int_gpio in .env"
+  # A chip named by its node (gpiochip0:24, /dev/gpiochip0:24, as button-service takes them)
+  # is that node: nothing to look up, and nothing that follows a renumbering.
+  if [[ $label =~ ^(/dev/)?(gpiochip[0-9]+)$ ]]; then
+    int_chip=/dev/${BASH_REMATCH[2]}
+    [ -e "$ROOT$int_chip" ] ||
+      fail "$for names $int_chip, which does not exist" \
+        "list the chips: ls -l /dev/gpiochip*; a label (gpiodetect lists them) survives renumbering" \
+        "or --int-pin none: the button is polled"
+    say "ok: INT ($for) is line $line of $int_chip (by its node: a kernel update may renumber it; its label would not)"
+    return
+  fi
   chips=$(gpio_chips)
   name=$(awk -F '\t' -v label="$label" '$2 == label { print $1; exit }' <<<"$chips")
+  kept=$(env_value INT_CHIP)
+  if [ -z "$name" ] && [ -z "$int_pin" ] && [[ $kept =~ ^/dev/gpiochip[0-9]+$ ]] && [ -e "$ROOT$kept" ]; then
+    # Set by hand where sysfs shows no labels (a kernel without CONFIG_GPIO_SYSFS): kept.
+    int_chip=$kept
+    say "note: no GPIO chip in /sys is labelled $label, for $for: keeping INT_CHIP=$kept from .env as it is"
+    return
+  fi
   if [ -z "$name" ]; then
     local found
     found=$(awk -F '\t' 'NF { printf "%s%s (%s)", (n++ ? ", " : ""), $1, $2 }' <<<"$chips")

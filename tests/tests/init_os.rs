@@ -1623,6 +1623,55 @@ fn a_reboot_for_i2c_names_the_int_pin_in_the_command_to_run_after_it() {
 }
 
 #[test]
+fn an_int_gpio_set_by_hand_with_the_chips_node_is_that_node_at_every_run() {
+    let device = raspberry_pi_with_gpio("int-node", PI_4, "pinctrl-bcm2711");
+    fs::write(&device.env_file, "INT_GPIO=gpiochip0:24\n").unwrap();
+    let output = assert_ok(&device.run(&[]));
+    assert!(
+        output.contains(
+            "ok: INT (INT_GPIO=gpiochip0:24 in .env) is line 24 of /dev/gpiochip0 (by its node"
+        ),
+        "{output}"
+    );
+    assert_eq!(device.env("INT_GPIO").as_deref(), Some("gpiochip0:24"));
+    assert_eq!(device.env("INT_CHIP").as_deref(), Some("/dev/gpiochip0"));
+    assert_second_run_changes_nothing(&device);
+    // A node that is not there is named.
+    fs::write(&device.env_file, "INT_GPIO=/dev/gpiochip7:24\n").unwrap();
+    let output = device.run(&[]);
+    assert_eq!(output.status.code(), Some(1), "{}", stdout(&output));
+    assert!(
+        stderr(&output).contains(
+            "INT_GPIO=/dev/gpiochip7:24 in .env names /dev/gpiochip7, which does not exist"
+        ),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[test]
+fn int_settings_made_by_hand_where_sysfs_shows_no_such_label_are_kept() {
+    // As on a kernel whose sysfs shows no labels, or a chip whose label is not the one given.
+    let device = raspberry_pi_with_gpio("int-byhand", PI_4, "pinctrl-bcm2711");
+    fs::write(
+        &device.env_file,
+        format!(
+            "INT_GPIO=my-expander:3\nINT_CHIP=/dev/gpiochip1\nGPIO_GID={}\n",
+            device.gid()
+        ),
+    )
+    .unwrap();
+    let output = assert_ok(&device.run(&[]));
+    assert!(
+        output.contains("note: no GPIO chip in /sys is labelled my-expander, for INT_GPIO=my-expander:3 in .env: keeping INT_CHIP=/dev/gpiochip1 from .env as it is"),
+        "{output}"
+    );
+    assert_eq!(device.env("INT_GPIO").as_deref(), Some("my-expander:3"));
+    assert_eq!(device.env("INT_CHIP").as_deref(), Some("/dev/gpiochip1"));
+    assert_second_run_changes_nothing(&device);
+}
+
+#[test]
 fn an_int_gpio_in_env_that_is_no_chip_label_and_line_is_refused() {
     let device = raspberry_pi_with_gpio("int-badenv", PI_4, "pinctrl-bcm2711");
     fs::write(&device.env_file, "INT_GPIO=gpio24\n").unwrap();

@@ -521,3 +521,44 @@ fn the_device_steps_match_what_init_os_prints_and_takes() {
         "README: i2cdetect needs -r"
     );
 }
+
+#[test]
+fn the_verify_commands_the_readme_shows_are_the_ones_scripts_verify_image_runs() {
+    let readme = read("README.md");
+    let verify = section(&readme, "## Verify what you run");
+    let script = read("scripts/verify-image");
+    // The release identity the script builds, for the default repository (no dot to escape).
+    let pattern = script
+        .lines()
+        .find_map(|line| {
+            line.trim()
+                .strip_prefix("who=(--certificate-identity-regexp \"")
+        })
+        .and_then(|rest| rest.strip_suffix('"'))
+        .expect("scripts/verify-image builds no identity regexp");
+    let pattern = pattern.replace(
+        "${release_repository//./\\\\.}",
+        "qwiic-containers/qwiic-containers",
+    );
+    assert!(
+        verify.contains(&format!("--certificate-identity-regexp '{pattern}'")),
+        "the README's identity is not {pattern}"
+    );
+    for flag in [
+        "--certificate-oidc-issuer https://token.actions.githubusercontent.com",
+        "--certificate-github-workflow-trigger push",
+        "cosign verify-attestation --type cyclonedx",
+    ] {
+        let in_script = flag.replace(" qwiic-containers/qwiic-containers", "");
+        assert!(verify.contains(flag), "the README lacks {flag}");
+        assert!(
+            script.contains(in_script.split(' ').next().unwrap()),
+            "scripts/verify-image lacks {flag}"
+        );
+    }
+    assert!(
+        verify
+            .contains("--certificate-github-workflow-repository qwiic-containers/qwiic-containers")
+    );
+    assert!(script.contains("--certificate-github-workflow-repository \"$release_repository\""));
+}

@@ -47,7 +47,7 @@ pub enum GpioError {
     },
     /// No chip this process can see has the label.
     #[error(
-        "no GPIO chip here is labelled {label:?} ({found}): on the device `gpiodetect` lists the labels (the 40-pin header is pinctrl-bcm2711 on a Raspberry Pi 4, pinctrl-rp1 on a Pi 5, pinctrl-bcm2835 on older Pis, tegra-gpio on a Jetson Nano); in a container, map that chip as a device (docker-compose.int.yml, which `sudo ./init_os.sh --int-pin PIN` sets up)"
+        "no GPIO chip here is labelled {label:?} ({found}): on the device `gpiodetect` lists the labels (the 40-pin header is pinctrl-bcm2711 on a Raspberry Pi 4, pinctrl-rp1 on a Pi 5, pinctrl-bcm2835 on older Pis, tegra-gpio on a Jetson Nano); in a container, that chip must be the one mapped: run `sudo ./init_os.sh` again, which finds its node by label (a kernel update may have renumbered it) and writes INT_CHIP for docker-compose.int.yml"
     )]
     NoSuchLabel {
         /// The label given.
@@ -98,7 +98,7 @@ pub enum GpioError {
     },
     /// Another process holds the line (EBUSY).
     #[error(
-        "line {line} of {chip} is in use by {consumer}: another program holds it (a second button-service, a script using RPi.GPIO, Jetson.GPIO or gpiomon): stop it or wire INT to another pin; `gpioinfo` shows which program holds which line"
+        "line {line} of {chip} is in use by {consumer}: another program holds it (a second button-service, a script using RPi.GPIO, Jetson.GPIO or gpiomon; \"sysfs\": exported under /sys/class/gpio, released by writing its global number to /sys/class/gpio/unexport): stop it or wire INT to another pin; `gpioinfo` shows which program holds which line"
     )]
     Busy {
         /// "/dev/gpiochip0 (pinctrl-bcm2711)".
@@ -108,9 +108,9 @@ pub enum GpioError {
         /// "\"gpiomon\"", or "another process" when the kernel does not say.
         consumer: String,
     },
-    /// The chip has no interrupt for the line (ENXIO).
+    /// The chip has no interrupt for the line (ENXIO from uAPI v2, ENODEV from v1).
     #[error(
-        "line {line} of {chip} cannot report edges (ENXIO: its chip gives it no interrupt): wire INT to another GPIO of the header"
+        "line {line} of {chip} cannot report edges (its chip gives it no interrupt): wire INT to another GPIO of the header"
     )]
     NoInterrupt {
         /// "/dev/gpiochip0 (pinctrl-bcm2711)".
@@ -194,8 +194,13 @@ impl GpioLine {
             line: self.line,
             source,
         };
-        if !self.request.wait_edge_event(timeout).map_err(failed)? {
-            return Ok(false);
+        match self.request.wait_edge_event(timeout) {
+            Ok(true) => {}
+            Ok(false) => return Ok(false),
+            // A signal for another thread landed here (ppoll is never restarted): a short
+            // wait, which the caller's loop simply repeats.
+            Err(error) if errno_of(&error) == Some(EINTR) => return Ok(false),
+            Err(error) => return Err(failed(error)),
         }
         for _ in 0..DRAIN {
             if !self.request.has_edge_event().map_err(failed)? {
@@ -317,7 +322,8 @@ fn refused(
             consumer: holder()
                 .map_or_else(|| "another process".to_owned(), |name| format!("{name:?}")),
         },
-        Some(ENXIO) => GpioError::NoInterrupt { chip, line },
+        // uAPI v2 says ENXIO; v1 (JetPack 4.6's 4.9 kernel) says ENODEV.
+        Some(ENXIO | ENODEV) => GpioError::NoInterrupt { chip, line },
         Some(errno @ (EACCES | EPERM)) => node_refused(path, Some(metadata), Some(errno)),
         _ => GpioError::Other { chip, line, source },
     }
@@ -347,9 +353,11 @@ fn errno_of(error: &gpiocdev::Error) -> Option<i32> {
 // Linux's error numbers (the same on x86_64, arm64 and armv7).
 const EPERM: i32 = 1;
 const ENOENT: i32 = 2;
+const EINTR: i32 = 4;
 const ENXIO: i32 = 6;
 const EACCES: i32 = 13;
 const EBUSY: i32 = 16;
+const ENODEV: i32 = 19;
 
 #[cfg(test)]
 mod tests {
@@ -392,13 +400,15 @@ mod tests {
     }
 
     #[test]
-    fn a_line_without_an_interrupt_says_to_wire_another_pin() {
-        let message = refusal(ENXIO, None);
-        assert!(
-            message.contains("cannot report edges (ENXIO")
-                && message.contains("wire INT to another GPIO"),
-            "{message}"
-        );
+    fn a_line_without_an_interrupt_says_to_wire_another_pin_under_either_uapi() {
+        for errno in [ENXIO, ENODEV] {
+            let message = refusal(errno, None);
+            assert!(
+                message.contains("cannot report edges")
+                    && message.contains("wire INT to another GPIO"),
+                "{message}"
+            );
+        }
     }
 
     #[test]
