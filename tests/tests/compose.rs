@@ -422,14 +422,16 @@ fn empty_env_file() -> PathBuf {
     path
 }
 
-/// `config` of the project's files, as `compose` with `COMPOSE_FILE` and the variables given
-/// (and none from the caller's environment or a developer's .env) merges them.
-fn config(compose: Compose, compose_file: &str, variables: &[(&str, &str)]) -> Value {
+/// `compose config` of the project's files, as `compose` with `COMPOSE_FILE` and the variables
+/// given (and none from the caller's environment or a developer's .env) merges them.
+fn config_command(compose: Compose, compose_file: &str, variables: &[(&str, &str)]) -> Command {
     let mut command = compose.command();
     let settings = code_settings::settings_in_code();
     for variable in [
         "I2C_DEVICE",
         "I2C_GID",
+        "INT_CHIP",
+        "GPIO_GID",
         "IMAGE_REPOSITORY",
         "IMAGE_TAG",
         "LED_DIGEST",
@@ -449,7 +451,24 @@ fn config(compose: Compose, compose_file: &str, variables: &[(&str, &str)]) -> V
         .arg("--env-file")
         .arg(empty_env_file())
         .arg("config");
-    compose.config(command)
+    command
+}
+
+/// What that merge gives.
+fn config(compose: Compose, compose_file: &str, variables: &[(&str, &str)]) -> Value {
+    compose.config(config_command(compose, compose_file, variables))
+}
+
+/// What `compose config` says when it refuses `compose_file` with only `variables`.
+fn config_refused(compose: Compose, compose_file: &str, variables: &[(&str, &str)]) -> String {
+    let output = config_command(compose, compose_file, variables)
+        .output()
+        .unwrap();
+    assert!(
+        !output.status.success(),
+        "{compose:?} {compose_file} {variables:?}"
+    );
+    String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
 const DEVICE: &str = "docker-compose.yml:docker-compose.device.yml";
@@ -458,18 +477,7 @@ const DEVICE_VARIABLES: [(&str, &str); 2] = [("I2C_DEVICE", "/dev/i2c-1"), ("I2C
 #[test]
 fn device_mode_without_init_os_says_to_run_it() {
     for compose in Compose::BOTH {
-        let mut command = compose.command();
-        let output = command
-            .env_remove("I2C_DEVICE")
-            .env_remove("I2C_GID")
-            .env("COMPOSE_FILE", DEVICE)
-            .arg("--env-file")
-            .arg(empty_env_file())
-            .arg("config")
-            .output()
-            .unwrap();
-        assert!(!output.status.success(), "{compose:?}");
-        let message = String::from_utf8_lossy(&output.stderr);
+        let message = config_refused(compose, DEVICE, &[]);
         assert!(
             message.contains("run sudo ./init_os.sh"),
             "{compose:?}: {message}"
@@ -597,20 +605,7 @@ fn the_int_overlay_without_init_os_says_to_run_it_with_the_pin() {
                 .copied()
                 .filter(|(name, _)| *name != missing)
                 .collect();
-            let mut command = compose.command();
-            for (name, _) in INT_VARIABLES {
-                command.env_remove(name);
-            }
-            let output = command
-                .env("COMPOSE_FILE", DEVICE_INT)
-                .envs(given)
-                .arg("--env-file")
-                .arg(empty_env_file())
-                .arg("config")
-                .output()
-                .unwrap();
-            assert!(!output.status.success(), "{compose:?} without {missing}");
-            let message = String::from_utf8_lossy(&output.stderr);
+            let message = config_refused(compose, DEVICE_INT, &given);
             assert!(
                 message.contains(&format!(
                     "{missing} is not set: run sudo ./init_os.sh --int-pin 18"
