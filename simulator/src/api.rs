@@ -1,5 +1,6 @@
 //! The page and the control API. Every event carries the simulator's own monotonic clock
-//! (`at_ms`), so a press and the LED change it causes are timed by one clock.
+//! (`at_ms`, and `at_us` to the microsecond), so a press and the LED change it causes are timed
+//! by one clock.
 
 use std::time::Duration;
 
@@ -141,8 +142,10 @@ impl From<LedRegisters> for LedView {
 /// One device event as JSON.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct EventView {
-    /// The simulator clock, ms since it started.
+    /// The simulator clock, ms since it started (rounded up).
     pub at_ms: u64,
+    /// The same instant in microseconds since it started.
+    pub at_us: u64,
     /// `pressed`, `released`, `led`, `unplugged`, `replugged`, `address` or `int`.
     pub kind: &'static str,
     /// The new LED registers, for `led`.
@@ -160,6 +163,7 @@ impl From<SimEvent> for EventView {
     fn from(event: SimEvent) -> Self {
         let mut view = EventView {
             at_ms: event.at_ms,
+            at_us: event.at_us,
             kind: "",
             led: None,
             address: None,

@@ -64,7 +64,7 @@ impl SimButton {
     /// A button with the given firmware, EEPROM content and clock.
     pub fn with_config(config: SimConfig, clock: impl Clock + 'static) -> Self {
         let clock: Arc<dyn Clock> = Arc::new(clock);
-        let device = Device::new(config, clock.now_ms());
+        let device = Device::new(config, clock.now_us());
         SimButton {
             shared: Arc::new(Shared {
                 device: Mutex::new(device),
@@ -76,16 +76,23 @@ impl SimButton {
         }
     }
 
-    /// The simulator clock's current reading, the timebase of every [`SimEvent`].
+    /// The simulator clock's current reading in milliseconds, the timebase of every
+    /// [`SimEvent`] (`at_ms`).
     pub fn now_ms(&self) -> u64 {
         self.shared.clock.now_ms()
     }
 
+    /// The same clock in microseconds (`at_us`).
+    pub fn now_us(&self) -> u64 {
+        self.shared.clock.now_us()
+    }
+
     /// Runs `f` on the device with pending edges applied, then tells observers what happened.
+    /// The device's times are microseconds.
     fn with_device<T>(&self, f: impl FnOnce(&mut Device, u64) -> T) -> T {
         let (result, events, scheduled) = {
             let mut device = self.lock();
-            let now = self.now_ms();
+            let now = self.now_us();
             device.sync(now);
             let result = f(&mut device, now);
             let scheduled = std::mem::take(&mut device.scheduled);
@@ -146,10 +153,10 @@ impl SimButton {
     /// Presses now and releases `hold` later by the simulator's clock. The release is applied
     /// when the clock gets there, whoever looks next.
     pub fn click(&self, hold: Duration) {
-        let hold_ms = u64::try_from(hold.as_millis()).unwrap_or(u64::MAX);
+        let hold_us = u64::try_from(hold.as_micros()).unwrap_or(u64::MAX);
         self.with_device(|device, now| {
             device.schedule_edge(now, true);
-            device.schedule_edge(now.saturating_add(hold_ms), false);
+            device.schedule_edge(now.saturating_add(hold_us), false);
             device.sync(now);
         });
     }
@@ -249,7 +256,7 @@ impl SimButton {
     /// When the firmware's main loop will have saved and applied every write so far, on the
     /// simulator's clock (the LED and a new address take effect then).
     pub fn settled_at_ms(&self) -> u64 {
-        self.with_device(|device, _| device.settled_at_ms())
+        self.with_device(|device, _| device.settled_at_us().div_ceil(1000))
     }
 
     /// Adds `delay` to every transaction (a slow, clock-stretching device).
@@ -310,7 +317,7 @@ impl SimButton {
     /// when something looks at the device after they are due; a live simulator calls
     /// [`catch_up`](Self::catch_up) then, so that observers hear of them on time.
     pub fn next_change_at_ms(&self) -> Option<u64> {
-        self.with_device(|device, _| device.next_change_at_ms())
+        self.with_device(|device, _| device.next_change_at_us().map(|at_us| at_us.div_ceil(1000)))
     }
 
     /// Applies every scheduled change the clock has reached (any look at the device does).

@@ -5,10 +5,16 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-/// A monotonic clock in milliseconds. The simulated firmware's `millis()` is derived from it.
+/// A monotonic clock in microseconds. The simulated firmware's `millis()` is derived from it,
+/// and its steps (an EEPROM byte takes 3.4 ms) are timed in it.
 pub trait Clock: Debug + Send + Sync {
-    /// Milliseconds since an arbitrary fixed start; never goes backwards.
-    fn now_ms(&self) -> u64;
+    /// Microseconds since an arbitrary fixed start; never goes backwards.
+    fn now_us(&self) -> u64;
+
+    /// Whole milliseconds since the same start.
+    fn now_ms(&self) -> u64 {
+        self.now_us() / 1000
+    }
 }
 
 /// The host's monotonic clock.
@@ -33,8 +39,8 @@ impl Default for SystemClock {
 }
 
 impl Clock for SystemClock {
-    fn now_ms(&self) -> u64 {
-        u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX)
+    fn now_us(&self) -> u64 {
+        u64::try_from(self.start.elapsed().as_micros()).unwrap_or(u64::MAX)
     }
 }
 
@@ -42,7 +48,7 @@ impl Clock for SystemClock {
 /// Clones share the same time.
 #[derive(Debug, Clone, Default)]
 pub struct ManualClock {
-    now_ms: Arc<AtomicU64>,
+    now_us: Arc<AtomicU64>,
 }
 
 impl ManualClock {
@@ -53,8 +59,8 @@ impl ManualClock {
 
     /// Moves time forward.
     pub fn advance(&self, by: Duration) {
-        let ms = u64::try_from(by.as_millis()).unwrap_or(u64::MAX);
-        self.now_ms.fetch_add(ms, Ordering::SeqCst);
+        let us = u64::try_from(by.as_micros()).unwrap_or(u64::MAX);
+        self.now_us.fetch_add(us, Ordering::SeqCst);
     }
 }
 
@@ -62,13 +68,13 @@ impl ManualClock {
 /// against the simulator without real time passing.
 impl embedded_hal::delay::DelayNs for ManualClock {
     fn delay_ns(&mut self, ns: u32) {
-        self.now_ms
-            .fetch_add(u64::from(ns).div_ceil(1_000_000), Ordering::SeqCst);
+        self.now_us
+            .fetch_add(u64::from(ns).div_ceil(1_000), Ordering::SeqCst);
     }
 }
 
 impl Clock for ManualClock {
-    fn now_ms(&self) -> u64 {
-        self.now_ms.load(Ordering::SeqCst)
+    fn now_us(&self) -> u64 {
+        self.now_us.load(Ordering::SeqCst)
     }
 }

@@ -80,10 +80,10 @@ struct MainLoop {
     last_step_us: u64,
 }
 
-/// A change of the switch's pin, due at `at_ms`.
+/// A change of the switch's pin, due at `at_us`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Edge {
-    at_ms: u64,
+    at_us: u64,
     down: bool,
     /// A bounce of the contact, not a press or release: it bounces no further.
     bounce: bool,
@@ -103,8 +103,8 @@ pub struct Device {
     listening_on: u8,
     /// `registerNumber`: set by the first byte of every write, where every read starts.
     pointer: usize,
-    /// Clock reading at power-up; the firmware's `millis()` counts from here.
-    powered_at_ms: u64,
+    /// Clock reading at power-up (microseconds); the firmware's `millis()` counts from here.
+    powered_at_us: u64,
     plugged: bool,
     /// The physical switch: true while held down.
     switch_down: bool,
@@ -117,12 +117,12 @@ pub struct Device {
     /// What the LED shows (the registers take effect after the EEPROM save).
     led_output: LedRegisters,
     /// When the LED output last changed, for the pulse phase.
-    led_since_ms: u64,
+    led_since_us: u64,
     main_loop: MainLoop,
     /// Closed address jumpers (bits 0-3): any closed one overrides the software address.
     jumpers: u8,
     /// The last physical switch edge, for the bounce window.
-    last_physical_edge_ms: Option<u64>,
+    last_physical_edge_us: Option<u64>,
     /// The INT pin: true while the firmware pulls it low.
     int_low: bool,
     faults: FaultState,
@@ -135,13 +135,14 @@ pub struct Device {
 }
 
 impl Device {
-    pub fn new(config: SimConfig, now_ms: u64) -> Self {
+    /// Every time the device is given is in microseconds on the simulator clock.
+    pub fn new(config: SimConfig, now_us: u64) -> Self {
         let mut device = Device {
             regs: [0; MAP_SIZE],
             eeprom: config.eeprom,
             listening_on: DEFAULT_ADDRESS,
             pointer: 0,
-            powered_at_ms: now_ms,
+            powered_at_us: now_us,
             plugged: true,
             switch_down: false,
             pending_edges: VecDeque::new(),
@@ -149,15 +150,15 @@ impl Device {
             pressed: TimestampQueue::default(),
             clicked: TimestampQueue::default(),
             led_output: LedRegisters::default(),
-            led_since_ms: now_ms,
+            led_since_us: now_us,
             main_loop: MainLoop {
                 update_flag: false,
                 old_address: DEFAULT_ADDRESS,
                 next: None,
-                last_step_us: now_ms * 1000,
+                last_step_us: now_us,
             },
             jumpers: config.jumpers & 0x0F,
-            last_physical_edge_ms: None,
+            last_physical_edge_us: None,
             int_low: false,
             faults: FaultState {
                 rng: config.seed | 1,
@@ -170,7 +171,7 @@ impl Device {
             history: VecDeque::new(),
             config,
         };
-        device.power_up(now_ms);
+        device.power_up(now_us);
         device
     }
 
@@ -213,7 +214,7 @@ impl Device {
     /// Boot: the register map's initializer, `readSystemSettings()` from EEPROM (a never-written
     /// setting gets its default, saved on the spot; the brightness is not checked, so a fresh
     /// part shows 255), `startI2C`, then the main loop, whose update flag starts set.
-    fn power_up(&mut self, now_ms: u64) {
+    fn power_up(&mut self, now_us: u64) {
         self.regs = [0; MAP_SIZE];
         self.regs[ID] = DEVICE_ID;
         self.regs[FIRMWARE_MINOR] = self.config.firmware.1;
@@ -266,14 +267,13 @@ impl Device {
         self.regs[I2C_ADDRESS] = address;
         self.listening_on = address;
         self.pointer = 0;
-        self.powered_at_ms = now_ms;
+        self.powered_at_us = now_us;
         self.led_output = led;
-        self.led_since_ms = now_ms;
+        self.led_since_us = now_us;
         self.last_edge_millis = 0;
         self.pressed = TimestampQueue::default();
         self.clicked = TimestampQueue::default();
-        self.set_int(now_ms, false); // an input (released) from reset until the loop drives it
-        let now_us = now_ms * 1000;
+        self.set_int(now_us, false); // an input (released) from reset until the loop drives it
         self.main_loop = MainLoop {
             update_flag: true,
             old_address: address,
@@ -283,9 +283,9 @@ impl Device {
         self.run_main_loop(now_us);
     }
 
-    fn millis(&self, at_ms: u64) -> u32 {
+    fn millis(&self, at_us: u64) -> u32 {
         // The firmware's millis() is a wrapping u32.
-        at_ms.wrapping_sub(self.powered_at_ms) as u32
+        (at_us.wrapping_sub(self.powered_at_us) / 1000) as u32
     }
 
     fn get_u16(&self, at: usize) -> u16 {
@@ -316,10 +316,10 @@ impl Device {
         }
     }
 
-    /// The LED's output level at `now_ms`: steady, or a triangle ramp 0 -> brightness -> 0 over
+    /// The LED's output level at `now_us`: steady, or a triangle ramp 0 -> brightness -> 0 over
     /// the cycle time followed by the off time (the firmware steps it; this is its envelope).
     /// It follows the registers once the main loop has saved them to EEPROM.
-    pub fn led_level(&self, now_ms: u64) -> u8 {
+    pub fn led_level(&self, now_us: u64) -> u8 {
         let led = self.led_output;
         if !self.plugged {
             return 0;
@@ -329,7 +329,7 @@ impl Device {
         }
         let cycle = u64::from(led.cycle_time_ms);
         let period = cycle + u64::from(led.off_time_ms);
-        let phase = now_ms.saturating_sub(self.led_since_ms) % period;
+        let phase = now_us.saturating_sub(self.led_since_us) / 1000 % period;
         if phase >= cycle {
             return 0;
         }
@@ -349,9 +349,9 @@ impl Device {
     }
 
     /// Erases the EEPROM (as SparkFun's erase sketch does) and boots the firmware on it.
-    pub fn erase_eeprom(&mut self, now_ms: u64) {
+    pub fn erase_eeprom(&mut self, now_us: u64) {
         self.eeprom = Eeprom::FRESH;
-        self.power_up(now_ms);
+        self.power_up(now_us);
     }
 
     pub fn stats(&self) -> SimStats {
@@ -374,8 +374,12 @@ impl Device {
         self.history.iter().copied().collect()
     }
 
-    fn emit(&mut self, at_ms: u64, kind: SimEventKind) {
-        let event = SimEvent { at_ms, kind };
+    fn emit(&mut self, at_us: u64, kind: SimEventKind) {
+        let event = SimEvent {
+            at_ms: at_us.div_ceil(1000),
+            at_us,
+            kind,
+        };
         if self.history.len() == HISTORY {
             self.history.pop_front();
         }
@@ -384,18 +388,18 @@ impl Device {
     }
 
     /// Applies the scheduled switch edges and main-loop effects that the clock has reached.
-    pub fn sync(&mut self, now_ms: u64) {
+    pub fn sync(&mut self, now_us: u64) {
         while let Some(&edge) = self.pending_edges.front() {
-            if edge.at_ms > now_ms {
+            if edge.at_us > now_us {
                 break;
             }
             self.pending_edges.pop_front();
             match edge.bounce {
-                false => self.switch_edge(edge.at_ms, edge.down),
-                true => self.pin_edge(edge.at_ms, edge.down, true),
+                false => self.switch_edge(edge.at_us, edge.down),
+                true => self.pin_edge(edge.at_us, edge.down, true),
             }
         }
-        self.run_main_loop(now_ms * 1000);
+        self.run_main_loop(now_us);
     }
 
     /// Runs the main loop's steps that are due by `until_us`.
@@ -412,7 +416,6 @@ impl Device {
     /// One step of the main loop at `at_us`; returns the next and when it runs (after the
     /// EEPROM writes this one made), or `None` when the loop goes to sleep.
     fn main_loop_step(&mut self, step: Step, at_us: u64) -> Option<(Step, u64)> {
-        let at_ms = at_us.div_ceil(1000);
         let (next, spent) = match step {
             Step::AddressCheck => {
                 let address = self.regs[I2C_ADDRESS];
@@ -428,7 +431,7 @@ impl Device {
                 let enables = self.regs[INTERRUPT_CONFIG];
                 let low = (status & IS_PRESSED != 0 && enables & PRESSED_ENABLE != 0)
                     || (status & HAS_BEEN_CLICKED != 0 && enables & CLICKED_ENABLE != 0);
-                self.set_int(at_ms, low);
+                self.set_int(at_us, low);
                 (Step::FlagCheck, 0)
             }
             Step::FlagCheck => {
@@ -454,7 +457,7 @@ impl Device {
                 self.regs[I2C_ADDRESS] = address;
                 if address != self.listening_on {
                     self.listening_on = address;
-                    self.emit(at_ms, SimEventKind::AddressChanged(address));
+                    self.emit(at_us, SimEventKind::AddressChanged(address));
                 }
                 (Step::Save(0), 0)
             }
@@ -472,8 +475,8 @@ impl Device {
                 let led = self.led();
                 if led != self.led_output {
                     self.led_output = led;
-                    self.led_since_ms = at_ms;
-                    self.emit(at_ms, SimEventKind::Led(led));
+                    self.led_since_us = at_us;
+                    self.emit(at_us, SimEventKind::Led(led));
                 }
                 self.main_loop.update_flag = false;
                 (Step::AddressCheck, 0) // the next turn of loop()
@@ -482,15 +485,15 @@ impl Device {
         Some((next, at_us + spent))
     }
 
-    /// Schedules the switch to go down (`true`) or up at `at_ms`, after any edge already
+    /// Schedules the switch to go down (`true`) or up at `at_us`, after any edge already
     /// scheduled.
-    pub fn schedule_edge(&mut self, at_ms: u64, down: bool) {
-        let at_ms = self
+    pub fn schedule_edge(&mut self, at_us: u64, down: bool) {
+        let at_us = self
             .pending_edges
             .back()
-            .map_or(at_ms, |last| at_ms.max(last.at_ms));
+            .map_or(at_us, |last| at_us.max(last.at_us));
         self.pending_edges.push_back(Edge {
-            at_ms,
+            at_us,
             down,
             bounce: false,
         });
@@ -500,22 +503,22 @@ impl Device {
     /// A physical edge of the switch: the pin changes, and the ISR runs. Sometimes the contact
     /// bounces once more just after the debounce lockout: the ISR takes that for an edge (a
     /// flag and a queue entry) though the switch settles where it was.
-    fn switch_edge(&mut self, at_ms: u64, down: bool) {
+    fn switch_edge(&mut self, at_us: u64, down: bool) {
         if self.switch_down == down {
             return; // no change on the pin
         }
-        self.pin_edge(at_ms, down, false);
+        self.pin_edge(at_us, down, false);
         if self.faults.happens(self.faults.late_bounce_rate) {
             let debounce = u64::from(self.get_u16(BUTTON_DEBOUNCE_TIME));
-            let spike = at_ms + debounce + 1;
+            let spike = at_us + (debounce + 1) * 1000;
             // The spike and its return 1 ms later, within the new lockout: one more edge.
-            for (at_ms, down) in [(spike, !down), (spike + 1, down)] {
+            for (at_us, down) in [(spike, !down), (spike + 1000, down)] {
                 let edge = Edge {
-                    at_ms,
+                    at_us,
                     down,
                     bounce: true,
                 };
-                let at = self.pending_edges.partition_point(|e| e.at_ms <= at_ms);
+                let at = self.pending_edges.partition_point(|e| e.at_us <= at_us);
                 self.pending_edges.insert(at, edge);
             }
             self.scheduled = true;
@@ -524,24 +527,24 @@ impl Device {
 
     /// The pin-change ISR (`buttonInterrupt`).
     /// A bounce changes the pin as an edge does, but is no press or release to tell.
-    fn pin_edge(&mut self, at_ms: u64, down: bool, bounce: bool) {
+    fn pin_edge(&mut self, at_us: u64, down: bool, bounce: bool) {
         if self.switch_down == down {
             return; // no change on the pin
         }
         self.switch_down = down;
-        self.last_physical_edge_ms = Some(at_ms);
+        self.last_physical_edge_us = Some(at_us);
         if !bounce {
             let kind = if down {
                 SimEventKind::Pressed
             } else {
                 SimEventKind::Released
             };
-            self.emit(at_ms, kind);
+            self.emit(at_us, kind);
         }
         if !self.plugged {
             return; // unpowered: the ISR does not run
         }
-        let millis = self.millis(at_ms);
+        let millis = self.millis(at_us);
         let debounce = u32::from(self.get_u16(BUTTON_DEBOUNCE_TIME));
         if millis.wrapping_sub(self.last_edge_millis) < debounce {
             return; // within the lockout: the edge is dropped
@@ -558,7 +561,7 @@ impl Device {
             self.clicked.push(stamp);
         }
         self.update_queue_bits();
-        self.wake(at_ms);
+        self.wake(at_us);
     }
 
     fn put_is_pressed(&mut self, pressed: bool) {
@@ -585,25 +588,25 @@ impl Device {
         }
     }
 
-    pub fn unplug(&mut self, now_ms: u64) {
+    pub fn unplug(&mut self, now_us: u64) {
         if self.plugged {
             self.plugged = false;
             self.main_loop.next = None; // unpowered: a save pass under way stops
-            self.emit(now_ms, SimEventKind::Unplugged);
-            self.set_int(now_ms, false); // an unpowered pin pulls nothing down
+            self.emit(now_us, SimEventKind::Unplugged);
+            self.set_int(now_us, false); // an unpowered pin pulls nothing down
         }
     }
 
-    pub fn replug(&mut self, now_ms: u64) {
+    pub fn replug(&mut self, now_us: u64) {
         if !self.plugged {
             self.plugged = true;
-            self.power_up(now_ms);
-            self.emit(now_ms, SimEventKind::Replugged);
+            self.power_up(now_us);
+            self.emit(now_us, SimEventKind::Replugged);
         }
     }
 
-    pub fn power_cycle(&mut self, now_ms: u64) {
-        self.power_up(now_ms);
+    pub fn power_cycle(&mut self, now_us: u64) {
+        self.power_up(now_us);
     }
 
     /// Decides whether a transaction fails by injection; `None` lets it through.
@@ -650,11 +653,11 @@ impl Device {
 
     /// What `requestEvent` recomputes before every read: `isPressed` from the raw pin (which
     /// chatters for the bounce time after each physical edge) and the queue ages.
-    fn refresh(&mut self, now_ms: u64) {
-        let millis = self.millis(now_ms);
+    fn refresh(&mut self, now_us: u64) {
+        let millis = self.millis(now_us);
         let bouncing = self
-            .last_physical_edge_ms
-            .is_some_and(|edge| now_ms.saturating_sub(edge) < self.faults.bounce_ms);
+            .last_physical_edge_us
+            .is_some_and(|edge| now_us.saturating_sub(edge) < self.faults.bounce_ms * 1000);
         let pin = if bouncing && self.faults.draw() < 0.5 {
             !self.switch_down
         } else {
@@ -676,8 +679,8 @@ impl Device {
     /// sends the rest of the map, then the master reads 0xFF (released SDA); from a pointer
     /// above the map it computes a wrapped length and sends whatever RAM follows the map (here:
     /// the protection map that the firmware declares next, then zeros), never 0xFF.
-    pub fn read(&mut self, now_ms: u64, buffer: &mut [u8]) {
-        self.refresh(now_ms);
+    pub fn read(&mut self, now_us: u64, buffer: &mut [u8]) {
+        self.refresh(now_us);
         let protection = self.protection();
         for (i, byte) in buffer.iter_mut().enumerate() {
             let at = self.pointer + i;
@@ -694,7 +697,7 @@ impl Device {
         self.stats.bytes_read += buffer.len() as u64;
         // The I2C interrupt wakes the loop too: a read while the switch is held sets isPressed
         // again, so the INT line falls again at the next turn.
-        self.wake(now_ms);
+        self.wake(now_us);
     }
 
     fn protection(&self) -> &'static [u8; MAP_SIZE] {
@@ -710,7 +713,7 @@ impl Device {
     /// A write as it reaches the firmware: lost or misapplied when the bus corrupts it (the
     /// Raspberry Pi's clock-stretching bug hits writes too: acknowledged, and not applied, or
     /// applied from a byte on one bit late), then `receiveEvent`.
-    pub fn receive(&mut self, now_ms: u64, bytes: &mut [u8]) {
+    pub fn receive(&mut self, now_us: u64, bytes: &mut [u8]) {
         if bytes.len() > 1 && self.faults.happens(self.faults.write_corrupt_rate) {
             self.stats.corrupted_writes += 1;
             if self.faults.either() {
@@ -720,10 +723,10 @@ impl Device {
             let from = 1 + self.faults.position(bytes.len() - 1);
             crate::fault::shift_right_one_bit(bytes, from);
         }
-        self.write(now_ms, bytes);
+        self.write(now_us, bytes);
     }
 
-    pub fn write(&mut self, now_ms: u64, bytes: &[u8]) {
+    pub fn write(&mut self, now_us: u64, bytes: &[u8]) {
         let Some((&register, data)) = bytes.split_first() else {
             return; // an address-only probe (i2cdetect's quick write)
         };
@@ -749,7 +752,7 @@ impl Device {
             self.stats.led_writes += 1;
         }
         self.handle_pop_requests();
-        self.wake_main_loop(now_ms);
+        self.wake_main_loop(now_us);
     }
 
     /// Pops on request. The queue status bits are recomputed only when a pop happens, as the
@@ -777,14 +780,13 @@ impl Device {
     /// while a pass is under way is not saved where the pass has been, and the flag is cleared
     /// when the pass ends: until the next write, the EEPROM keeps the older value there
     /// (the LED and the address show what the pass met).
-    fn wake_main_loop(&mut self, now_ms: u64) {
+    fn wake_main_loop(&mut self, now_us: u64) {
         self.main_loop.update_flag = true;
-        self.wake(now_ms);
+        self.wake(now_us);
     }
 
     /// An interrupt wakes the sleeping loop for a turn (a loop at work goes on with its pass).
-    fn wake(&mut self, now_ms: u64) {
-        let now_us = now_ms * 1000;
+    fn wake(&mut self, now_us: u64) {
         if self.main_loop.next.is_none() {
             self.main_loop.next = Some((Step::AddressCheck, now_us));
         }
@@ -795,10 +797,10 @@ impl Device {
     }
 
     /// Sets the INT pin, telling the observers when it changes.
-    fn set_int(&mut self, at_ms: u64, low: bool) {
+    fn set_int(&mut self, at_us: u64, low: bool) {
         if low != self.int_low {
             self.int_low = low;
-            self.emit(at_ms, SimEventKind::Int { low });
+            self.emit(at_us, SimEventKind::Int { low });
         }
     }
 
@@ -808,22 +810,22 @@ impl Device {
     }
 
     /// When the next scheduled edge or main-loop step is due, if any.
-    pub fn next_change_at_ms(&self) -> Option<u64> {
-        let edge = self.pending_edges.front().map(|edge| edge.at_ms);
-        let step = self.main_loop.next.map(|(_, at_us)| at_us.div_ceil(1000));
+    pub fn next_change_at_us(&self) -> Option<u64> {
+        let edge = self.pending_edges.front().map(|edge| edge.at_us);
+        let step = self.main_loop.next.map(|(_, at_us)| at_us);
         edge.into_iter().chain(step).min()
     }
 
     /// When the main loop will have done everything written so far (it runs ahead on a copy).
-    pub fn settled_at_ms(&self) -> u64 {
+    pub fn settled_at_us(&self) -> u64 {
         let mut ahead = self.clone();
         ahead.run_main_loop(u64::MAX);
-        ahead.main_loop.last_step_us.div_ceil(1000)
+        ahead.main_loop.last_step_us
     }
 
     /// The register map as a read would see it now (for inspection; not a bus transaction).
-    pub fn registers(&mut self, now_ms: u64) -> [u8; MAP_SIZE] {
-        self.refresh(now_ms);
+    pub fn registers(&mut self, now_us: u64) -> [u8; MAP_SIZE] {
+        self.refresh(now_us);
         self.regs
     }
 }

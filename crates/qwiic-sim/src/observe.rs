@@ -7,8 +7,14 @@ use crate::registers::MAP_SIZE;
 /// What happened to the simulated device, stamped with the simulator's clock.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SimEvent {
-    /// [`Clock::now_ms`] when it happened.
+    /// When it happened, in whole milliseconds on the simulator's clock (rounded up: the
+    /// firmware's steps take microseconds).
     pub at_ms: u64,
+    /// When it happened, in microseconds on the simulator's clock ([`Clock::now_us`]): what
+    /// latencies are measured with.
+    ///
+    /// [`Clock::now_us`]: crate::Clock::now_us
+    pub at_us: u64,
     /// What happened.
     pub kind: SimEventKind,
 }

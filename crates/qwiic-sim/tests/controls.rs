@@ -207,13 +207,14 @@ fn the_system_clock_counts_real_milliseconds_from_zero() {
 }
 
 #[test]
-fn waiting_on_a_manual_clock_moves_it_by_whole_milliseconds() {
+fn waiting_on_a_manual_clock_moves_it_by_whole_microseconds() {
     use embedded_hal::delay::DelayNs as _;
     let mut clock = ManualClock::new();
     clock.delay_ms(25);
-    assert_eq!(clock.now_ms(), 25);
+    assert_eq!((clock.now_ms(), clock.now_us()), (25, 25_000));
     clock.delay_ns(1);
-    assert_eq!(clock.now_ms(), 26, "rounded up");
+    assert_eq!(clock.now_us(), 25_001, "rounded up");
+    assert_eq!(clock.now_ms(), 25, "whole milliseconds, rounded down");
 }
 
 /// The outcome of each of `count` one-byte reads of the ID: `.` clean, `x` failed, `c`

@@ -472,6 +472,28 @@ fn the_led_shows_a_setting_once_the_main_loop_saved_it() {
 }
 
 #[test]
+fn events_are_stamped_to_the_microsecond_the_firmware_step_happened() {
+    let (mut bus, clock) = sim();
+    clock.advance(Duration::from_micros(2_500));
+    let written = bus.now_us();
+    // Brightness 80, off time 10 s: three changed bytes, 3.4 ms each, then the LED shows it.
+    bus.write(ADDR, &[0x19, 80, 1, 0, 0, 0x10, 0x27]).unwrap();
+    clock.advance(Duration::from_millis(20));
+    bus.catch_up();
+    let led = bus
+        .recent_events()
+        .into_iter()
+        .find(|event| matches!(event.kind, SimEventKind::Led(_)))
+        .expect("the LED changed");
+    assert_eq!(led.at_us - written, 3 * 3_400, "{led:?}");
+    assert_eq!(
+        led.at_ms,
+        (written + 3 * 3_400).div_ceil(1000),
+        "rounded up"
+    );
+}
+
+#[test]
 fn a_write_during_the_save_pass_shows_but_is_saved_only_after_the_next_write() {
     let (mut bus, clock) = sim();
     bus.write(ADDR, &[0x19, 255]).unwrap(); // the pass saves brightness for 3.4 ms
