@@ -108,6 +108,10 @@ cross_setup() {
   export "CC_${target//-/_}=$gcc -specs $specs"
   export "CARGO_TARGET_${upper}_LINKER=$gcc"
   export RUSTFLAGS="-C target-feature=+crt-static"
+  # The same binary from any folder: the paths compiled in (panic locations, in this crate and
+  # in its dependencies) name /src and /cargo, not this clone and this user's CARGO_HOME. cc
+  # passes these on to mimalloc's C as -ffile-prefix-map; cargo leaves them out of -C metadata.
+  RUSTFLAGS+=" --remap-path-prefix=$(pwd)=/src --remap-path-prefix=${CARGO_HOME:-$HOME/.cargo}=/cargo"
   # A separate target directory keeps these flags from invalidating the normal builds.
   export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target/static}
   # shellcheck disable=SC2034 # for the scripts that source this file
@@ -128,6 +132,10 @@ cross_setup() {
   RUSTFLAGS+=" -C link-self-contained=no -C link-arg=-specs=$specs -C link-arg=-static"
   # libgcc: the compiler builtins gcc emits for mimalloc (__popcountsi2 on armv7).
   RUSTFLAGS+=" -C relocation-model=static -L $unwind -C link-arg=-lgcc"
+  # The standard library's paths as in rustup's prebuilt ones: /rustc/<the compiler's commit>.
+  local commit
+  commit=$("$sysroot/bin/rustc" -vV | sed -n 's/^commit-hash: //p')
+  RUSTFLAGS+=" --remap-path-prefix=$sysroot/lib/rustlib/src/rust=/rustc/${commit:-unknown}"
   [ "$sysroot" = "$(rustc --print sysroot)" ] || export RUSTC=$sysroot/bin/rustc
 }
 

@@ -17,7 +17,7 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 use support::registry::{IMAGES, Registry};
-use support::{root, run};
+use support::{docker_inspect, root, run};
 
 const TAG: &str = "provenance";
 
@@ -220,6 +220,108 @@ fn published_images_are_signed_with_their_sboms_and_a_tampered_tag_fails_verific
     assert!(said.contains("has no CycloneDX SBOM attested"), "{said}");
 
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn git(args: &[&str]) -> String {
+    let output = run(Command::new("git").args(args).current_dir(root()));
+    String::from_utf8_lossy(&output.stdout).trim().to_owned()
+}
+
+const ARCHES: [(&str, &str); 3] = [
+    ("amd64", "linux/amd64"),
+    ("arm64", "linux/arm64"),
+    ("armv7", "linux/arm/v7"),
+];
+
+#[test]
+fn every_image_carries_its_commits_time_and_revision_and_no_binary_names_where_it_was_built() {
+    let epoch = git(&["log", "-1", "--format=%ct"]);
+    let created = String::from_utf8_lossy(
+        &run(Command::new("date").args(["-u", "-d", &format!("@{epoch}"), "+%Y-%m-%dT%H:%M:%SZ"]))
+            .stdout,
+    )
+    .trim()
+    .to_owned();
+    let revision = git(&["rev-parse", "HEAD"]);
+    let cargo_home = std::env::var("CARGO_HOME")
+        .unwrap_or_else(|_| format!("{}/.cargo", std::env::var("HOME").unwrap()));
+    let clone = root().display().to_string();
+    for (_, name) in IMAGES {
+        for (arch, _) in ARCHES {
+            let image = format!("ghcr.io/qwiic-containers/{name}:latest-{arch}");
+            let output = run(Command::new("docker").args(["image", "inspect", &image]));
+            let inspected: Value = serde_json::from_slice(&output.stdout).unwrap();
+            let stale = "(scripts/build-images --arch all builds them from this commit)";
+            assert_eq!(inspected[0]["Created"], created.as_str(), "{image} {stale}");
+            assert_eq!(
+                inspected[0]["Config"]["Labels"]["org.opencontainers.image.revision"],
+                revision.as_str(),
+                "{image} {stale}"
+            );
+            let binary_name = name.strip_prefix("qwiic-").unwrap();
+            let binary = std::fs::read(root().join("dist").join(arch).join(binary_name)).unwrap();
+            for path in [&clone, &cargo_home] {
+                assert!(
+                    !binary
+                        .windows(path.len())
+                        .any(|window| window == path.as_bytes()),
+                    "dist/{arch}/{binary_name}: names {path}, which --remap-path-prefix maps"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn a_published_release_is_compared_with_the_images_built_here_and_a_different_one_is_named() {
+    let registry = Registry::start();
+    let repository = format!("{}/qwiic-containers", registry.address);
+    registry.publish(&repository, "reproduce");
+    let args = ["--repository", &repository, "--tag", "reproduce"];
+    let same = script("reproduce", &args);
+    let said = text(&same);
+    assert!(same.status.success(), "{said}");
+    let id = |image: &str| docker_inspect(image, "{{.Id}}");
+    for (_, name) in IMAGES {
+        for (arch, platform) in ARCHES {
+            let here = id(&format!("{repository}/{name}:reproduce-{arch}"));
+            assert!(
+                said.contains(&format!("same       {name} {platform}  {here}\n")),
+                "{said}"
+            );
+        }
+    }
+
+    // What was published is not what this machine built: named, with both IDs.
+    let led = format!("{repository}/qwiic-led-service:reproduce-arm64");
+    let published = id(&led);
+    run(Command::new("docker").args([
+        "tag",
+        &format!("{repository}/qwiic-button-service:reproduce-arm64"),
+        &led,
+    ]));
+    let different = script("reproduce", &args);
+    let said = text(&different);
+    assert!(!different.status.success(), "{said}");
+    assert!(
+        said.contains(&format!(
+            "DIFFERENT  qwiic-led-service linux/arm64  here {}, there {published}\n",
+            id(&led)
+        )),
+        "{said}"
+    );
+    assert!(said.contains("1 differences."), "{said}");
+    // The tag that did not resolve: a list that is not in the registry.
+    let missing = script(
+        "reproduce",
+        &["--repository", &repository, "--tag", "0.0.0"],
+    );
+    let said = text(&missing);
+    assert!(!missing.status.success(), "{said}");
+    assert!(
+        said.contains("cannot read ") && said.contains("check the name and tag"),
+        "{said}"
+    );
 }
 
 /// An advisory database holding one advisory, against `crate_` at every version.
