@@ -112,6 +112,10 @@ cross_setup() {
   # in its dependencies) name /src and /cargo, not this clone and this user's CARGO_HOME. cc
   # passes these on to mimalloc's C as -ffile-prefix-map; cargo leaves them out of -C metadata.
   RUSTFLAGS+=" --remap-path-prefix=$(pwd)=/src --remap-path-prefix=${CARGO_HOME:-$HOME/.cargo}=/cargo"
+  remap_std_sources "$(rustc --print sysroot)"
+  # mimalloc's C records its build time (__DATE__, __TIME__): gcc takes the commit's instead.
+  SOURCE_DATE_EPOCH=$(source_date_epoch) || return 2
+  export SOURCE_DATE_EPOCH
   # A separate target directory keeps these flags from invalidating the normal builds.
   export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target/static}
   # shellcheck disable=SC2034 # for the scripts that source this file
@@ -132,11 +136,29 @@ cross_setup() {
   RUSTFLAGS+=" -C link-self-contained=no -C link-arg=-specs=$specs -C link-arg=-static"
   # libgcc: the compiler builtins gcc emits for mimalloc (__popcountsi2 on armv7).
   RUSTFLAGS+=" -C relocation-model=static -L $unwind -C link-arg=-lgcc"
-  # The standard library's paths as in rustup's prebuilt ones: /rustc/<the compiler's commit>.
-  local commit
+  [ "$sysroot" = "$(rustc --print sysroot)" ] || { remap_std_sources "$sysroot"; export RUSTC=$sysroot/bin/rustc; }
+}
+
+# Appends to RUSTFLAGS the remapping of the standard library's sources under SYSROOT to
+# /rustc/<the compiler's commit>, the paths rustup's prebuilt standard library records: where
+# the sources are installed (rust-src, and always for -Z build-std) rustc would compile in the
+# local path, which names this user's toolchain folder.
+remap_std_sources() {
+  local sysroot=$1 commit
   commit=$("$sysroot/bin/rustc" -vV | sed -n 's/^commit-hash: //p')
   RUSTFLAGS+=" --remap-path-prefix=$sysroot/lib/rustlib/src/rust=/rustc/${commit:-unknown}"
-  [ "$sysroot" = "$(rustc --print sysroot)" ] || export RUSTC=$sysroot/bin/rustc
+}
+
+# The time every build of this commit records (seconds since 1970): SOURCE_DATE_EPOCH when set,
+# else the commit's, else 0 (no git). safe.directory: a clone mounted into a container belongs
+# to another user there, and git would refuse to read it.
+source_date_epoch() {
+  local epoch=${SOURCE_DATE_EPOCH:-}
+  [ -n "$epoch" ] || epoch=$(git -c safe.directory='*' log -1 --format=%ct 2>/dev/null) || epoch=0
+  case "$epoch" in
+    '' | *[!0-9]*) echo "SOURCE_DATE_EPOCH must be seconds since 1970, not '$epoch'" >&2; return 2 ;;
+  esac
+  echo "$epoch"
 }
 
 # True when rustup has (or can add) the target's prebuilt standard library.
