@@ -49,6 +49,17 @@ auditable_cargo() {
 # shellcheck disable=SC2034 # for the scripts that source this file
 ALL_ARCHES=(amd64 arm64 armv7)
 
+# The platform Docker names one of ALL_ARCHES by: linux/amd64, linux/arm64, linux/arm/v7.
+platform_of() {
+  case "$1" in armv7) echo linux/arm/v7 ;; *) echo "linux/$1" ;; esac
+}
+
+# True for a registry on this machine (127.x.x.x, localhost), which Docker speaks plain HTTP to:
+# `docker manifest` then needs --insecure.
+local_registry() {
+  case "$1" in 127.* | localhost | localhost:* | localhost/*) return 0 ;; *) return 1 ;; esac
+}
+
 # One of ALL_ARCHES from what a user or Docker says: amd64, arm64, armv7, Debian's armhf, or
 # BuildKit's TARGETARCH and TARGETVARIANT run together (arm64, armv7); empty means this machine.
 normalize_arch() {
