@@ -15,7 +15,7 @@ use service_kit::args::{
 use service_kit::logging::LogFormat;
 use service_kit::mqtt::{MqttArgs, MqttSettings};
 
-use crate::gestures::Timing;
+use crate::gestures::{MAX_PRESSES, Timing};
 
 /// The command line: these flags, or a subcommand.
 pub type Cli = service_kit::process::Cli<Config>;
@@ -58,10 +58,18 @@ pub struct Config {
     /// Held at least this long: a `long` press (MQTT).
     #[arg(long, env = "LONG_PRESS", default_value = "600ms", value_parser = parse_nonzero_duration)]
     pub long_press: Duration,
-    /// A second press within this time after a short one: a `double` press, not two `single`s
-    /// (so a `single` is told this long after its release).
+    /// A press starting within this time after a short one's release counts on: `double`,
+    /// `triple`, ... instead of `single`s (so a count is told this long after the last
+    /// release).
     #[arg(long, env = "DOUBLE_PRESS_WINDOW", default_value = "300ms", value_parser = parse_nonzero_duration)]
     pub double_press_window: Duration,
+    /// Count at most this many presses in a row, 1 to 5 (`single` to `quintuple`); the last
+    /// is told at its release. 2: a `double` without waiting for the window.
+    #[arg(long, env = "MAX_PRESSES", default_value = "5", value_parser = parse_max_presses)]
+    pub max_presses: u8,
+    /// While the button is held after `long`: a `repeat` this often (dimming); 0: none.
+    #[arg(long, env = "HOLD_REPEAT", default_value = "200ms", value_parser = parse_hold_repeat)]
+    pub hold_repeat: Duration,
     /// The button's own debounce time, set when it holds another (the firmware keeps it in
     /// EEPROM: written once per button, not at every start). Unset: the button's is kept, and
     /// read when the button is found (buttons have been found set to tens of seconds).
@@ -105,7 +113,7 @@ pub struct Settings {
     pub resend_interval: Option<Duration>,
     /// Deadline of one request to the LED service.
     pub request_timeout: Duration,
-    /// What makes a long and a double press.
+    /// What makes a long press, a count of presses and a repeat.
     pub timing: Timing,
     /// The debounce time to set on the button, in ms, if any.
     pub debounce_ms: Option<u16>,
@@ -126,12 +134,38 @@ impl Config {
             request_timeout: self.request_timeout,
             timing: Timing {
                 long_press: self.long_press,
-                double_press_window: self.double_press_window,
+                press_window: self.double_press_window,
+                max_presses: self.max_presses,
+                hold_repeat: Some(self.hold_repeat).filter(|period| !period.is_zero()),
             },
             debounce_ms: given(&self.debounce),
             mqtt: self.mqtt.resolve()?,
         })
     }
+}
+
+/// 1 to 5 presses (Home Assistant names them up to `quintuple`).
+fn parse_max_presses(input: &str) -> Result<u8, String> {
+    match input.trim().parse::<u8>() {
+        Ok(count) if (1..=MAX_PRESSES).contains(&count) => Ok(count),
+        _ => Err(format!(
+            "{input:?} is not a count of presses: give 1 to {MAX_PRESSES} (1: `single` only, 2: up to `double`, 5: up to `quintuple`)"
+        )),
+    }
+}
+
+/// 0 (no repeats), or 50 ms to 10 s: each repeat is an MQTT message.
+fn parse_hold_repeat(input: &str) -> Result<Duration, String> {
+    let period = parse_duration(input)?;
+    if period.is_zero() {
+        return Ok(period);
+    }
+    if !(Duration::from_millis(50)..=Duration::from_secs(10)).contains(&period) {
+        return Err(format!(
+            "{input:?} is outside 50ms to 10s: a repeat is an MQTT message, give e.g. 200ms (or 0 for no repeats)"
+        ));
+    }
+    Ok(period)
 }
 
 /// 1 ms to 1 s, whole milliseconds (the firmware's register holds milliseconds; a longer

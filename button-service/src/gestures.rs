@@ -1,10 +1,18 @@
-//! Press gestures, computed from the button's events: `press` and `release` at once, `long`
-//! when the button has been held for the long-press time, `double` when a second short press
-//! ends within the double-press window of the first, and `single` when a short press is not
-//! followed by another within that window (so `single` waits for the window, by definition).
+//! Press gestures, computed from the button's events, the ones button users know from
+//! Home Assistant, Zigbee2MQTT and Tasmota:
+//!
+//! - `press` and `release` at once, for every edge;
+//! - `single`, `double`, `triple`, `quadruple`, `quintuple`: short presses, each starting
+//!   within the press window after the previous one's release; told when the window after the
+//!   last has closed (by definition: another press could still come), or at the release of
+//!   the `max_presses`-th at once;
+//! - `long` once the button has been held for the long-press time (while still held), then
+//!   `repeat` every hold-repeat period while it stays held (dimming), and `long_release` when
+//!   it comes up. A hold ends a series of short presses: their count is not told.
 //!
 //! A pure state machine driven by the events' monotonic times and by [`Gestures::deadline`],
-//! so its rules are tested with paused time, and it never delays the LED (a separate listener).
+//! so its rules are table-tested with made-up times, and it never delays the LED (a separate
+//! listener).
 
 use std::time::{Duration, SystemTime};
 
@@ -14,6 +22,9 @@ use tokio::time::Instant;
 
 use crate::events::{ButtonEvent, EventKind, Received, Subscription};
 
+/// The most presses one gesture counts: `quintuple`, Home Assistant's largest trigger type.
+pub const MAX_PRESSES: u8 = 5;
+
 /// One gesture, as published.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Gesture {
@@ -21,32 +32,40 @@ pub enum Gesture {
     Press,
     /// The button came up.
     Release,
-    /// A short press, not followed by another within the double-press window.
-    Single,
-    /// Two short presses, the second ending within the window after the first.
-    Double,
+    /// 1 to [`MAX_PRESSES`] short presses in a row, each within the press window of the last.
+    Presses(u8),
     /// Held for the long-press time (told while still held).
     Long,
+    /// Still held, one more hold-repeat period after `long` (or the last `repeat`).
+    Repeat,
+    /// Released after a `long`.
+    LongRelease,
 }
 
 impl Gesture {
-    /// Every gesture, in the order of the README.
-    pub const ALL: [Gesture; 5] = [
-        Gesture::Press,
-        Gesture::Release,
-        Gesture::Single,
-        Gesture::Double,
-        Gesture::Long,
-    ];
+    /// Every gesture a machine with at most `max_presses` presses tells, in the order of the
+    /// README.
+    pub fn all(max_presses: u8) -> Vec<Gesture> {
+        let mut all = vec![Gesture::Press, Gesture::Release];
+        all.extend((1..=max_presses.min(MAX_PRESSES)).map(Gesture::Presses));
+        all.extend([Gesture::Long, Gesture::Repeat, Gesture::LongRelease]);
+        all
+    }
 
     /// The name in MQTT payloads and Home Assistant's event types.
     pub fn name(self) -> &'static str {
         match self {
             Gesture::Press => "press",
             Gesture::Release => "release",
-            Gesture::Single => "single",
-            Gesture::Double => "double",
+            Gesture::Presses(1) => "single",
+            Gesture::Presses(2) => "double",
+            Gesture::Presses(3) => "triple",
+            Gesture::Presses(4) => "quadruple",
+            // The machine never counts past MAX_PRESSES.
+            Gesture::Presses(_) => "quintuple",
             Gesture::Long => "long",
+            Gesture::Repeat => "repeat",
+            Gesture::LongRelease => "long_release",
         }
     }
 }
@@ -56,23 +75,32 @@ impl Gesture {
 pub struct Timing {
     /// Held at least this long: `long`.
     pub long_press: Duration,
-    /// A second press ending within this time after the first short press ended: `double`.
-    pub double_press_window: Duration,
+    /// A press starting within this time after a short one's release counts on (`double`,
+    /// `triple`, ...); the count is told this long after the last release.
+    pub press_window: Duration,
+    /// Count at most this many presses (1 to [`MAX_PRESSES`]); the last is told at its
+    /// release, without waiting for the window.
+    pub max_presses: u8,
+    /// While held after `long`: a `repeat` this often; `None`: no repeats.
+    pub hold_repeat: Option<Duration>,
 }
 
 /// Where the state machine is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
     Idle,
-    /// Held since `since`; `second`: this is the second press of a possible double.
+    /// Held since `since`, the `count`-th press of a series; after `long`, the next `repeat`
+    /// is due at `repeat_at` (if repeats are on).
     Held {
         since: Instant,
-        second: bool,
+        count: u8,
         long: bool,
+        repeat_at: Option<Instant>,
     },
-    /// A short press ended at `at`: a `single` unless another press starts in the window.
+    /// The `count`-th short press ended at `at`: told unless another starts in the window.
     Released {
         at: Instant,
+        count: u8,
     },
 }
 
@@ -87,7 +115,11 @@ impl Gestures {
     /// A machine at rest.
     pub fn new(timing: Timing) -> Self {
         Gestures {
-            timing,
+            timing: Timing {
+                max_presses: timing.max_presses.clamp(1, MAX_PRESSES),
+                hold_repeat: timing.hold_repeat.filter(|period| !period.is_zero()),
+                ..timing
+            },
             state: State::Idle,
         }
     }
@@ -98,43 +130,44 @@ impl Gestures {
             State::Held {
                 since, long: false, ..
             } => Some(since + self.timing.long_press),
-            State::Released { at } => Some(at + self.timing.double_press_window),
-            _ => None,
+            State::Held { repeat_at, .. } => repeat_at,
+            State::Released { at, .. } => Some(at + self.timing.press_window),
+            State::Idle => None,
         }
     }
 
-    /// The gestures an event makes.
+    /// The gestures an event makes (after those that time passing to its instant made).
     pub fn event(&mut self, event: &ButtonEvent) -> Vec<Gesture> {
         let now = event.instant;
         let mut gestures = self.tick(now);
         match (event.kind, self.state) {
-            (EventKind::Pressed, State::Released { .. }) => {
+            (EventKind::Pressed, state) => {
                 gestures.push(Gesture::Press);
-                self.state = State::Held {
-                    since: now,
-                    second: true,
-                    long: false,
+                let count = match state {
+                    State::Released { count, .. } => count + 1,
+                    // From rest, or a press while held (a release the poller missed): a new series.
+                    _ => 1,
                 };
-            }
-            (EventKind::Pressed, _) => {
-                gestures.push(Gesture::Press);
                 self.state = State::Held {
                     since: now,
-                    second: false,
+                    count,
                     long: false,
+                    repeat_at: None,
                 };
             }
             (EventKind::Released, State::Held { long: true, .. }) => {
-                gestures.push(Gesture::Release);
+                gestures.extend([Gesture::Release, Gesture::LongRelease]);
                 self.state = State::Idle;
             }
-            (EventKind::Released, State::Held { second: true, .. }) => {
-                gestures.extend([Gesture::Release, Gesture::Double]);
+            (EventKind::Released, State::Held { count, .. })
+                if count >= self.timing.max_presses =>
+            {
+                gestures.extend([Gesture::Release, Gesture::Presses(count)]);
                 self.state = State::Idle;
             }
-            (EventKind::Released, State::Held { .. }) => {
+            (EventKind::Released, State::Held { count, .. }) => {
                 gestures.push(Gesture::Release);
-                self.state = State::Released { at: now };
+                self.state = State::Released { at: now, count };
             }
             (EventKind::Released, _) => gestures.push(Gesture::Release),
         }
@@ -142,28 +175,67 @@ impl Gestures {
     }
 
     /// The gestures that time passing to `now` makes: `long` for a press held long enough,
-    /// `single` for a short press whose window has closed.
+    /// `repeat` while it stays held, the count of a series whose window has closed. A repeat
+    /// whose time passed while nobody ticked (the service was busy) is told once, not once
+    /// per missed period: a late burst would jump a dimmer.
     pub fn tick(&mut self, now: Instant) -> Vec<Gesture> {
         match self.state {
             State::Held {
                 since,
-                second,
+                count,
                 long: false,
+                ..
             } if now >= since + self.timing.long_press => {
+                let long_at = since + self.timing.long_press;
                 self.state = State::Held {
                     since,
-                    second,
+                    count,
                     long: true,
+                    repeat_at: self
+                        .timing
+                        .hold_repeat
+                        .map(|period| next_after(long_at + period, period, now)),
                 };
                 vec![Gesture::Long]
             }
-            State::Released { at } if now >= at + self.timing.double_press_window => {
+            State::Held {
+                since,
+                count,
+                long: true,
+                repeat_at: Some(due),
+            } if now >= due => {
+                self.state = State::Held {
+                    since,
+                    count,
+                    long: true,
+                    repeat_at: self
+                        .timing
+                        .hold_repeat
+                        .map(|period| next_after(due, period, now)),
+                };
+                vec![Gesture::Repeat]
+            }
+            State::Released { at, count } if now >= at + self.timing.press_window => {
                 self.state = State::Idle;
-                vec![Gesture::Single]
+                vec![Gesture::Presses(count)]
             }
             _ => Vec::new(),
         }
     }
+}
+
+/// The first of `first`, `first + period`, `first + 2 period`, ... that is later than `now`.
+fn next_after(first: Instant, period: Duration, now: Instant) -> Instant {
+    if first > now {
+        return first;
+    }
+    let periods = now.duration_since(first).as_nanos() / period.as_nanos().max(1) + 1;
+    let offset = period.as_nanos().saturating_mul(periods);
+    first
+        .checked_add(Duration::from_nanos(
+            u64::try_from(offset).unwrap_or(u64::MAX),
+        ))
+        .unwrap_or(now + period)
 }
 
 /// One gesture, as listeners get it.
@@ -223,16 +295,18 @@ mod tests {
 
     const TIMING: Timing = Timing {
         long_press: Duration::from_millis(600),
-        double_press_window: Duration::from_millis(300),
+        press_window: Duration::from_millis(300),
+        max_presses: 5,
+        hold_repeat: Some(Duration::from_millis(200)),
     };
 
-    /// Feeds `script` (milliseconds from the start, press or release) to a machine, ticking
-    /// at every deadline on the way and `after` ms past the last event; the gestures with
-    /// the time each was told.
-    fn play(script: &[(u64, EventKind)], after: u64) -> Vec<(u64, Gesture)> {
+    /// Feeds `script` (milliseconds from the start, press or release) to a machine with
+    /// `timing`, ticking at every deadline on the way until `after` ms past the last event;
+    /// the gestures with the time each was told.
+    fn play_with(timing: Timing, script: &[(u64, EventKind)], after: u64) -> Vec<(u64, Gesture)> {
         let start = Instant::now();
         let at = |ms: u64| start + Duration::from_millis(ms);
-        let mut machine = Gestures::new(TIMING);
+        let mut machine = Gestures::new(timing);
         let mut told = Vec::new();
         let end = script.last().map_or(0, |(ms, _)| ms + after);
         let mut seq = 0;
@@ -265,74 +339,217 @@ mod tests {
         }
     }
 
+    fn play(script: &[(u64, EventKind)], after: u64) -> Vec<(u64, Gesture)> {
+        play_with(TIMING, script, after)
+    }
+
+    /// `n` clicks of 60 ms, one every 160 ms (100 ms apart: within the window).
+    fn clicks(n: u64) -> Vec<(u64, EventKind)> {
+        (0..n)
+            .flat_map(|i| [(i * 160, Down), (i * 160 + 60, Up)])
+            .collect()
+    }
+
+    /// Only the gestures that are not `press` or `release`.
+    fn counted(told: Vec<(u64, Gesture)>) -> Vec<(u64, Gesture)> {
+        told.into_iter()
+            .filter(|(_, g)| !matches!(g, Press | Release))
+            .collect()
+    }
+
     use EventKind::{Pressed as Down, Released as Up};
-    use Gesture::{Double, Long, Press, Release, Single};
+    use Gesture::{Long, LongRelease, Press, Presses, Release, Repeat};
 
     #[test]
-    fn a_short_press_is_single_once_the_double_press_window_has_closed() {
+    fn a_short_press_is_single_once_the_press_window_has_closed() {
         assert_eq!(
             play(&[(0, Down), (100, Up)], 1000),
-            [(0, Press), (100, Release), (400, Single)]
+            [(0, Press), (100, Release), (400, Presses(1))]
         );
     }
 
     #[test]
-    fn two_short_presses_within_the_window_are_one_double_and_no_single() {
+    fn one_to_five_clicks_within_the_window_are_told_as_one_count_after_the_last() {
+        // The fifth is the most counted: told at its release, without waiting.
+        for (n, told_at) in [(1, 360), (2, 520), (3, 680), (4, 840), (5, 700)] {
+            assert_eq!(
+                counted(play(&clicks(n), 1000)),
+                [(told_at, Presses(n as u8))],
+                "{n} clicks"
+            );
+        }
+    }
+
+    #[test]
+    fn the_gesture_names_are_home_assistants_and_the_readmes() {
+        let names: Vec<&str> = Gesture::all(5).into_iter().map(Gesture::name).collect();
         assert_eq!(
-            play(&[(0, Down), (100, Up), (250, Down), (350, Up)], 1000),
+            names,
+            [
+                "press",
+                "release",
+                "single",
+                "double",
+                "triple",
+                "quadruple",
+                "quintuple",
+                "long",
+                "repeat",
+                "long_release"
+            ]
+        );
+        assert_eq!(Gesture::all(2).len(), 7, "single and double only");
+    }
+
+    #[test]
+    fn a_sixth_click_starts_a_new_series() {
+        assert_eq!(
+            counted(play(&clicks(6), 1000)),
+            [(700, Presses(5)), (1160, Presses(1))]
+        );
+    }
+
+    #[test]
+    fn with_at_most_two_presses_a_double_is_told_at_its_release() {
+        let timing = Timing {
+            max_presses: 2,
+            ..TIMING
+        };
+        assert_eq!(
+            counted(play_with(timing, &clicks(2), 1000)),
+            [(220, Presses(2))]
+        );
+        assert_eq!(
+            counted(play_with(timing, &clicks(3), 1000)),
+            [(220, Presses(2)), (680, Presses(1))]
+        );
+    }
+
+    #[test]
+    fn with_at_most_one_press_a_single_waits_for_nothing() {
+        let timing = Timing {
+            max_presses: 1,
+            ..TIMING
+        };
+        assert_eq!(
+            play_with(timing, &[(0, Down), (100, Up)], 1000),
+            [(0, Press), (100, Release), (100, Presses(1))]
+        );
+    }
+
+    #[test]
+    fn a_press_after_the_window_starts_a_new_series() {
+        assert_eq!(
+            counted(play(&[(0, Down), (100, Up), (450, Down), (550, Up)], 1000)),
+            [(400, Presses(1)), (850, Presses(1))]
+        );
+    }
+
+    #[test]
+    fn a_press_starting_exactly_as_the_window_closes_is_too_late() {
+        assert_eq!(
+            counted(play(&[(0, Down), (100, Up), (400, Down), (500, Up)], 1000)),
+            [(400, Presses(1)), (800, Presses(1))]
+        );
+    }
+
+    #[test]
+    fn a_hold_is_long_then_a_repeat_every_period_while_held_then_long_release() {
+        assert_eq!(
+            play(&[(0, Down), (1300, Up)], 1000),
             [
                 (0, Press),
-                (100, Release),
-                (250, Press),
-                (350, Release),
-                (350, Double)
+                (600, Long),
+                (800, Repeat),
+                (1000, Repeat),
+                (1200, Repeat),
+                (1300, Release),
+                (1300, LongRelease)
             ]
         );
     }
 
     #[test]
-    fn a_second_press_after_the_window_is_two_singles() {
-        assert_eq!(
-            play(&[(0, Down), (100, Up), (450, Down), (550, Up)], 1000),
-            [
-                (0, Press),
-                (100, Release),
-                (400, Single),
-                (450, Press),
-                (550, Release),
-                (850, Single)
-            ]
-        );
-    }
-
-    #[test]
-    fn a_press_held_for_the_long_press_time_is_long_while_still_held_and_nothing_after() {
-        assert_eq!(
-            play(&[(0, Down), (1500, Up)], 1000),
-            [(0, Press), (600, Long), (1500, Release)]
-        );
+    fn without_repeats_a_hold_is_long_and_long_release_only() {
+        for hold_repeat in [None, Some(Duration::ZERO)] {
+            let timing = Timing {
+                hold_repeat,
+                ..TIMING
+            };
+            assert_eq!(
+                play_with(timing, &[(0, Down), (1300, Up)], 1000),
+                [
+                    (0, Press),
+                    (600, Long),
+                    (1300, Release),
+                    (1300, LongRelease)
+                ]
+            );
+        }
     }
 
     #[test]
     fn a_press_released_just_before_the_long_press_time_is_single() {
         assert_eq!(
             play(&[(0, Down), (599, Up)], 1000),
-            [(0, Press), (599, Release), (899, Single)]
+            [(0, Press), (599, Release), (899, Presses(1))]
         );
     }
 
     #[test]
-    fn a_short_press_then_a_long_one_is_long_not_double() {
+    fn a_hold_after_short_presses_ends_the_series_without_a_count() {
         assert_eq!(
-            play(&[(0, Down), (100, Up), (200, Down), (1000, Up)], 1000),
-            [
-                (0, Press),
-                (100, Release),
-                (200, Press),
-                (800, Long),
-                (1000, Release)
-            ]
+            counted(play(&[(0, Down), (100, Up), (200, Down), (950, Up)], 1000)),
+            [(800, Long), (950, LongRelease)]
         );
+    }
+
+    #[test]
+    fn presses_shorter_than_the_poll_period_count_like_any_other() {
+        // Edges 5 ms apart, as the poller tells a click it saw within one reading.
+        assert_eq!(
+            counted(play(&[(0, Down), (5, Up), (100, Down), (105, Up)], 1000)),
+            [(405, Presses(2))]
+        );
+    }
+
+    #[test]
+    fn a_press_while_held_is_a_missed_release_and_starts_a_new_series() {
+        assert_eq!(
+            counted(play(
+                &[(0, Down), (100, Up), (200, Down), (300, Down), (350, Up)],
+                1000
+            )),
+            [(650, Presses(1))]
+        );
+    }
+
+    #[test]
+    fn an_event_after_a_silent_stretch_first_tells_what_time_made() {
+        // Nobody ticked at 600 (the service was busy): the release tells long, one repeat
+        // (not one per missed period: a dimmer would jump), then the release.
+        let mut machine = Gestures::new(TIMING);
+        let start = Instant::now();
+        let event = |kind, ms| ButtonEvent {
+            kind,
+            at: SystemTime::now(),
+            instant: start + Duration::from_millis(ms),
+            seq: 1,
+        };
+        assert_eq!(machine.event(&event(Down, 0)), [Press]);
+        assert_eq!(machine.tick(start + Duration::from_millis(1450)), [Long]);
+        assert_eq!(
+            machine.deadline(),
+            Some(start + Duration::from_millis(1600)),
+            "the next repeat on the period's grid after now"
+        );
+        assert_eq!(machine.tick(start + Duration::from_millis(2450)), [Repeat]);
+        assert_eq!(
+            machine.deadline(),
+            Some(start + Duration::from_millis(2600))
+        );
+        assert_eq!(machine.event(&event(Up, 2500)), [Release, LongRelease]);
+        assert_eq!(machine.deadline(), None);
     }
 
     #[test]
@@ -372,7 +589,10 @@ mod tests {
         events.publish(Up);
         told.push(next().await);
         told.push(next().await);
-        assert_eq!(told, [(1, Press, 0), (2, Release, 100), (3, Single, 400)]);
+        assert_eq!(
+            told,
+            [(1, Press, 0), (2, Release, 100), (3, Presses(1), 400)]
+        );
         shutdown.cancel();
         runner.await.unwrap();
     }

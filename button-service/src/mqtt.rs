@@ -1,37 +1,43 @@
-//! The button on MQTT (see `service_kit::mqtt` for the link): every gesture on
+//! The button on MQTT (see `service_kit::mqtt` for the link): every gesture (`gestures.rs`) on
 //! `<prefix>/button/event`, the level on `<prefix>/button/state` (retained), and the button
-//! announced to Home Assistant as an `event` entity and a `binary_sensor`.
+//! announced to Home Assistant as an `event` entity, a `binary_sensor` and a device trigger
+//! per gesture.
 //!
 //! | topic | payload | |
 //! |---|---|---|
 //! | `<prefix>/button/event` | `{"event": "single", "event_type": "single", "at": "...", "seq": N}` | QoS 1, not retained |
 //! | `<prefix>/button/state` | `pressed` or `released` | retained |
 //! | `<prefix>/button/availability` | `online` or `offline` | retained, last will |
+//! | `<prefix>/button/device` | `online` while the button answers, else `offline` | retained |
 //!
 //! (`event_type` repeats `event` for Home Assistant's event entity, which reads that key.)
 
 use qwiic_bus::HealthView;
 use serde_json::json;
 use service_kit::CancellationToken;
-use service_kit::mqtt::{Announcer, Mqtt};
+use service_kit::mqtt::{Announcer, Component, Legacy, Mqtt};
 use tokio::sync::broadcast;
 
 use crate::gestures::{Gesture, GestureEvent};
 
 /// Publishes `gestures` until `shutdown`, then closes the link (`offline`); announces the
-/// button to Home Assistant once its firmware is known (and again if it changes).
+/// button to Home Assistant once its firmware is known (and again if it changes), with the
+/// gestures a machine counting up to `max_presses` tells.
 pub async fn run(
     mqtt: Mqtt,
     mut gestures: broadcast::Receiver<GestureEvent>,
     button: HealthView,
+    max_presses: u8,
     shutdown: CancellationToken,
 ) {
     let (event, state) = (mqtt.topic("button/event"), mqtt.topic("button/state"));
     let mut announcer = Announcer::default();
     let mut button_changes = button.updates();
     loop {
+        mqtt.set_device_answering(button.firmware().is_some());
         announcer.update(button.firmware(), |firmware| {
-            announce(&mqtt, &event, &state, firmware);
+            let components = components(&event, &state, max_presses);
+            mqtt.announce_device(&components, &LEGACY, firmware, env!("CARGO_PKG_VERSION"));
         });
         tokio::select! {
             () = shutdown.cancelled() => break,
@@ -62,34 +68,69 @@ pub async fn run(
     mqtt.close().await;
 }
 
-/// The `event` entity (every gesture) and the `binary_sensor` (pressed), one device.
-fn announce(mqtt: &Mqtt, event: &str, state: &str, firmware: &str) {
-    let version = env!("CARGO_PKG_VERSION");
-    let types: Vec<&str> = Gesture::ALL.iter().map(|gesture| gesture.name()).collect();
-    mqtt.announce(
-        "event",
-        "button",
-        json!({
-            "name": "Button",
-            "state_topic": event,
-            "event_types": types,
-            "device_class": "button",
-            "qos": 1,
-        }),
-        firmware,
-        version,
-    );
-    mqtt.announce(
-        "binary_sensor",
-        "pressed",
-        json!({
-            "name": "Pressed",
-            "state_topic": state,
-            "payload_on": "pressed",
-            "payload_off": "released",
-            "qos": 1,
-        }),
-        firmware,
-        version,
-    );
+/// The single-entity configs of earlier versions, handed over to the device's message.
+const LEGACY: [Legacy; 2] = [("event", "button"), ("binary_sensor", "pressed")];
+
+/// Home Assistant's device-trigger type for a gesture that is one (press and release are
+/// edges: the `pressed` sensor has them). Home Assistant's automation editor names the first
+/// seven ("double clicked", "released after long press"); `repeat` it shows as it is.
+pub fn trigger_type(gesture: Gesture) -> Option<&'static str> {
+    Some(match gesture {
+        Gesture::Press | Gesture::Release => return None,
+        Gesture::Presses(1) => "button_short_press",
+        Gesture::Presses(2) => "button_double_press",
+        Gesture::Presses(3) => "button_triple_press",
+        Gesture::Presses(4) => "button_quadruple_press",
+        Gesture::Presses(_) => "button_quintuple_press",
+        Gesture::Long => "button_long_press",
+        Gesture::Repeat => "repeat",
+        Gesture::LongRelease => "button_long_release",
+    })
+}
+
+/// The button's part of the device: the `event` entity (every gesture), the `binary_sensor`
+/// (pressed), and a device trigger per gesture, announced before any press so that
+/// automations can be built from them at once.
+fn components(event: &str, state: &str, max_presses: u8) -> Vec<Component> {
+    let gestures = Gesture::all(max_presses);
+    let types: Vec<&str> = gestures.iter().map(|gesture| gesture.name()).collect();
+    let mut components = vec![
+        Component::new(
+            "event",
+            "button",
+            json!({
+                "name": "Button",
+                "state_topic": event,
+                "event_types": types,
+                "device_class": "button",
+            }),
+        ),
+        Component::new(
+            "binary_sensor",
+            "pressed",
+            json!({
+                "name": "Pressed",
+                "state_topic": state,
+                "payload_on": "pressed",
+                "payload_off": "released",
+            }),
+        ),
+    ];
+    for gesture in gestures {
+        if let Some(kind) = trigger_type(gesture) {
+            components.push(Component::new(
+                "device_automation",
+                format!("trigger_{}", gesture.name()),
+                json!({
+                    "automation_type": "trigger",
+                    "topic": event,
+                    "value_template": "{{ value_json.event }}",
+                    "payload": gesture.name(),
+                    "type": kind,
+                    "subtype": "button_1",
+                }),
+            ));
+        }
+    }
+    components
 }

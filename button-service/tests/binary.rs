@@ -52,6 +52,11 @@ fn bad_settings_are_refused_with_what_is_accepted() {
         ("DEBOUNCE", "62s", "whole milliseconds from 1ms to 1s"),
         ("DEBOUNCE", "1.5ms", "whole milliseconds from 1ms to 1s"),
         ("INT_GPIO", "18", "give CHIP:LINE"),
+        ("MAX_PRESSES", "0", "give 1 to 5"),
+        ("MAX_PRESSES", "6", "give 1 to 5"),
+        ("MAX_PRESSES", "three", "give 1 to 5"),
+        ("HOLD_REPEAT", "10ms", "outside 50ms to 10s"),
+        ("HOLD_REPEAT", "1m", "or 0 for no repeats"),
         ("INT_GPIO", "pinctrl-bcm2711:GPIO24", "is not a line number"),
     ] {
         let output = binary_command(BINARY).env(env, value).output().unwrap();

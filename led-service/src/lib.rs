@@ -19,6 +19,7 @@
 
 pub mod api;
 pub mod config;
+pub mod effects;
 pub mod error;
 pub mod events;
 pub mod extract;

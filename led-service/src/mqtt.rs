@@ -1,13 +1,17 @@
 //! The LED on MQTT (see `service_kit::mqtt` for the link), in Home Assistant's JSON light
 //! schema: commands on `<prefix>/led/set`, the LED on `<prefix>/led/state` (retained) after
 //! every change from any source (HTTP, MQTT, the switch-off at shutdown), and the LED
-//! announced to Home Assistant as a `light` with brightness.
+//! announced to Home Assistant as a `light` with brightness, effects (`effects.rs`) and flash.
 //!
 //! | topic | payload | |
 //! |---|---|---|
-//! | `<prefix>/led/set` | `{"state": "ON", "brightness": 1-255}` or `{"state": "OFF"}` | subscribed |
-//! | `<prefix>/led/state` | `{"state": "ON", "brightness": N, "color_mode": "brightness"}` or `{"state": "OFF", ...}` | retained |
+//! | `<prefix>/led/set` | `{"state": "ON", "brightness": 1-255, "effect": "pulse", "flash": 2}` (each but `state` optional) or `{"state": "OFF"}` | subscribed |
+//! | `<prefix>/led/state` | `{"state": "ON", "brightness": N, "color_mode": "brightness", "effect": "pulse" or null}` or `{"state": "OFF", ...}` | retained |
 //! | `<prefix>/led/availability` | `online` or `offline` | retained, last will |
+//! | `<prefix>/led/device` | `online` while the button answers, else `offline` | retained |
+//!
+//! A flash blinks for its seconds, then sets back what the LED showed before (a command in
+//! between ends it). No transitions: each step would be an EEPROM write on the button.
 //!
 //! A command that is not that (not JSON, a brightness out of range, an unknown field) changes
 //! nothing, is counted, and is logged once per burst.
@@ -20,18 +24,29 @@ use runtime_kit::Burst;
 use serde::Deserialize;
 use serde_json::json;
 use service_kit::CancellationToken;
-use service_kit::mqtt::{Announcer, Incoming, Mqtt};
+use service_kit::mqtt::{Announcer, Component, Incoming, Legacy, Mqtt};
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 
+use crate::effects::Effect;
 use crate::led::{LedDevice, LedState};
 use crate::metrics::Metrics;
 
+/// How often the button is asked for while nothing else asks: the light shows unavailable at
+/// most this long after the button stops answering.
+const LOOK: Duration = Duration::from_secs(5);
+
 /// A command in Home Assistant's JSON light schema, as far as this LED goes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct LightCommand {
     state: Switch,
     brightness: Option<u8>,
+    effect: Option<String>,
+    /// Seconds (Home Assistant sends its `flash_time_short` or `flash_time_long`).
+    flash: Option<u16>,
+    /// Refused with a reason: not announced, and each step would be an EEPROM write.
+    transition: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -41,33 +56,69 @@ enum Switch {
     Off,
 }
 
+/// The longest flash: Home Assistant's long flash is 10 s.
+const MAX_FLASH_S: u16 = 60;
+
+/// What a command asks of the LED.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Wanted {
+    /// This setting, until told otherwise.
+    Set(LedConfig),
+    /// Blink for this long, then back to what it showed.
+    Flash(LedConfig, Duration),
+}
+
 /// What the LED is to become, or why not.
-fn command(payload: &[u8], last_brightness: u8) -> Result<LedConfig, String> {
+fn command(payload: &[u8], last_brightness: u8) -> Result<Wanted, String> {
     let command: LightCommand = serde_json::from_slice(payload).map_err(|error| {
         format!(
-            "{error}; accepted: {{\"state\": \"ON\"}}, {{\"state\": \"ON\", \"brightness\": 1-255}} or {{\"state\": \"OFF\"}}"
+            "{error}; accepted: {{\"state\": \"ON\"}}, {{\"state\": \"ON\", \"brightness\": 1-255}}, {{\"state\": \"ON\", \"effect\": \"pulse\"}}, {{\"state\": \"ON\", \"flash\": 2}} or {{\"state\": \"OFF\"}}"
         )
     })?;
-    match command {
-        LightCommand {
-            state: Switch::Off, ..
-        } => Ok(LedConfig::OFF),
-        LightCommand {
-            brightness: Some(0),
-            ..
-        } => Err("brightness 0 with state ON: use 1-255, or {\"state\": \"OFF\"}".into()),
-        LightCommand { brightness, .. } => {
-            Ok(LedConfig::steady(brightness.unwrap_or(last_brightness)))
+    if command.transition.is_some() {
+        return Err("transition is not supported: each step would be an EEPROM write on the button; send the brightness wanted".into());
+    }
+    if command.state == Switch::Off {
+        return Ok(Wanted::Set(LedConfig::OFF));
+    }
+    let brightness = match command.brightness {
+        Some(0) => {
+            return Err("brightness 0 with state ON: use 1-255, or {\"state\": \"OFF\"}".into());
         }
+        Some(brightness) => brightness,
+        None => last_brightness,
+    };
+    let effect = match command.effect.as_deref() {
+        None => None,
+        Some(name) => Some(Effect::named(name).ok_or_else(|| {
+            let names: Vec<&str> = Effect::ALL.iter().map(|effect| effect.name()).collect();
+            format!("no effect {name:?}: the LED has {}", names.join(", "))
+        })?),
+    };
+    match command.flash {
+        Some(seconds) if (1..=MAX_FLASH_S).contains(&seconds) => Ok(Wanted::Flash(
+            Effect::Blink.at(brightness),
+            Duration::from_secs(seconds.into()),
+        )),
+        Some(seconds) => Err(format!(
+            "flash for {seconds} s: give 1 to {MAX_FLASH_S} seconds (Home Assistant sends 2 or 10)"
+        )),
+        None => Ok(Wanted::Set(
+            effect.map_or(LedConfig::steady(brightness), |effect| {
+                effect.at(brightness)
+            }),
+        )),
     }
 }
 
-/// The state Home Assistant reads: `state` always, brightness while on.
+/// The state Home Assistant reads: `state` always, brightness while on, and the effect
+/// (`null` when steady: Home Assistant keeps the last one it was told otherwise).
 fn state_payload(led: LedConfig) -> String {
+    let effect = Effect::shown_by(led).map(Effect::name);
     if led.is_on() {
-        json!({"state": "ON", "brightness": led.brightness, "color_mode": "brightness"})
+        json!({"state": "ON", "brightness": led.brightness, "color_mode": "brightness", "effect": effect})
     } else {
-        json!({"state": "OFF", "color_mode": "brightness"})
+        json!({"state": "OFF", "color_mode": "brightness", "effect": null})
     }
     .to_string()
 }
@@ -90,12 +141,17 @@ pub async fn run(
     let mut announcer = Announcer::default();
     let mut last_brightness = default_brightness;
     let mut rejecting = Burst::default();
-    // Until the button is found, ask for it now and then: the announcement needs its firmware,
-    // and without requests nothing else would look.
-    let mut look = tokio::time::interval(Duration::from_secs(5));
+    // A flash under way: when it ends, and what the LED showed before it.
+    let mut flash: Option<(Instant, LedConfig)> = None;
+    // Ask for the button now and then: the announcement needs its firmware, and the light's
+    // availability whether it still answers; without requests nothing else would look (a
+    // health check is free when the button answered within the last second).
+    let mut look = tokio::time::interval(LOOK);
     loop {
+        mqtt.set_device_answering(button.firmware().is_some());
         if announcer.update(button.firmware(), |firmware| {
-            announce(&mqtt, &set, &state, firmware);
+            let components = components(&set, &state);
+            mqtt.announce_device(&components, &LEGACY, firmware, env!("CARGO_PKG_VERSION"));
         }) {
             // What the LED shows now, for the retained state (read from the device).
             let _ = led.get().await;
@@ -103,8 +159,15 @@ pub async fn run(
         tokio::select! {
             () = shutdown.cancelled() => break,
             changed = button_changes.changed() => if changed.is_err() { break },
-            _ = look.tick(), if !announcer.has_announced() => {
+            _ = look.tick() => {
                 let _ = led.health().await;
+            }
+            () = runtime_kit::sleep_until(flash.map(|(until, _)| until)) => {
+                if let Some((_, before)) = flash.take() {
+                    if let Err(error) = led.set(before, "mqtt").await {
+                        tracing::debug!(%error, "the LED could not be set back after a flash");
+                    }
+                }
             }
             changed = updates.changed() => {
                 if changed.is_err() {
@@ -125,7 +188,21 @@ pub async fn run(
                         if let Some(burst) = rejecting.end() {
                             tracing::info!(rejected = burst.count, "a valid command on {set} again");
                         }
-                        if let Err(error) = led.set(wanted, "mqtt").await {
+                        let setting = match wanted {
+                            Wanted::Set(setting) => {
+                                flash = None;
+                                setting
+                            }
+                            Wanted::Flash(blink, length) => {
+                                // Back to what it showed before the first of several flashes.
+                                let before = flash.map(|(_, before)| before).or_else(|| {
+                                    updates.borrow().as_ref().map(|current| current.led)
+                                });
+                                flash = Some((Instant::now() + length, before.unwrap_or(LedConfig::OFF)));
+                                blink
+                            }
+                        };
+                        if let Err(error) = led.set(setting, "mqtt").await {
                             tracing::debug!(%error, "an MQTT command could not be carried out");
                         }
                     }
@@ -159,9 +236,12 @@ pub async fn run(
     mqtt.close().await;
 }
 
-/// The `light`, with brightness, under the one device.
-fn announce(mqtt: &Mqtt, set: &str, state: &str, firmware: &str) {
-    mqtt.announce(
+/// The single-entity config of earlier versions, handed over to the device's message.
+const LEGACY: [Legacy; 1] = [("light", "led")];
+
+/// The LED's part of the device: the `light`, with brightness, effects and flash.
+fn components(set: &str, state: &str) -> Vec<Component> {
+    vec![Component::new(
         "light",
         "led",
         json!({
@@ -172,13 +252,14 @@ fn announce(mqtt: &Mqtt, set: &str, state: &str, firmware: &str) {
             "supported_color_modes": ["brightness"],
             "brightness": true,
             "brightness_scale": 255,
-            "flash": false,
+            "effect": true,
+            "effect_list": Effect::ALL.map(Effect::name),
+            "flash": true,
+            "flash_time_short": 2,
+            "flash_time_long": 10,
             "transition": false,
-            "qos": 1,
         }),
-        firmware,
-        env!("CARGO_PKG_VERSION"),
-    );
+    )]
 }
 
 #[cfg(test)]
@@ -189,14 +270,32 @@ mod tests {
 
     #[test]
     fn home_assistants_commands_become_settings_and_anything_else_says_what_is_accepted() {
+        use Wanted::{Flash, Set};
         for (payload, wanted) in [
-            (r#"{"state": "ON"}"#, LedConfig::steady(77)),
+            (r#"{"state": "ON"}"#, Set(LedConfig::steady(77))),
             (
                 r#"{"state": "ON", "brightness": 128}"#,
-                LedConfig::steady(128),
+                Set(LedConfig::steady(128)),
             ),
-            (r#"{"state": "OFF"}"#, LedConfig::OFF),
-            (r#"{"state": "OFF", "brightness": 9}"#, LedConfig::OFF),
+            (r#"{"state": "OFF"}"#, Set(LedConfig::OFF)),
+            (r#"{"state": "OFF", "brightness": 9}"#, Set(LedConfig::OFF)),
+            (
+                r#"{"state": "ON", "effect": "breathe"}"#,
+                Set(Effect::Breathe.at(77)),
+            ),
+            (
+                r#"{"state": "ON", "effect": "pulse", "brightness": 30}"#,
+                Set(Effect::Pulse.at(30)),
+            ),
+            (
+                r#"{"state": "ON", "flash": 2}"#,
+                Flash(Effect::Blink.at(77), Duration::from_secs(2)),
+            ),
+            (
+                r#"{"state": "ON", "flash": 10, "brightness": 9}"#,
+                Flash(Effect::Blink.at(9), Duration::from_secs(10)),
+            ),
+            (r#"{"state": "OFF", "flash": 2}"#, Set(LedConfig::OFF)),
         ] {
             assert_eq!(
                 command(payload.as_bytes(), 77).unwrap(),
@@ -213,6 +312,16 @@ mod tests {
             (r#"{"state": "ON", "color": {"r": 1}}"#, "unknown field"),
             (r#"{"brightness": 5}"#, "missing field `state`"),
             ("", "accepted"),
+            (
+                r#"{"state": "ON", "effect": "rainbow"}"#,
+                "the LED has pulse, breathe, blink",
+            ),
+            (r#"{"state": "ON", "flash": 0}"#, "give 1 to 60 seconds"),
+            (r#"{"state": "ON", "flash": 61}"#, "give 1 to 60 seconds"),
+            (
+                r#"{"state": "ON", "transition": 2}"#,
+                "each step would be an EEPROM write",
+            ),
         ] {
             let why = command(payload.as_bytes(), 77).unwrap_err();
             assert!(why.contains(says), "{payload}: {why}");
@@ -220,13 +329,21 @@ mod tests {
     }
 
     #[test]
-    fn the_state_always_says_on_or_off_and_brightness_only_while_on() {
-        let on: serde_json::Value =
-            serde_json::from_str(&state_payload(LedConfig::steady(128))).unwrap();
+    fn the_state_always_says_on_or_off_brightness_only_while_on_and_the_effect_or_null() {
+        let state =
+            |led| -> serde_json::Value { serde_json::from_str(&state_payload(led)).unwrap() };
+        let on = state(LedConfig::steady(128));
         assert_eq!(on["state"], "ON");
         assert_eq!(on["brightness"], 128);
-        let off: serde_json::Value = serde_json::from_str(&state_payload(LedConfig::OFF)).unwrap();
+        assert!(
+            on["effect"].is_null(),
+            "steady: Home Assistant clears the effect"
+        );
+        let off = state(LedConfig::OFF);
         assert_eq!(off["state"], "OFF");
         assert!(off.get("brightness").is_none(), "Home Assistant ignores 0");
+        let breathing = state(Effect::Breathe.at(40));
+        assert_eq!(breathing["effect"], "breathe");
+        assert_eq!(breathing["brightness"], 40);
     }
 }

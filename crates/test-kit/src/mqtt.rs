@@ -246,6 +246,25 @@ impl Watcher {
         found.into_iter().flatten().collect()
     }
 
+    /// Every message, in the order of arrival, until `done` says the ones so far are enough,
+    /// within `within`.
+    pub async fn record_until(
+        &mut self,
+        within: Duration,
+        mut done: impl FnMut(&[Message]) -> bool,
+    ) -> Vec<Message> {
+        let until = tokio::time::Instant::now() + within;
+        let mut recorded = Vec::new();
+        while !done(&recorded) {
+            let message = tokio::time::timeout_at(until, self.messages.recv())
+                .await
+                .unwrap_or_else(|_| panic!("not done within {within:?}; got {recorded:#?}"))
+                .expect("the watcher's connection task ended");
+            recorded.push(message);
+        }
+        recorded
+    }
+
     /// Every message that arrives within `within`.
     pub async fn collect(&mut self, within: Duration) -> Vec<Message> {
         let until = tokio::time::Instant::now() + within;

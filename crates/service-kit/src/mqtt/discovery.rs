@@ -1,32 +1,104 @@
-//! Home Assistant's MQTT discovery: each service announces its entities of the one device
-//! both share, retained, once the button's firmware is known ([`Announcer`]) and again when it
-//! changes; with discovery off it removes what it announced before.
+//! Home Assistant's MQTT discovery, device-based (Home Assistant 2024.11 and later): each
+//! service announces its part of the one device both share in one retained message on
+//! `<discovery prefix>/device/<node>_<service>/config`, its components keyed by their unique
+//! ids; Home Assistant merges the two parts by the device's identifiers. Announced once the
+//! button's firmware is known ([`Announcer`]) and again when it changes; with discovery off,
+//! removed (an empty retained config).
+//!
+//! Entities are available while the service is (`<prefix>/<service>/availability`) and the
+//! button answers it (`<prefix>/<service>/device`): an availability list, mode `all`.
+//!
+//! Earlier versions announced one entity per topic (`<discovery prefix>/<component>/<unique
+//! id>/config`). Each announcement hands those over the way Home Assistant documents it, so
+//! that entity ids, names and history stay: `{"migrate_discovery": true}` on each old topic,
+//! then the device's message (the same unique ids), then an empty retained message on the old
+//! topic, which also clears the broker's copy.
+
+use serde_json::{Map, Value, json};
 
 use super::link::Mqtt;
 
+/// One component of the device: an entity or a device trigger.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Component {
+    /// Home Assistant's platform: `event`, `binary_sensor`, `light`, `sensor`,
+    /// `device_automation`.
+    pub platform: &'static str,
+    /// Unique within the device; the component's key and unique id are `<node>_<object>`.
+    pub object: String,
+    /// The platform's options.
+    pub config: Value,
+}
+
+impl Component {
+    /// A component of `platform` with `config`.
+    pub fn new(platform: &'static str, object: impl Into<String>, config: Value) -> Component {
+        Component {
+            platform,
+            object: object.into(),
+            config,
+        }
+    }
+}
+
+/// A component an earlier version announced on a topic of its own: its platform and object.
+pub type Legacy = (&'static str, &'static str);
+
 impl Mqtt {
-    /// Announces one entity of the button to Home Assistant (MQTT discovery), retained:
-    /// `config` completed with its `unique_id`, `default_entity_id`, availability, the device
-    /// both services share (`firmware` is the button's) and the origin (`version` is the
-    /// service's). With discovery off, removes it instead (an empty retained config).
-    pub fn announce(
+    /// The node: the topic prefix with `_` for `/`.
+    fn node(&self) -> String {
+        self.settings.prefix.replace('/', "_")
+    }
+
+    /// Where this service announces its part of the device.
+    pub fn discovery_topic(&self) -> String {
+        format!(
+            "{}/device/{}_{}/config",
+            self.settings.discovery_prefix,
+            self.node(),
+            self.service
+        )
+    }
+
+    /// Announces this service's `components` of the button's device to Home Assistant,
+    /// retained, handing over the `legacy` single-entity configs; `firmware` is the button's,
+    /// `version` the service's. With discovery off, removes them instead.
+    pub fn announce_device(
         &self,
-        component: &str,
-        object: &str,
-        mut config: serde_json::Value,
+        components: &[Component],
+        legacy: &[Legacy],
         firmware: &str,
         version: &str,
     ) {
-        let node = self.settings.prefix.replace('/', "_");
-        let unique_id = format!("{node}_{object}");
-        let topic = format!(
-            "{}/{component}/{unique_id}/config",
-            self.settings.discovery_prefix
-        );
+        let node = self.node();
+        let legacy_topics: Vec<String> = legacy
+            .iter()
+            .map(|(platform, object)| {
+                format!(
+                    "{}/{platform}/{node}_{object}/config",
+                    self.settings.discovery_prefix
+                )
+            })
+            .collect();
         if !self.settings.ha_discovery {
-            self.publish(&topic, Vec::new(), true);
+            for topic in legacy_topics.iter().chain([&self.discovery_topic()]) {
+                self.publish(topic, Vec::new(), true);
+            }
             return;
         }
+        let message = self.device_message(components, firmware, version);
+        for topic in &legacy_topics {
+            self.publish(topic, json!({"migrate_discovery": true}).to_string(), true);
+        }
+        self.publish(&self.discovery_topic(), message.to_string(), true);
+        for topic in &legacy_topics {
+            self.publish(topic, Vec::new(), true);
+        }
+    }
+
+    /// The device-based discovery message.
+    fn device_message(&self, components: &[Component], firmware: &str, version: &str) -> Value {
+        let node = self.node();
         // Named after the prefix's last level, unless that says nothing more ("button").
         let name = match self.settings.prefix.rsplit('/').next() {
             Some(place) if !place.is_empty() && place != "button" => {
@@ -34,10 +106,34 @@ impl Mqtt {
             }
             _ => "Qwiic Button".to_owned(),
         };
-        let common = serde_json::json!({
-            "unique_id": unique_id,
-            "default_entity_id": format!("{component}.{unique_id}"),
-            "availability": [{"topic": self.availability}],
+        let entity = json!({
+            "availability": [{"topic": self.availability}, {"topic": self.device}],
+            "availability_mode": "all",
+            "qos": 1,
+        });
+        let mut all = Map::new();
+        for component in components {
+            let key = format!("{node}_{}", component.object);
+            let mut config = Map::new();
+            config.insert("platform".into(), component.platform.into());
+            if component.platform == "device_automation" {
+                config.insert("qos".into(), 1.into());
+            } else {
+                config.insert("unique_id".into(), key.clone().into());
+                config.insert(
+                    "default_entity_id".into(),
+                    format!("{}.{key}", component.platform).into(),
+                );
+                if let Value::Object(entity) = &entity {
+                    config.extend(entity.clone());
+                }
+            }
+            if let Value::Object(own) = &component.config {
+                config.extend(own.clone());
+            }
+            all.insert(key, Value::Object(config));
+        }
+        json!({
             "device": {
                 "identifiers": [node],
                 "name": name,
@@ -50,12 +146,8 @@ impl Mqtt {
                 "sw_version": version,
                 "support_url": "https://github.com/qwiic-containers/qwiic-containers",
             },
-        });
-        if let (Some(config), serde_json::Value::Object(common)) = (config.as_object_mut(), common)
-        {
-            config.extend(common);
-        }
-        self.publish(&topic, config.to_string(), true);
+            "components": all,
+        })
     }
 }
 
@@ -85,11 +177,6 @@ impl Announcer {
         self.announced = Some(firmware);
         true
     }
-
-    /// True once something was announced.
-    pub fn has_announced(&self) -> bool {
-        self.announced.is_some()
-    }
 }
 
 #[cfg(test)]
@@ -104,6 +191,5 @@ mod tests {
             announcer.update(firmware, |firmware| told.push(firmware.to_owned()));
         }
         assert_eq!(told, ["1.3", "1.2"]);
-        assert!(announcer.has_announced());
     }
 }

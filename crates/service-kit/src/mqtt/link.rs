@@ -5,7 +5,7 @@
 //!
 //! Each service has `<prefix>/<service>/availability`: `online` once connected, `offline` on a
 //! clean stop, and `offline` from the broker (the last will) when the service dies or its link
-//! drops. Retained messages are kept here too, so a reconnect, or Home Assistant announcing
+//! drops; and `<prefix>/<service>/device`, whether the device answers it. Retained messages are kept here too, so a reconnect, or Home Assistant announcing
 //! itself on `<discovery prefix>/status`, gets them all again.
 
 use std::collections::BTreeMap;
@@ -132,7 +132,10 @@ pub struct Mqtt {
     health: watch::Receiver<MqttHealth>,
     counters: MqttCounters,
     pub(super) settings: Arc<MqttSettings>,
+    pub(super) service: &'static str,
     pub(super) availability: String,
+    /// `<prefix>/<service>/device`: whether the device answers this service.
+    pub(super) device: String,
     closing: CancellationToken,
     driver: Arc<Mutex<Option<tokio::task::JoinHandle<()>>>>,
 }
@@ -179,12 +182,15 @@ impl Mqtt {
             replay: Arc::default(),
             health,
             counters,
+            device: format!("{}/{service}/device", settings.prefix),
             settings: Arc::new(settings),
+            service,
             availability,
             closing: CancellationToken::new(),
             driver: Arc::default(),
         };
         mqtt.publish(&mqtt.availability.clone(), "online", true);
+        mqtt.set_device_answering(false);
         mqtt.subscribe(&format!("{}/status", mqtt.settings.discovery_prefix));
         let driver = Driver {
             mqtt: mqtt.clone(),
@@ -211,6 +217,24 @@ impl Mqtt {
             .take();
         if let Some(task) = task {
             let _ = tokio::time::timeout(Duration::from_secs(1), task).await;
+        }
+    }
+
+    /// Says on `<prefix>/<service>/device` (retained) whether the device answers this
+    /// service: `online` or `offline` (the first until it is known). Home Assistant shows the
+    /// service's entities available only while both this and the service's availability say
+    /// `online`.
+    pub fn set_device_answering(&self, answering: bool) {
+        let payload = if answering { "online" } else { "offline" };
+        let said = self
+            .replay
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .retained
+            .get(&self.device)
+            .is_some_and(|said| said == payload.as_bytes());
+        if !said {
+            self.publish(&self.device.clone(), payload, true);
         }
     }
 
