@@ -162,6 +162,7 @@ pub async fn run(
             mqtt.clone(),
             service.listening.mqtt,
             service.button.clone(),
+            service.metrics.bus.clone(),
             service.timing.max_presses,
             shutdown.clone(),
         ));

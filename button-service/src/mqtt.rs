@@ -1,21 +1,21 @@
 //! The button on MQTT (see `service_kit::mqtt` for the link): every gesture (`gestures.rs`) on
 //! `<prefix>/button/event`, the level on `<prefix>/button/state` (retained), and the button
-//! announced to Home Assistant as an `event` entity, a `binary_sensor` and a device trigger
-//! per gesture.
+//! announced to Home Assistant as an `event` entity, a `binary_sensor`, a device trigger per
+//! gesture, and the bus's errors and rejected readings as diagnostics.
 //!
 //! | topic | payload | |
 //! |---|---|---|
-//! | `<prefix>/button/event` | `{"event": "single", "event_type": "single", "at": "...", "seq": N}` | QoS 1, not retained |
+//! | `<prefix>/button/event` | `{"event": "single", "event_type": "single", "at": "...", "seq": N}` | QoS 1, not retained; kept through a broker outage (the link's outbox) |
 //! | `<prefix>/button/state` | `pressed` or `released` | retained |
 //! | `<prefix>/button/availability` | `online` or `offline` | retained, last will |
 //! | `<prefix>/button/device` | `online` while the button answers, else `offline` | retained |
 //!
 //! (`event_type` repeats `event` for Home Assistant's event entity, which reads that key.)
 
-use qwiic_bus::HealthView;
+use qwiic_bus::{BusCounters, HealthView};
 use serde_json::json;
 use service_kit::CancellationToken;
-use service_kit::mqtt::{Announcer, Component, Legacy, Mqtt};
+use service_kit::mqtt::{Announcer, Component, DIAGNOSTICS_EVERY, Diagnostic, Legacy, Mqtt};
 use tokio::sync::broadcast;
 
 use crate::gestures::{Gesture, GestureEvent};
@@ -27,21 +27,28 @@ pub async fn run(
     mqtt: Mqtt,
     mut gestures: broadcast::Receiver<GestureEvent>,
     button: HealthView,
+    bus: BusCounters,
     max_presses: u8,
     shutdown: CancellationToken,
 ) {
     let (event, state) = (mqtt.topic("button/event"), mqtt.topic("button/state"));
     let mut announcer = Announcer::default();
     let mut button_changes = button.updates();
+    let mut look = tokio::time::interval(DIAGNOSTICS_EVERY);
     loop {
         mqtt.set_device_answering(button.firmware().is_some());
         announcer.update(button.firmware(), |firmware| {
-            let components = components(&event, &state, max_presses);
+            let mut components = components(&event, &state, max_presses);
+            components.extend(mqtt.diagnostic_components(&DIAGNOSTICS));
             mqtt.announce_device(&components, &LEGACY, firmware, env!("CARGO_PKG_VERSION"));
         });
         tokio::select! {
             () = shutdown.cancelled() => break,
             changed = button_changes.changed() => if changed.is_err() { break },
+            _ = look.tick() => mqtt.publish_diagnostics(&json!({
+                "bus_errors": bus.errors.get(),
+                "rejected_readings": bus.rejected_readings.get(),
+            })),
             received = gestures.recv() => match received {
                 Ok(told) => {
                     let name = told.gesture.name();
@@ -51,7 +58,7 @@ pub async fn run(
                         "at": humantime::format_rfc3339_millis(told.at).to_string(),
                         "seq": told.seq,
                     });
-                    mqtt.publish(&event, payload.to_string(), false);
+                    mqtt.deliver(&event, payload.to_string());
                     match told.gesture {
                         Gesture::Press => mqtt.publish(&state, "pressed", true),
                         Gesture::Release => mqtt.publish(&state, "released", true),
@@ -70,6 +77,22 @@ pub async fn run(
 
 /// The single-entity configs of earlier versions, handed over to the device's message.
 const LEGACY: [Legacy; 2] = [("event", "button"), ("binary_sensor", "pressed")];
+
+/// What button-service tells Home Assistant about the bus, as diagnostic sensors.
+const DIAGNOSTICS: [Diagnostic; 2] = [
+    Diagnostic {
+        key: "bus_errors",
+        name: "Bus errors",
+        unit: None,
+        count: true,
+    },
+    Diagnostic {
+        key: "rejected_readings",
+        name: "Rejected readings",
+        unit: None,
+        count: true,
+    },
+];
 
 /// Home Assistant's device-trigger type for a gesture that is one (press and release are
 /// edges: the `pressed` sensor has them). Home Assistant's automation editor names the first

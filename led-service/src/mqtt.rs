@@ -1,7 +1,8 @@
 //! The LED on MQTT (see `service_kit::mqtt` for the link), in Home Assistant's JSON light
 //! schema: commands on `<prefix>/led/set`, the LED on `<prefix>/led/state` (retained) after
 //! every change from any source (HTTP, MQTT, the switch-off at shutdown), and the LED
-//! announced to Home Assistant as a `light` with brightness, effects (`effects.rs`) and flash.
+//! announced to Home Assistant as a `light` with brightness, effects (`effects.rs`) and flash,
+//! and the EEPROM bytes written and the wear budget spent as diagnostics.
 //!
 //! | topic | payload | |
 //! |---|---|---|
@@ -24,7 +25,7 @@ use runtime_kit::Burst;
 use serde::Deserialize;
 use serde_json::json;
 use service_kit::CancellationToken;
-use service_kit::mqtt::{Announcer, Component, Incoming, Legacy, Mqtt};
+use service_kit::mqtt::{Announcer, Component, Diagnostic, Incoming, Legacy, Mqtt};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
@@ -150,7 +151,8 @@ pub async fn run(
     loop {
         mqtt.set_device_answering(button.firmware().is_some());
         if announcer.update(button.firmware(), |firmware| {
-            let components = components(&set, &state);
+            let mut components = components(&set, &state);
+            components.extend(mqtt.diagnostic_components(&DIAGNOSTICS));
             mqtt.announce_device(&components, &LEGACY, firmware, env!("CARGO_PKG_VERSION"));
         }) {
             // What the LED shows now, for the retained state (read from the device).
@@ -161,6 +163,10 @@ pub async fn run(
             changed = button_changes.changed() => if changed.is_err() { break },
             _ = look.tick() => {
                 let _ = led.health().await;
+                mqtt.publish_diagnostics(&json!({
+                    "eeprom_byte_writes": metrics.eeprom_byte_writes.get(),
+                    "wear_budget_spent": led.wear_budget_spent_percent(),
+                }));
             }
             () = runtime_kit::sleep_until(flash.map(|(until, _)| until)) => {
                 if let Some((_, before)) = flash.take() {
@@ -238,6 +244,22 @@ pub async fn run(
 
 /// The single-entity config of earlier versions, handed over to the device's message.
 const LEGACY: [Legacy; 1] = [("light", "led")];
+
+/// What led-service tells Home Assistant about the LED's EEPROM, as diagnostic sensors.
+const DIAGNOSTICS: [Diagnostic; 2] = [
+    Diagnostic {
+        key: "eeprom_byte_writes",
+        name: "EEPROM bytes written",
+        unit: None,
+        count: true,
+    },
+    Diagnostic {
+        key: "wear_budget_spent",
+        name: "Wear budget spent",
+        unit: Some("%"),
+        count: false,
+    },
+];
 
 /// The LED's part of the device: the `light`, with brightness, effects and flash.
 fn components(set: &str, state: &str) -> Vec<Component> {

@@ -13,7 +13,7 @@ use qwiic_sim::SimButton;
 use serde_json::Value;
 use service_kit::CancellationToken;
 use test_kit::mqtt::{Broker, Message, Watcher};
-use test_kit::{Background, wait_until};
+use test_kit::{Background, wait_until, wait_until_async};
 use tokio::net::TcpListener;
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -404,6 +404,40 @@ async fn home_assistant_finds_one_device_with_the_button_its_triggers_and_the_le
     })
     .await;
 
+    // Diagnostics: a sensor per number, read from the service's diagnostics message; the
+    // LED's change just now shows in its EEPROM bytes.
+    for (part, service, keys) in [
+        (&button, "button", ["bus_errors", "rejected_readings"]),
+        (&led, "led", ["eeprom_byte_writes", "wear_budget_spent"]),
+    ] {
+        let topic = format!("{prefix}/{service}/diagnostics");
+        for key in keys {
+            let sensor = component(part, &format!("{node}_{key}"));
+            let context = format!("{key}: {sensor:#}");
+            assert_eq!(sensor["platform"], "sensor", "{context}");
+            assert_eq!(sensor["entity_category"], "diagnostic", "{context}");
+            assert_eq!(sensor["state_topic"], topic.as_str(), "{context}");
+            assert_eq!(
+                sensor["value_template"],
+                format!("{{{{ value_json.{key} }}}}"),
+                "{context}"
+            );
+        }
+        let mut diagnostics = Watcher::connect(&broker, &[&topic]).await;
+        diagnostics
+            .wait_for(&topic, WAIT, |m| {
+                let values = json(m);
+                keys.iter().all(|key| values[key].is_number())
+                    && (service == "button" || values["eeprom_byte_writes"].as_u64() > Some(0))
+            })
+            .await;
+    }
+    let wear = component(&led, &format!("{node}_wear_budget_spent"));
+    assert_eq!(wear["unit_of_measurement"], "%");
+    assert_eq!(wear["state_class"], "measurement");
+    let errors = component(&button, &format!("{node}_bus_errors"));
+    assert_eq!(errors["state_class"], "total_increasing");
+
     // Home Assistant restarting announces itself: everything is announced again.
     watcher
         .publish("homeassistant/status", "online", false)
@@ -488,6 +522,72 @@ async fn the_lights_effects_reach_the_buttons_pulse_registers_and_a_flash_ends_w
     system.stop().await;
 }
 
+/// The value of the metric whose name ends in `name` on the service whose /healthz is `health`.
+async fn metric(health: &str, name: &str) -> f64 {
+    let url = health.replace("/healthz", "/metrics");
+    let text = reqwest::get(&url).await.unwrap().text().await.unwrap();
+    text.lines()
+        .filter(|line| !line.starts_with('#'))
+        .find_map(|line| {
+            let (metric, value) = line.split_once(' ')?;
+            metric.ends_with(name).then(|| value.trim().parse().ok())?
+        })
+        .unwrap_or_else(|| panic!("no {name} in {text}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gestures_made_while_the_broker_is_down_arrive_after_it_returns_in_order_and_as_made() {
+    let prefix = "qwiic/test-outbox";
+    let topic = format!("{prefix}/button/event");
+    let mut broker = Broker::start();
+    let sim = SimButton::new();
+    let system = System::start(&sim, &broker, prefix, &[]).await;
+    let button = system.health[1].clone();
+
+    broker.kill();
+    // Three failed attempts: the next is at least 3.2 s away (4 s, less 20% jitter), time
+    // enough to subscribe to the restarted broker before button-service is back.
+    let failures = button.clone();
+    wait_until_async("three failed connection attempts", WAIT, move || {
+        let failures = failures.clone();
+        async move { metric(&failures, "mqtt_connection_failures_total").await >= 3.0 }
+    })
+    .await;
+    let made = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
+    for _ in 0..3 {
+        let before = metric(&button, "mqtt_outbox_waiting").await;
+        sim.click(Duration::from_millis(60));
+        let waiting = button.clone();
+        wait_until_async("the click's gestures in the outbox", WAIT, move || {
+            let waiting = waiting.clone();
+            async move { metric(&waiting, "mqtt_outbox_waiting").await >= before + 3.0 }
+        })
+        .await;
+    }
+
+    broker.restart();
+    let mut watcher = Watcher::connect(&broker, &[&topic]).await;
+    let mut seen = Vec::new();
+    for _ in 0..9 {
+        let message = watcher.wait_for(&topic, WAIT, |_| true).await;
+        let event = json(&message);
+        let at = event["at"].as_str().unwrap().to_owned();
+        assert!(at >= made, "made during the outage: {event}");
+        seen.push((
+            event["event"].as_str().unwrap().to_owned(),
+            event["seq"].as_u64().unwrap(),
+        ));
+    }
+    let names: Vec<&str> = seen.iter().map(|(name, _)| name.as_str()).collect();
+    assert_eq!(names, ["press", "release", "single"].repeat(3));
+    assert!(
+        seen.windows(2).all(|pair| pair[1].1 == pair[0].1 + 1),
+        "in order, none missing: {seen:?}"
+    );
+    assert_eq!(metric(&button, "mqtt_outbox_dropped_total").await, 0.0);
+    system.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unplugged_button_makes_both_services_entities_unavailable_until_it_is_back() {
     let prefix = "qwiic/test-unplug";
@@ -523,9 +623,11 @@ async fn the_single_entity_configs_of_earlier_versions_are_handed_over_to_the_de
         seeder.publish(topic, r#"{"name": "old"}"#, true).await;
     }
     let mut watcher = Watcher::connect(&broker, &["homeassistant/#"]).await;
-    for topic in &legacy {
-        watcher.wait_for(topic, WAIT, |m| m.retained).await;
-    }
+    // Retained, or live if the broker had not stored them yet when the watcher subscribed.
+    let legacy_refs: Vec<&str> = legacy.iter().map(String::as_str).collect();
+    watcher
+        .wait_for_each(&legacy_refs, WAIT, |m| m.payload.contains("old"))
+        .await;
     let sim = SimButton::new();
     let system = System::start(&sim, &broker, prefix, &[]).await;
     // Home Assistant's documented order, per old topic: migrate_discovery, then the device's

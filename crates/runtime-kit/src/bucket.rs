@@ -23,10 +23,23 @@ impl TokenBucket {
         }
     }
 
+    /// The tokens there are at `now`.
+    fn tokens_at(&self, now: Instant) -> f64 {
+        let elapsed = now.saturating_duration_since(self.refilled).as_secs_f64();
+        (self.tokens + elapsed * self.per_second).min(self.burst)
+    }
+
+    /// How much of the burst is spent at `now`: 0.0 (full) to 1.0 (empty).
+    pub fn spent(&self, now: Instant) -> f64 {
+        if self.burst <= 0.0 {
+            return 1.0;
+        }
+        (1.0 - self.tokens_at(now) / self.burst).clamp(0.0, 1.0)
+    }
+
     /// Takes one token at `now`, or says how long until one is there.
     pub fn take(&mut self, now: Instant) -> Result<(), Duration> {
-        let elapsed = now.saturating_duration_since(self.refilled).as_secs_f64();
-        self.tokens = (self.tokens + elapsed * self.per_second).min(self.burst);
+        self.tokens = self.tokens_at(now);
         self.refilled = now;
         if self.tokens >= 1.0 {
             self.tokens -= 1.0;
@@ -55,7 +68,10 @@ mod tests {
         assert_eq!(bucket.take(start + Duration::from_millis(500)), Ok(()));
         // Ten seconds of rest refill the burst, not more.
         let later = start + Duration::from_secs(10);
+        assert_eq!(bucket.spent(later), 0.0, "full again");
         let taken = (0..10).filter(|_| bucket.take(later).is_ok()).count();
         assert_eq!(taken, 3);
+        assert_eq!(bucket.spent(later), 1.0, "empty");
+        assert!((bucket.spent(later + Duration::from_millis(750)) - 0.5).abs() < 1e-9);
     }
 }

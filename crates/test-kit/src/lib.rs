@@ -89,9 +89,17 @@ pub fn scaled(bound: Duration) -> Duration {
 /// bound on waiting for a condition is never a speed claim, and under an emulator everything is
 /// slower; natively it is `within`).
 pub async fn wait_until(what: &str, within: Duration, mut condition: impl FnMut() -> bool) {
+    wait_until_async(what, within, || std::future::ready(condition())).await;
+}
+
+/// [`wait_until`] for a condition that has to wait for something itself (a request).
+pub async fn wait_until_async<F>(what: &str, within: Duration, mut condition: impl FnMut() -> F)
+where
+    F: std::future::Future<Output = bool>,
+{
     let within = scaled(within);
     let until = Instant::now() + within;
-    while !condition() {
+    while !condition().await {
         assert!(
             Instant::now() < until,
             "timed out after {within:?} waiting for {what}"

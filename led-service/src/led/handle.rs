@@ -3,13 +3,14 @@
 //! already holds itself.
 
 use std::fmt;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, TrySendError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use qwiic_bus::{DeviceLink, FRESH, HealthView};
 use qwiic_button::{FirmwareVersion, LedConfig};
+use runtime_kit::TokenBucket;
 use tokio::sync::{oneshot, watch};
 
 use super::owner::Owner;
@@ -29,6 +30,8 @@ pub struct LedDevice {
     /// False while the published state may not be what the device holds (a write whose
     /// read-back failed may or may not have landed).
     published_is_held: Arc<AtomicBool>,
+    /// The owner's wear budget, read for diagnostics.
+    budget: Arc<Mutex<TokenBucket>>,
     metrics: Metrics,
 }
 
@@ -46,9 +49,10 @@ impl LedDevice {
         let health = link.health();
         let changes_in_flight = Arc::new(AtomicUsize::new(0));
         let published_is_held = Arc::new(AtomicBool::new(true));
+        let budget = Arc::new(Mutex::new(TokenBucket::new(wear.burst, wear.per_second)));
         let owner = Owner::new(
             link,
-            wear,
+            budget.clone(),
             updates_tx,
             metrics.clone(),
             changes_in_flight.clone(),
@@ -64,8 +68,16 @@ impl LedDevice {
             timeout,
             changes_in_flight,
             published_is_held,
+            budget,
             metrics: metrics.clone(),
         })
+    }
+
+    /// How much of the wear budget is spent now, in percent: 0 with a whole burst of changes
+    /// at hand, 100 while changes are refused until it refills.
+    pub fn wear_budget_spent_percent(&self) -> f64 {
+        let budget = self.budget.lock().unwrap_or_else(PoisonError::into_inner);
+        (budget.spent(std::time::Instant::now()) * 1000.0).round() / 10.0
     }
 
     /// Sets the LED unless it already holds `led`; `by` is recorded as who changed it (written

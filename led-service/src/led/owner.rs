@@ -2,9 +2,9 @@
 //! coalesces changes within a window, writes only what differs and only within the wear
 //! budget, reads back every write, and publishes the LED after every change.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Instant, SystemTime};
 
 use qwiic_bus::{DeviceLink, FRESH, HealthView};
@@ -15,7 +15,6 @@ use tokio::sync::{oneshot, watch};
 use super::{
     COALESCE_WINDOW, Change, Command, DeviceFault, LedState, READ_ATTEMPTS, eeprom_bytes_changed,
 };
-use crate::limits::WearBudget;
 use crate::metrics::Metrics;
 
 /// Replies to requests waiting for the LED.
@@ -47,8 +46,8 @@ pub(super) struct Owner {
     cached: Option<LedConfig>,
     last_change: Option<Change>,
     eeprom_byte_writes: u64,
-    /// LED writes allowed from now on (EEPROM wear).
-    budget: TokenBucket,
+    /// LED writes allowed from now on (EEPROM wear); shared with the handles, which read it.
+    budget: Arc<Mutex<TokenBucket>>,
     updates: watch::Sender<Option<LedState>>,
     metrics: Metrics,
     /// Shared with the handles: counted down here once a change is answered.
@@ -61,7 +60,7 @@ impl Owner {
     /// The owner of `link`, publishing on `updates`, sharing the two flags with the handles.
     pub(super) fn new(
         link: DeviceLink,
-        wear: WearBudget,
+        budget: Arc<Mutex<TokenBucket>>,
         updates: watch::Sender<Option<LedState>>,
         metrics: Metrics,
         changes_in_flight: Arc<AtomicUsize>,
@@ -76,7 +75,7 @@ impl Owner {
             cached: None,
             last_change: None,
             eeprom_byte_writes: 0,
-            budget: TokenBucket::new(wear.burst, wear.per_second),
+            budget,
             updates,
             metrics,
             changes_in_flight,
@@ -198,7 +197,12 @@ impl Owner {
             self.metrics.led_writes_abandoned.inc();
             return Err(DeviceFault::Abandoned);
         }
-        if let Err(retry_after) = self.budget.take(Instant::now()) {
+        let taken = self
+            .budget
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take(Instant::now());
+        if let Err(retry_after) = taken {
             if !essential {
                 self.metrics.led_writes_refused.inc();
                 return Err(DeviceFault::WearLimit(retry_after));

@@ -41,6 +41,24 @@ impl Component {
     }
 }
 
+/// How often a service looks whether its diagnostics changed (and publishes them if so).
+pub const DIAGNOSTICS_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// One number a service tells Home Assistant about itself: a diagnostic sensor, its value
+/// under `key` in the service's `<prefix>/<service>/diagnostics` (retained JSON).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Diagnostic {
+    /// Its key in the diagnostics message; also its object id.
+    pub key: &'static str,
+    /// What Home Assistant calls it.
+    pub name: &'static str,
+    /// Its unit, if any (`%`).
+    pub unit: Option<&'static str>,
+    /// True for a count since the service started (Home Assistant's `total_increasing`:
+    /// a restart's zero starts a new count), false for a level (`measurement`).
+    pub count: bool,
+}
+
 /// A component an earlier version announced on a topic of its own: its platform and object.
 pub type Legacy = (&'static str, &'static str);
 
@@ -48,6 +66,38 @@ impl Mqtt {
     /// The node: the topic prefix with `_` for `/`.
     fn node(&self) -> String {
         self.settings.prefix.replace('/', "_")
+    }
+
+    /// `<prefix>/<service>/diagnostics`.
+    pub fn diagnostics_topic(&self) -> String {
+        self.topic(&format!("{}/diagnostics", self.service))
+    }
+
+    /// The diagnostic sensors for `diagnostics`, reading [`Mqtt::diagnostics_topic`].
+    pub fn diagnostic_components(&self, diagnostics: &[Diagnostic]) -> Vec<Component> {
+        let topic = self.diagnostics_topic();
+        diagnostics
+            .iter()
+            .map(|diagnostic| {
+                let mut config = json!({
+                    "name": diagnostic.name,
+                    "state_topic": topic,
+                    "value_template": format!("{{{{ value_json.{} }}}}", diagnostic.key),
+                    "entity_category": "diagnostic",
+                    "state_class": if diagnostic.count { "total_increasing" } else { "measurement" },
+                });
+                if let (Some(unit), Some(config)) = (diagnostic.unit, config.as_object_mut()) {
+                    config.insert("unit_of_measurement".into(), unit.into());
+                }
+                Component::new("sensor", diagnostic.key, config)
+            })
+            .collect()
+    }
+
+    /// Publishes the diagnostics' `values` (a JSON object by key), retained, when they differ
+    /// from the last published.
+    pub fn publish_diagnostics(&self, values: &Value) {
+        self.publish_if_changed(&self.diagnostics_topic(), values.to_string());
     }
 
     /// Where this service announces its part of the device.

@@ -8,7 +8,7 @@
 //! drops; and `<prefix>/<service>/device`, whether the device answers it. Retained messages are kept here too, so a reconnect, or Home Assistant announcing
 //! itself on `<discovery prefix>/status`, gets them all again.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -30,6 +30,9 @@ const RECONNECT: Policy = Policy {
 };
 /// Messages the service may have waiting for the connection (more are dropped and counted).
 const QUEUE: usize = 64;
+/// Events ([`Mqtt::deliver`]) kept for the broker while it is away; beyond it the oldest is
+/// dropped and counted.
+pub const OUTBOX: usize = 256;
 /// After this long without a birth, a storm of Home Assistant births has ended.
 const BIRTH_QUIET: Duration = Duration::from_secs(10);
 /// Largest message accepted from the broker: commands are small.
@@ -69,11 +72,16 @@ pub struct MqttCounters {
     pub connection_failures: Counter,
     /// 1 while connected.
     pub connected: Gauge,
+    /// Events dropped from a full outbox (the oldest first).
+    pub outbox_dropped: Counter,
+    /// Events waiting in the outbox for the broker.
+    pub outbox_waiting: Gauge,
 }
 
 impl MqttCounters {
     /// Registers them as `mqtt_published`, `mqtt_dropped`, `mqtt_received`,
-    /// `mqtt_connection_failures` and `mqtt_connected`.
+    /// `mqtt_connection_failures`, `mqtt_outbox_dropped`, `mqtt_connected` and
+    /// `mqtt_outbox_waiting`.
     pub fn register(&self, registry: &mut Registry) {
         for (name, help, counter) in [
             (
@@ -96,14 +104,28 @@ impl MqttCounters {
                 "MQTT connection attempts that failed",
                 &self.connection_failures,
             ),
+            (
+                "mqtt_outbox_dropped",
+                "MQTT events dropped from a full outbox while the broker was away (the oldest first)",
+                &self.outbox_dropped,
+            ),
         ] {
             registry.register(name, help, counter.clone());
         }
-        registry.register(
-            "mqtt_connected",
-            "1 while connected to the MQTT broker",
-            self.connected.clone(),
-        );
+        for (name, help, gauge) in [
+            (
+                "mqtt_connected",
+                "1 while connected to the MQTT broker",
+                &self.connected,
+            ),
+            (
+                "mqtt_outbox_waiting",
+                "MQTT events waiting in the outbox for the broker",
+                &self.outbox_waiting,
+            ),
+        ] {
+            registry.register(name, help, gauge.clone());
+        }
     }
 }
 
@@ -122,6 +144,8 @@ pub struct Incoming {
 struct Replay {
     retained: BTreeMap<String, Vec<u8>>,
     subscriptions: Vec<String>,
+    /// Events for the broker, oldest first: topic and payload.
+    outbox: VecDeque<(String, Vec<u8>)>,
 }
 
 /// One service's link to the broker. Clones share it.
@@ -226,15 +250,21 @@ impl Mqtt {
     /// `online`.
     pub fn set_device_answering(&self, answering: bool) {
         let payload = if answering { "online" } else { "offline" };
+        self.publish_if_changed(&self.device.clone(), payload);
+    }
+
+    /// Publishes `payload` on `topic`, retained, unless it is what was published there last.
+    pub fn publish_if_changed(&self, topic: &str, payload: impl Into<Vec<u8>>) {
+        let payload = payload.into();
         let said = self
             .replay
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .retained
-            .get(&self.device)
-            .is_some_and(|said| said == payload.as_bytes());
+            .get(topic)
+            .is_some_and(|said| *said == payload);
         if !said {
-            self.publish(&self.device.clone(), payload, true);
+            self.publish(topic, payload, true);
         }
     }
 
@@ -266,6 +296,42 @@ impl Mqtt {
         };
     }
 
+    /// Delivers an event (QoS 1, not retained) that must not be lost to a broker outage: while
+    /// the broker is away it waits in the outbox (at most [`OUTBOX`]; beyond, the oldest is
+    /// dropped and counted), and goes out after the retained state on reconnect, in order.
+    /// Never waits. (An event handed to a connection that dies before the broker acknowledges
+    /// it can still be lost: the link starts a clean session each time.)
+    pub fn deliver(&self, topic: &str, payload: impl Into<Vec<u8>>) {
+        let mut replay = self.replay.lock().unwrap_or_else(PoisonError::into_inner);
+        replay.outbox.push_back((topic.to_owned(), payload.into()));
+        if replay.outbox.len() > OUTBOX {
+            replay.outbox.pop_front();
+            self.counters.outbox_dropped.inc();
+        }
+        self.flush(&mut replay);
+    }
+
+    /// Hands the outbox to the connection, oldest first, while connected and while the
+    /// connection takes them.
+    fn flush(&self, replay: &mut Replay) {
+        if *self.health.borrow() == MqttHealth::Connected {
+            while let Some((topic, payload)) = replay.outbox.front() {
+                if self
+                    .client
+                    .try_publish(topic, QoS::AtLeastOnce, false, payload.clone())
+                    .is_err()
+                {
+                    break;
+                }
+                self.counters.published.inc();
+                replay.outbox.pop_front();
+            }
+        }
+        self.counters
+            .outbox_waiting
+            .set(i64::try_from(replay.outbox.len()).unwrap_or(i64::MAX));
+    }
+
     /// Subscribes to `topic` with QoS 1, now and after every reconnect.
     pub fn subscribe(&self, topic: &str) {
         self.replay
@@ -286,9 +352,9 @@ impl Mqtt {
         self.health.clone()
     }
 
-    /// Publishes again everything retained, and subscribes again.
+    /// Publishes again everything retained, and subscribes again; then the outbox.
     fn replay(&self) {
-        let replay = self.replay.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut replay = self.replay.lock().unwrap_or_else(PoisonError::into_inner);
         for topic in &replay.subscriptions {
             let _ = self.client.try_subscribe(topic, QoS::AtLeastOnce);
         }
@@ -300,6 +366,15 @@ impl Mqtt {
                 Ok(()) => self.counters.published.inc(),
                 Err(_) => self.counters.dropped.inc(),
             };
+        }
+        self.flush(&mut replay);
+    }
+
+    /// Hands the outbox on, if anything waits in it (after the connection took something).
+    fn flush_waiting(&self) {
+        let mut replay = self.replay.lock().unwrap_or_else(PoisonError::into_inner);
+        if !replay.outbox.is_empty() {
+            self.flush(&mut replay);
         }
     }
 }
@@ -346,7 +421,7 @@ impl Driver {
                 Ok(Event::Incoming(Packet::Publish(message))) => {
                     self.received(message.topic, message.payload.to_vec());
                 }
-                Ok(_) => {}
+                Ok(_) => self.mqtt.flush_waiting(),
                 Err(error) => {
                     self.mqtt.counters.connection_failures.inc();
                     self.mqtt.counters.connected.set(0);

@@ -9,6 +9,6 @@ pub mod discovery;
 pub mod link;
 pub mod settings;
 
-pub use discovery::{Announcer, Component, Legacy};
+pub use discovery::{Announcer, Component, DIAGNOSTICS_EVERY, Diagnostic, Legacy};
 pub use link::{Incoming, Mqtt, MqttCounters, MqttHealth};
 pub use settings::{Broker, MqttArgs, MqttSettings};
