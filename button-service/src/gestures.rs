@@ -142,6 +142,11 @@ impl Gestures {
         let mut gestures = self.tick(now);
         match (event.kind, self.state) {
             (EventKind::Pressed, state) => {
+                if matches!(state, State::Held { long: true, .. }) {
+                    // The release after a hold was missed: the hold has ended all the same
+                    // (an automation that dims on `long` stops on `long_release`).
+                    gestures.push(Gesture::LongRelease);
+                }
                 gestures.push(Gesture::Press);
                 let count = match state {
                     State::Released { count, .. } => count + 1,
@@ -172,6 +177,18 @@ impl Gestures {
             (EventKind::Released, _) => gestures.push(Gesture::Release),
         }
         gestures
+    }
+
+    /// Starts over from rest (the listener fell behind the button's events); a hold under way
+    /// is told as ended (`long_release`), so that nothing waits for it for ever.
+    pub fn reset(&mut self) -> Vec<Gesture> {
+        let held_long = matches!(self.state, State::Held { long: true, .. });
+        self.state = State::Idle;
+        if held_long {
+            vec![Gesture::LongRelease]
+        } else {
+            Vec::new()
+        }
     }
 
     /// The gestures that time passing to `now` makes: `long` for a press held long enough,
@@ -273,18 +290,24 @@ pub async fn run(
     loop {
         let deadline = machine.deadline();
         tokio::select! {
+            // An edge already waiting goes before a deadline that passed meanwhile: it
+            // happened first (a second press would otherwise close the window as a single).
+            biased;
             () = shutdown.cancelled() => return,
-            () = runtime_kit::sleep_until(deadline) => {
-                tell(machine.tick(Instant::now()));
-            }
             received = events.recv() => match received {
                 Received::Event(event) => tell(machine.event(&event)),
                 Received::Lagged { missed, .. } => {
                     tracing::warn!(missed, "gestures fell behind the button's events; starting over");
-                    machine = Gestures::new(timing);
+                    tell(machine.reset());
                 }
                 Received::Closed => return,
             },
+            () = runtime_kit::sleep_until(deadline) => {
+                // At the deadline itself: the machine's times are the edges', not the task's.
+                if let Some(deadline) = deadline {
+                    tell(machine.tick(deadline));
+                }
+            }
         }
     }
 }
@@ -511,6 +534,39 @@ mod tests {
             counted(play(&[(0, Down), (5, Up), (100, Down), (105, Up)], 1000)),
             [(405, Presses(2))]
         );
+    }
+
+    #[test]
+    fn a_press_while_held_long_ends_the_hold_with_long_release_first() {
+        assert_eq!(
+            play(&[(0, Down), (700, Down), (750, Up)], 1000),
+            [
+                (0, Press),
+                (600, Long),
+                (700, LongRelease),
+                (700, Press),
+                (750, Release),
+                (1050, Presses(1))
+            ]
+        );
+    }
+
+    #[test]
+    fn a_reset_during_a_hold_tells_long_release_and_otherwise_nothing() {
+        let start = Instant::now();
+        let mut machine = Gestures::new(TIMING);
+        let down = ButtonEvent {
+            kind: Down,
+            at: SystemTime::now(),
+            instant: start,
+            seq: 1,
+        };
+        machine.event(&down);
+        assert_eq!(machine.reset(), []);
+        machine.event(&down);
+        assert_eq!(machine.tick(start + Duration::from_millis(600)), [Long]);
+        assert_eq!(machine.reset(), [LongRelease]);
+        assert_eq!(machine.deadline(), None);
     }
 
     #[test]

@@ -7,12 +7,13 @@
 //! | topic | payload | |
 //! |---|---|---|
 //! | `<prefix>/led/set` | `{"state": "ON", "brightness": 1-255, "effect": "pulse", "flash": 2}` (each but `state` optional) or `{"state": "OFF"}` | subscribed |
-//! | `<prefix>/led/state` | `{"state": "ON", "brightness": N, "color_mode": "brightness", "effect": "pulse" or null}` or `{"state": "OFF", ...}` | retained |
+//! | `<prefix>/led/state` | `{"state": "ON", "brightness": N, "color_mode": "brightness", "effect": "steady"}` (or the effect shown) or `{"state": "OFF", ...}` | retained |
 //! | `<prefix>/led/availability` | `online` or `offline` | retained, last will |
 //! | `<prefix>/led/device` | `online` while the button answers, else `offline` | retained |
 //!
 //! A flash blinks for its seconds, then sets back what the LED showed before (a command in
-//! between ends it). No transitions: each step would be an EEPROM write on the button.
+//! between, or a change from the button or HTTP, ends it). A command without an effect keeps
+//! the one shown. No transitions: each step would be an EEPROM write on the button.
 //!
 //! A command that is not that (not JSON, a brightness out of range, an unknown field) changes
 //! nothing, is counted, and is logged once per burst.
@@ -59,6 +60,10 @@ enum Switch {
 
 /// The longest flash: Home Assistant's long flash is 10 s.
 const MAX_FLASH_S: u16 = 60;
+/// After a failed attempt to end a flash, the next.
+const FLASH_RETRY: Duration = Duration::from_secs(1);
+/// Who changes the LED, for the LED's record of its last change.
+const BY: &str = "mqtt";
 
 /// What a command asks of the LED.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,8 +74,9 @@ enum Wanted {
     Flash(LedConfig, Duration),
 }
 
-/// What the LED is to become, or why not.
-fn command(payload: &[u8], last_brightness: u8) -> Result<Wanted, String> {
+/// What the LED is to become, or why not; `shown` is the effect it shows now (kept when a
+/// command names none: Home Assistant's brightness slider sends only the brightness).
+fn command(payload: &[u8], last_brightness: u8, shown: Option<Effect>) -> Result<Wanted, String> {
     let command: LightCommand = serde_json::from_slice(payload).map_err(|error| {
         format!(
             "{error}; accepted: {{\"state\": \"ON\"}}, {{\"state\": \"ON\", \"brightness\": 1-255}}, {{\"state\": \"ON\", \"effect\": \"pulse\"}}, {{\"state\": \"ON\", \"flash\": 2}} or {{\"state\": \"OFF\"}}"
@@ -105,15 +111,14 @@ fn command(payload: &[u8], last_brightness: u8) -> Result<Wanted, String> {
             "flash for {seconds} s: give 1 to {MAX_FLASH_S} seconds (Home Assistant sends 2 or 10)"
         )),
         None => Ok(Wanted::Set(
-            effect.map_or(LedConfig::steady(brightness), |effect| {
-                effect.at(brightness)
-            }),
+            effect.or(shown).unwrap_or(Effect::Steady).at(brightness),
         )),
     }
 }
 
 /// The state Home Assistant reads: `state` always, brightness while on, and the effect
-/// (`null` when steady: Home Assistant keeps the last one it was told otherwise).
+/// (`steady` without one; `null` when dark or a pulse that is none of them: Home Assistant
+/// keeps the last one it was told otherwise).
 fn state_payload(led: LedConfig) -> String {
     let effect = Effect::shown_by(led).map(Effect::name);
     if led.is_on() {
@@ -170,8 +175,10 @@ pub async fn run(
             }
             () = runtime_kit::sleep_until(flash.map(|(until, _)| until)) => {
                 if let Some((_, before)) = flash.take() {
-                    if let Err(error) = led.set(before, "mqtt").await {
-                        tracing::debug!(%error, "the LED could not be set back after a flash");
+                    if let Err(error) = led.set(before, BY).await {
+                        // Refused (the wear budget) or the bus: try again rather than blink on.
+                        tracing::debug!(%error, "the LED could not be set back after a flash; trying again in 1 s");
+                        flash = Some((Instant::now() + FLASH_RETRY, before));
                     }
                 }
             }
@@ -181,6 +188,11 @@ pub async fn run(
                 }
                 let current: Option<LedState> = updates.borrow_and_update().clone();
                 if let Some(current) = current {
+                    // A change from elsewhere (the button, HTTP) ends a flash: setting back
+                    // what the LED showed before would undo it.
+                    if current.change.as_ref().is_some_and(|change| change.by != BY) {
+                        flash = None;
+                    }
                     if current.led.is_on() {
                         last_brightness = current.led.brightness;
                     }
@@ -189,7 +201,11 @@ pub async fn run(
             }
             message = incoming.recv() => {
                 let Some(message) = message else { break };
-                match command(&message.payload, last_brightness) {
+                let shown = updates
+                    .borrow()
+                    .as_ref()
+                    .and_then(|current| Effect::shown_by(current.led));
+                match command(&message.payload, last_brightness, shown) {
                     Ok(wanted) => {
                         if let Some(burst) = rejecting.end() {
                             tracing::info!(rejected = burst.count, "a valid command on {set} again");
@@ -201,14 +217,23 @@ pub async fn run(
                             }
                             Wanted::Flash(blink, length) => {
                                 // Back to what it showed before the first of several flashes.
-                                let before = flash.map(|(_, before)| before).or_else(|| {
-                                    updates.borrow().as_ref().map(|current| current.led)
-                                });
-                                flash = Some((Instant::now() + length, before.unwrap_or(LedConfig::OFF)));
-                                blink
+                                let before = match flash {
+                                    Some((_, before)) => Ok(before),
+                                    None => led.get().await.map(|current| current.led),
+                                };
+                                match before {
+                                    Ok(before) => {
+                                        flash = Some((Instant::now() + length, before));
+                                        blink
+                                    }
+                                    Err(error) => {
+                                        tracing::debug!(%error, "no flash: the LED could not be read");
+                                        continue;
+                                    }
+                                }
                             }
                         };
-                        if let Err(error) = led.set(setting, "mqtt").await {
+                        if let Err(error) = led.set(setting, BY).await {
                             tracing::debug!(%error, "an MQTT command could not be carried out");
                         }
                     }
@@ -320,7 +345,7 @@ mod tests {
             (r#"{"state": "OFF", "flash": 2}"#, Set(LedConfig::OFF)),
         ] {
             assert_eq!(
-                command(payload.as_bytes(), 77).unwrap(),
+                command(payload.as_bytes(), 77, None).unwrap(),
                 wanted,
                 "{payload}"
             );
@@ -336,7 +361,7 @@ mod tests {
             ("", "accepted"),
             (
                 r#"{"state": "ON", "effect": "rainbow"}"#,
-                "the LED has pulse, breathe, blink",
+                "the LED has steady, pulse, breathe, blink",
             ),
             (r#"{"state": "ON", "flash": 0}"#, "give 1 to 60 seconds"),
             (r#"{"state": "ON", "flash": 61}"#, "give 1 to 60 seconds"),
@@ -345,8 +370,31 @@ mod tests {
                 "each step would be an EEPROM write",
             ),
         ] {
-            let why = command(payload.as_bytes(), 77).unwrap_err();
+            let why = command(payload.as_bytes(), 77, None).unwrap_err();
             assert!(why.contains(says), "{payload}: {why}");
+        }
+    }
+
+    #[test]
+    fn a_command_without_an_effect_keeps_the_one_shown_and_steady_ends_it() {
+        let breathing = Some(Effect::Breathe);
+        for (payload, wanted) in [
+            (
+                r#"{"state": "ON", "brightness": 30}"#,
+                Effect::Breathe.at(30),
+            ),
+            (r#"{"state": "ON"}"#, Effect::Breathe.at(77)),
+            (
+                r#"{"state": "ON", "effect": "steady"}"#,
+                LedConfig::steady(77),
+            ),
+            (r#"{"state": "OFF"}"#, LedConfig::OFF),
+        ] {
+            assert_eq!(
+                command(payload.as_bytes(), 77, breathing).unwrap(),
+                Wanted::Set(wanted),
+                "{payload}"
+            );
         }
     }
 
@@ -357,10 +405,7 @@ mod tests {
         let on = state(LedConfig::steady(128));
         assert_eq!(on["state"], "ON");
         assert_eq!(on["brightness"], 128);
-        assert!(
-            on["effect"].is_null(),
-            "steady: Home Assistant clears the effect"
-        );
+        assert_eq!(on["effect"], "steady");
         let off = state(LedConfig::OFF);
         assert_eq!(off["state"], "OFF");
         assert!(off.get("brightness").is_none(), "Home Assistant ignores 0");

@@ -29,12 +29,13 @@ impl TokenBucket {
         (self.tokens + elapsed * self.per_second).min(self.burst)
     }
 
-    /// How much of the burst is spent at `now`: 0.0 (full) to 1.0 (empty).
+    /// How much of the burst is spent at `now`: 0.0 (full) to 1.0 (a take would fail).
     pub fn spent(&self, now: Instant) -> f64 {
-        if self.burst <= 0.0 {
+        let tokens = self.tokens_at(now);
+        if tokens < 1.0 {
             return 1.0;
         }
-        (1.0 - self.tokens_at(now) / self.burst).clamp(0.0, 1.0)
+        (1.0 - tokens / self.burst).clamp(0.0, 1.0)
     }
 
     /// Takes one token at `now`, or says how long until one is there.
@@ -72,6 +73,11 @@ mod tests {
         let taken = (0..10).filter(|_| bucket.take(later).is_ok()).count();
         assert_eq!(taken, 3);
         assert_eq!(bucket.spent(later), 1.0, "empty");
+        assert_eq!(
+            bucket.spent(later + Duration::from_millis(250)),
+            1.0,
+            "half a token: a take would fail"
+        );
         assert!((bucket.spent(later + Duration::from_millis(750)) - 0.5).abs() < 1e-9);
     }
 }

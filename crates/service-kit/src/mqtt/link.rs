@@ -35,6 +35,8 @@ const QUEUE: usize = 64;
 pub const OUTBOX: usize = 256;
 /// After this long without a birth, a storm of Home Assistant births has ended.
 const BIRTH_QUIET: Duration = Duration::from_secs(10);
+/// The pause after which the broker is asked whether the connection still lives.
+const KEEP_ALIVE: Duration = Duration::from_secs(15);
 /// Largest message accepted from the broker: commands are small.
 const MAX_INCOMING: usize = 4096;
 
@@ -187,7 +189,9 @@ impl Mqtt {
             settings.broker.port,
         );
         options
-            .set_keep_alive(Duration::from_secs(60))
+            // A connection that died without a word (a cable, a LAN switch) is noticed within
+            // about this long, and events go to the outbox from then on.
+            .set_keep_alive(KEEP_ALIVE)
             .set_max_packet_size(MAX_INCOMING, 64 * 1024)
             .set_last_will(LastWill::new(
                 &availability,
@@ -299,8 +303,8 @@ impl Mqtt {
     /// Delivers an event (QoS 1, not retained) that must not be lost to a broker outage: while
     /// the broker is away it waits in the outbox (at most [`OUTBOX`]; beyond, the oldest is
     /// dropped and counted), and goes out after the retained state on reconnect, in order.
-    /// Never waits. (An event handed to a connection that dies before the broker acknowledges
-    /// it can still be lost: the link starts a clean session each time.)
+    /// Never waits. (An event handed to a connection that has died without a word, before
+    /// the keep-alive notices, can still be lost: the link starts a clean session each time.)
     pub fn deliver(&self, topic: &str, payload: impl Into<Vec<u8>>) {
         let mut replay = self.replay.lock().unwrap_or_else(PoisonError::into_inner);
         replay.outbox.push_back((topic.to_owned(), payload.into()));
@@ -352,9 +356,9 @@ impl Mqtt {
         self.health.clone()
     }
 
-    /// Publishes again everything retained, and subscribes again; then the outbox.
+    /// Publishes again everything retained, and subscribes again.
     fn replay(&self) {
-        let mut replay = self.replay.lock().unwrap_or_else(PoisonError::into_inner);
+        let replay = self.replay.lock().unwrap_or_else(PoisonError::into_inner);
         for topic in &replay.subscriptions {
             let _ = self.client.try_subscribe(topic, QoS::AtLeastOnce);
         }
@@ -367,7 +371,6 @@ impl Mqtt {
                 Err(_) => self.counters.dropped.inc(),
             };
         }
-        self.flush(&mut replay);
     }
 
     /// Hands the outbox on, if anything waits in it (after the connection took something).
@@ -406,7 +409,6 @@ impl Driver {
                 Ok(Event::Incoming(Packet::ConnAck(_))) => {
                     backoff.reset();
                     self.mqtt.counters.connected.set(1);
-                    self.health.send_replace(MqttHealth::Connected);
                     match self.outage.end() {
                         Some(outage) => tracing::info!(
                             %broker,
@@ -415,8 +417,12 @@ impl Driver {
                         ),
                         None => tracing::info!(%broker, "connected to the MQTT broker"),
                     }
-                    // What was queued goes out first; then the latest of everything retained.
+                    // What was queued goes out first; then the latest of everything retained;
+                    // then the outbox. Connected only now: an event delivered meanwhile
+                    // waits in the outbox, behind the state.
                     self.mqtt.replay();
+                    self.health.send_replace(MqttHealth::Connected);
+                    self.mqtt.flush_waiting();
                 }
                 Ok(Event::Incoming(Packet::Publish(message))) => {
                     self.received(message.topic, message.payload.to_vec());
