@@ -366,6 +366,14 @@ mod tests {
         play_with(TIMING, script, after)
     }
 
+    /// [`TIMING`] counting at most `max_presses`.
+    fn counting_up_to(max_presses: u8) -> Timing {
+        Timing {
+            max_presses,
+            ..TIMING
+        }
+    }
+
     /// `n` clicks of 60 ms, one every 160 ms (100 ms apart: within the window).
     fn clicks(n: u64) -> Vec<(u64, EventKind)> {
         (0..n)
@@ -434,10 +442,7 @@ mod tests {
 
     #[test]
     fn with_at_most_two_presses_a_double_is_told_at_its_release() {
-        let timing = Timing {
-            max_presses: 2,
-            ..TIMING
-        };
+        let timing = counting_up_to(2);
         assert_eq!(
             counted(play_with(timing, &clicks(2), 1000)),
             [(220, Presses(2))]
@@ -450,10 +455,7 @@ mod tests {
 
     #[test]
     fn with_at_most_one_press_a_single_waits_for_nothing() {
-        let timing = Timing {
-            max_presses: 1,
-            ..TIMING
-        };
+        let timing = counting_up_to(1);
         assert_eq!(
             play_with(timing, &[(0, Down), (100, Up)], 1000),
             [(0, Press), (100, Release), (100, Presses(1))]

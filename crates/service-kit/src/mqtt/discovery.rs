@@ -101,7 +101,7 @@ impl Mqtt {
     }
 
     /// Where this service announces its part of the device.
-    pub fn discovery_topic(&self) -> String {
+    fn discovery_topic(&self) -> String {
         format!(
             "{}/device/{}_{}/config",
             self.settings.discovery_prefix,
@@ -156,32 +156,29 @@ impl Mqtt {
             }
             _ => "Qwiic Button".to_owned(),
         };
-        let entity = json!({
-            "availability": [{"topic": self.availability}, {"topic": self.device}],
-            "availability_mode": "all",
-            "qos": 1,
-        });
         let mut all = Map::new();
         for component in components {
             let key = format!("{node}_{}", component.object);
-            let mut config = Map::new();
-            config.insert("platform".into(), component.platform.into());
-            if component.platform == "device_automation" {
-                config.insert("qos".into(), 1.into());
+            // Entities are available while the service is and the button answers it;
+            // device triggers have neither an id nor an availability.
+            let mut config = if component.platform == "device_automation" {
+                json!({"platform": component.platform, "qos": 1})
             } else {
-                config.insert("unique_id".into(), key.clone().into());
-                config.insert(
-                    "default_entity_id".into(),
-                    format!("{}.{key}", component.platform).into(),
-                );
-                if let Value::Object(entity) = &entity {
-                    config.extend(entity.clone());
-                }
-            }
-            if let Value::Object(own) = &component.config {
+                json!({
+                    "platform": component.platform,
+                    "unique_id": key,
+                    "default_entity_id": format!("{}.{key}", component.platform),
+                    "availability": [{"topic": self.availability}, {"topic": self.device}],
+                    "availability_mode": "all",
+                    "qos": 1,
+                })
+            };
+            if let (Some(config), Some(own)) =
+                (config.as_object_mut(), component.config.as_object())
+            {
                 config.extend(own.clone());
             }
-            all.insert(key, Value::Object(config));
+            all.insert(key, config);
         }
         json!({
             "device": {
