@@ -191,6 +191,26 @@ impl Gestures {
         }
     }
 
+    /// Held long since `since`: with repeats on, the next is the first of `first(period)`,
+    /// one period later, ... that is after `now`.
+    fn held_long(
+        &self,
+        since: Instant,
+        count: u8,
+        first: impl FnOnce(Duration) -> Instant,
+        now: Instant,
+    ) -> State {
+        State::Held {
+            since,
+            count,
+            long: true,
+            repeat_at: self
+                .timing
+                .hold_repeat
+                .map(|period| next_after(first(period), period, now)),
+        }
+    }
+
     /// The gestures that time passing to `now` makes: `long` for a press held long enough,
     /// `repeat` while it stays held, the count of a series whose window has closed. A repeat
     /// whose time passed while nobody ticked (the service was busy) is told once, not once
@@ -204,15 +224,7 @@ impl Gestures {
                 ..
             } if now >= since + self.timing.long_press => {
                 let long_at = since + self.timing.long_press;
-                self.state = State::Held {
-                    since,
-                    count,
-                    long: true,
-                    repeat_at: self
-                        .timing
-                        .hold_repeat
-                        .map(|period| next_after(long_at + period, period, now)),
-                };
+                self.state = self.held_long(since, count, |period| long_at + period, now);
                 vec![Gesture::Long]
             }
             State::Held {
@@ -221,15 +233,7 @@ impl Gestures {
                 long: true,
                 repeat_at: Some(due),
             } if now >= due => {
-                self.state = State::Held {
-                    since,
-                    count,
-                    long: true,
-                    repeat_at: self
-                        .timing
-                        .hold_repeat
-                        .map(|period| next_after(due, period, now)),
-                };
+                self.state = self.held_long(since, count, |_| due, now);
                 vec![Gesture::Repeat]
             }
             State::Released { at, count } if now >= at + self.timing.press_window => {
