@@ -36,9 +36,10 @@ impl EventKind {
 pub struct ButtonEvent {
     /// Press or release.
     pub kind: EventKind,
-    /// When it was seen (wall clock, for reports).
+    /// When it happened (wall clock, for reports).
     pub at: SystemTime,
-    /// When it was seen (monotonic, for timing gestures).
+    /// When it happened (monotonic, for timing gestures): the firmware's time of the edge,
+    /// which may be a poll period before it was seen.
     pub instant: Instant,
     /// 1 for the first event since the service started, then counting up without gaps.
     pub seq: u64,
@@ -63,12 +64,14 @@ impl Default for Events {
 }
 
 impl Events {
-    /// Publishes an event seen now and moves the level.
-    pub fn publish(&self, kind: EventKind) -> ButtonEvent {
+    /// Publishes an event that `happened` (now or earlier) and moves the level.
+    pub fn publish(&self, kind: EventKind, happened: Instant) -> ButtonEvent {
+        let ago = Instant::now().saturating_duration_since(happened);
+        let now = SystemTime::now();
         let event = ButtonEvent {
             kind,
-            at: SystemTime::now(),
-            instant: Instant::now(),
+            at: now.checked_sub(ago).unwrap_or(now),
+            instant: happened,
             seq: self.seq.fetch_add(1, Ordering::Relaxed) + 1,
         };
         self.level.send_replace(Some(kind.is_pressed()));
@@ -164,8 +167,8 @@ mod tests {
     async fn every_listener_gets_every_event_in_order() {
         let events = Events::default();
         let (mut first, mut second) = (events.subscribe(), events.subscribe());
-        events.publish(EventKind::Pressed);
-        events.publish(EventKind::Released);
+        events.publish(EventKind::Pressed, Instant::now());
+        events.publish(EventKind::Released, Instant::now());
         for listener in [&mut first, &mut second] {
             let mut seen = Vec::new();
             for _ in 0..2 {
@@ -184,13 +187,14 @@ mod tests {
         let events = Events::default();
         let mut slow = events.subscribe();
         for round in 0..CAPACITY + 10 {
-            events.publish(if round % 2 == 0 {
+            let kind = if round % 2 == 0 {
                 EventKind::Pressed
             } else {
                 EventKind::Released
-            });
+            };
+            events.publish(kind, Instant::now());
         }
-        events.publish(EventKind::Pressed);
+        events.publish(EventKind::Pressed, Instant::now());
         assert_eq!(
             slow.recv().await,
             Received::Lagged {

@@ -272,9 +272,15 @@ pub struct GestureEvent {
 
 /// Turns the button's events into gestures on `out` until the poller stops or `shutdown`.
 /// A listener that falls behind starts over from rest (and says so).
+///
+/// Events carry when they happened, and arrive up to `lateness` after that (the poller sees
+/// an edge at its next reading): the machine is ticked at each deadline's own instant, but
+/// only once `lateness` past it, so that an edge that happened before the deadline is fed
+/// first (a press in the window's last milliseconds still makes a double).
 pub async fn run(
     mut events: Subscription,
     timing: Timing,
+    lateness: Duration,
     out: broadcast::Sender<GestureEvent>,
     shutdown: CancellationToken,
 ) {
@@ -306,7 +312,7 @@ pub async fn run(
                 }
                 Received::Closed => return,
             },
-            () = runtime_kit::sleep_until(deadline) => {
+            () = runtime_kit::sleep_until(deadline.map(|deadline| deadline + lateness)) => {
                 // At the deadline itself: the machine's times are the edges', not the task's.
                 if let Some(deadline) = deadline {
                     tell(machine.tick(deadline));
@@ -629,12 +635,34 @@ mod tests {
         }
     }
 
+    /// How late the runner tests' events may come.
+    const LATENESS: Duration = Duration::from_millis(50);
+
+    /// A runner over `events`, and its gestures with the milliseconds since `started` at which
+    /// each was told.
+    fn runner(
+        events: &crate::events::Events,
+        shutdown: &CancellationToken,
+    ) -> (
+        tokio::task::JoinHandle<()>,
+        broadcast::Receiver<GestureEvent>,
+    ) {
+        let (out, gestures) = broadcast::channel(16);
+        let runner = tokio::spawn(run(
+            events.subscribe(),
+            TIMING,
+            LATENESS,
+            out,
+            shutdown.clone(),
+        ));
+        (runner, gestures)
+    }
+
     #[tokio::test(start_paused = true)]
-    async fn the_runner_tells_gestures_in_order_with_their_timing() {
+    async fn the_runner_tells_gestures_in_order_a_lateness_after_their_deadline() {
         let events = crate::events::Events::default();
-        let (out, mut gestures) = broadcast::channel(16);
         let shutdown = CancellationToken::new();
-        let runner = tokio::spawn(run(events.subscribe(), TIMING, out, shutdown.clone()));
+        let (runner, mut gestures) = runner(&events, &shutdown);
         let started = Instant::now();
         let mut told = Vec::new();
         let mut next = async || {
@@ -645,17 +673,56 @@ mod tests {
                 (Instant::now() - started).as_millis(),
             )
         };
-        events.publish(Down);
+        events.publish(Down, Instant::now());
         told.push(next().await);
         tokio::time::sleep(Duration::from_millis(100)).await;
-        events.publish(Up);
+        events.publish(Up, Instant::now());
         told.push(next().await);
         told.push(next().await);
         assert_eq!(
             told,
-            [(1, Press, 0), (2, Release, 100), (3, Presses(1), 400)]
+            [(1, Press, 0), (2, Release, 100), (3, Presses(1), 450)]
         );
         shutdown.cancel();
         runner.await.unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_press_in_the_windows_last_milliseconds_told_after_it_closed_still_counts() {
+        let events = crate::events::Events::default();
+        let shutdown = CancellationToken::new();
+        let (runner, mut gestures) = runner(&events, &shutdown);
+        let started = Instant::now();
+        let at = |ms| started + Duration::from_millis(ms);
+        events.publish(Down, at(0));
+        tokio::time::sleep_until(at(100)).await;
+        events.publish(Up, at(100));
+        // The window closes at 400; a press at 390 that the poller tells 40 ms later, with its
+        // release, as it would after a reading.
+        tokio::time::sleep_until(at(430)).await;
+        events.publish(Down, at(390));
+        events.publish(Up, at(430));
+        let mut counted = Vec::new();
+        while counted.is_empty() {
+            let told = gestures.recv().await.unwrap();
+            if let Presses(n) = told.gesture {
+                counted.push((n, (Instant::now() - started).as_millis()));
+            }
+        }
+        assert_eq!(
+            counted,
+            [(2, 780)],
+            "a double, 300 + 50 ms after the last release"
+        );
+        shutdown.cancel();
+        runner.await.unwrap();
+    }
+
+    #[test]
+    fn a_press_in_the_windows_last_milliseconds_counts_on() {
+        assert_eq!(
+            counted(play(&[(0, Down), (100, Up), (385, Down), (445, Up)], 1000)),
+            [(745, Presses(2))]
+        );
     }
 }

@@ -62,6 +62,8 @@ pub struct Service {
     button: HealthView,
     resend: Option<std::time::Duration>,
     timing: gestures::Timing,
+    /// How late the poller may tell an edge (gestures wait that long past a deadline).
+    lateness: std::time::Duration,
     gestures: broadcast::Sender<gestures::GestureEvent>,
     mqtt: Option<MqttSettings>,
     /// The listeners' subscriptions, taken at start so that no event is missed before
@@ -125,6 +127,7 @@ impl Service {
             button,
             resend: settings.resend_interval,
             timing: settings.timing,
+            lateness: poller::lateness(settings.poll_interval),
             gestures,
             mqtt: settings.mqtt.clone(),
             listening,
@@ -153,6 +156,7 @@ pub async fn run(
     let gestures = tokio::spawn(gestures::run(
         service.listening.gestures,
         service.timing,
+        service.lateness,
         service.gestures.clone(),
         shutdown.clone(),
     ));

@@ -69,12 +69,23 @@ pub struct Reading {
     pub newest_edge: Option<Instant>,
 }
 
+/// An edge as told: which, and when it happened by the poller's clock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Edge {
+    /// Press or release.
+    pub kind: EventKind,
+    /// When the switch moved: from the firmware's queue where it says, else when it was read.
+    pub at: Instant,
+}
+
 /// A newer edge on the queue with the level unchanged: a press (or release) shorter than the
 /// poll period, once it is believed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Candidate {
     /// When it happened.
     edge: Instant,
+    /// The last reading before it was first seen: its first half happened after that.
+    after: Instant,
     /// The level it came back to.
     level: bool,
     /// When it was first seen.
@@ -98,6 +109,8 @@ pub struct Edges {
     accounted: Option<Instant>,
     /// A newer edge seen with an unchanged level, not believed yet.
     candidate: Option<Candidate>,
+    /// The last reading whose queue was looked at: a newer edge happened after it.
+    examined: Option<Instant>,
     /// The firmware's debounce time.
     debounce: Duration,
 }
@@ -116,6 +129,7 @@ impl Edges {
             last_edge: None,
             accounted: None,
             candidate: None,
+            examined: None,
             debounce,
         }
     }
@@ -144,10 +158,11 @@ impl Edges {
     /// what it recorded meanwhile is history (the level still tells where it is now).
     pub fn forget_history(&mut self, now: Instant) {
         self.accounted = Some(now).max(self.accounted);
+        self.examined = Some(now).max(self.examined);
         self.candidate = None;
     }
 
-    /// The events a reading taken at `now` implies.
+    /// The edges a reading taken at `now` implies, with when each happened.
     ///
     /// A change of level is an edge at once (the poller confirmed the level), and accounts for
     /// every edge of the queue up to now. A newer edge on the queue with the level unchanged is
@@ -156,7 +171,17 @@ impl Edges {
     /// settled, and unless it came within [`BOUNCE_MARGIN`] after the debounce lockout of the
     /// last edge (the switch bouncing once more). An age the bus corrupted reads as a time that
     /// moves from one poll to the next, or goes back, and is dropped.
-    pub fn next(&mut self, reading: Reading, now: Instant) -> Vec<EventKind> {
+    ///
+    /// Times come from the queue, which stamps every edge (press and release) to the
+    /// millisecond on both firmware 1.2 and 1.3 (nothing is popped), so gestures do not depend
+    /// on the poll period or on INT latency. A change of level happened when the queue's newest
+    /// edge says, if that is between the last reading and this one (else an age the bus
+    /// corrupted: then when it was read). A press shorter than the period shows only its
+    /// second edge on the queue; its first is put halfway between the last reading without it
+    /// and a debounce time before the second (the firmware ignores the switch that long after
+    /// an edge). Each time lies between the last reading looked at and this one, so edges come
+    /// out in the order they happened.
+    pub fn next(&mut self, reading: Reading, now: Instant) -> Vec<Edge> {
         let edge = |pressed| {
             if pressed {
                 EventKind::Pressed
@@ -168,23 +193,31 @@ impl Edges {
             // Edges from before we looked are history.
             self.level = Some(reading.pressed);
             self.accounted = Some(now);
+            self.examined = Some(now);
             return Vec::new();
         };
         let settled = |since: Instant| now.duration_since(since) >= self.debounce;
         if self.last_edge.is_some_and(|at| !settled(at)) {
             return Vec::new(); // the switch may still bounce from the last edge
         }
+        let after = self.examined.replace(now).unwrap_or(now);
+        let newer = reading
+            .newest_edge
+            .filter(|newest| self.accounted.is_none_or(|accounted| *newest > accounted));
         if reading.pressed != before {
             // A real edge; whatever the queue holds up to now is its doing.
+            let at = newer
+                .filter(|newest| within(*newest, after, now))
+                .map_or(now, |newest| newest.clamp(after, now));
             self.level = Some(reading.pressed);
             self.last_edge = Some(now);
             self.candidate = None;
             self.accounted = Some(now);
-            return vec![edge(reading.pressed)];
+            return vec![Edge {
+                kind: edge(reading.pressed),
+                at,
+            }];
         }
-        let newer = reading
-            .newest_edge
-            .filter(|newest| self.accounted.is_none_or(|accounted| *newest > accounted));
         let Some(newest) = newer else {
             // Nothing newer: a candidate that the queue no longer shows was a corrupted age.
             self.candidate = None;
@@ -201,6 +234,7 @@ impl Edges {
             }
             _ => Candidate {
                 edge: newest,
+                after,
                 level: reading.pressed,
                 since: now,
                 sightings: 1,
@@ -223,8 +257,42 @@ impl Edges {
         }
         // The level held: the newer edge was a press (or release) shorter than the poll
         // period, over by now.
-        vec![edge(!candidate.level), edge(candidate.level)]
+        let second = candidate.edge.clamp(candidate.after, now);
+        let latest_first = second
+            .checked_sub(self.debounce)
+            .unwrap_or(second)
+            .max(candidate.after);
+        let first = candidate.after + (latest_first - candidate.after) / 2;
+        vec![
+            Edge {
+                kind: edge(!candidate.level),
+                at: first,
+            },
+            Edge {
+                kind: edge(candidate.level),
+                at: second,
+            },
+        ]
     }
+}
+
+/// Whether a queue time is between two readings, give or take the millisecond the ages are
+/// rounded to.
+fn within(time: Instant, after: Instant, now: Instant) -> bool {
+    time + SAME_EDGE >= after && time <= now + SAME_EDGE
+}
+
+/// What a reading and the one confirming it take on the bus, at most, as this poller counts
+/// lateness (two 15-byte bursts at 100 kHz are about 3 ms).
+const READINGS_TAKE: Duration = Duration::from_millis(5);
+
+/// How long after an edge happened this poller tells it, at worst while the button answers
+/// (at the factory's debounce time), when it reads every `period` (with INT: while an edge
+/// settles): a change of level at the next reading and the one confirming it; a press
+/// shorter than the period once a third reading [`SIGHTINGS_APART`] later believes it.
+/// Listeners that decide by time (gestures) wait this long past a deadline.
+pub fn lateness(period: Duration) -> Duration {
+    period + 2 * period.max(SIGHTINGS_APART) + READINGS_TAKE
 }
 
 /// How the poll thread waits between readings.
@@ -448,11 +516,12 @@ impl Poller {
             flags,
             newest_edge: first.newest_edge(),
         };
-        for kind in self.edges.next(reading, first.at) {
-            if kind == EventKind::Pressed {
+        for edge in self.edges.next(reading, first.at) {
+            if edge.kind == EventKind::Pressed {
                 self.metrics.presses.inc();
             }
-            self.events.publish(kind);
+            self.events
+                .publish(edge.kind, tokio::time::Instant::from_std(edge.at));
         }
         if first_reading {
             self.events.set_level(status.is_pressed);
@@ -572,6 +641,19 @@ mod tests {
         period: Duration,
         levels: &[(bool, bool, Option<u64>)],
     ) -> (Edges, Vec<EventKind>) {
+        let (edges, timed) = timed_readings_every(period, levels);
+        (edges, timed.into_iter().map(|(kind, _)| kind).collect())
+    }
+
+    /// The events of readings taken 20 ms apart, with when each happened (ms from the origin).
+    fn timed_edges_after(levels: &[(bool, bool, Option<u64>)]) -> Vec<(EventKind, u64)> {
+        timed_readings_every(MS(20), levels).1
+    }
+
+    fn timed_readings_every(
+        period: Duration,
+        levels: &[(bool, bool, Option<u64>)],
+    ) -> (Edges, Vec<(EventKind, u64)>) {
         let origin = Instant::now();
         let mut edges = Edges::default();
         let mut events = Vec::new();
@@ -582,10 +664,18 @@ mod tests {
                 flags,
                 newest_edge: edge_ms.map(|ms| origin + MS(ms)),
             };
-            events.extend(edges.next(reading, now));
+            events.extend(edges.next(reading, now).into_iter().map(|edge| {
+                let ms = u64::try_from((edge.at - origin).as_millis()).unwrap_or(u64::MAX);
+                (edge.kind, ms)
+            }));
             now += period;
         }
         (edges, events)
+    }
+
+    /// Only which edges, not when.
+    fn kinds(edges: Vec<Edge>) -> Vec<EventKind> {
+        edges.into_iter().map(|edge| edge.kind).collect()
     }
 
     /// Milliseconds from the origin: the first reading is at 1000.
@@ -724,7 +814,7 @@ mod tests {
             "30 ms: bouncing"
         );
         assert_eq!(
-            edges.next(read(false), start + MS(160)),
+            kinds(edges.next(read(false), start + MS(160))),
             [Pressed, Released]
         );
     }
@@ -802,12 +892,83 @@ mod tests {
             newest_edge: Some(at(edge)),
         };
         assert!(edges.next(read(false, 0), at(100)).is_empty());
-        assert_eq!(edges.next(read(true, 110), at(120)), [Pressed]);
+        assert_eq!(kinds(edges.next(read(true, 110), at(120))), [Pressed]);
         assert!(
             edges.next(read(false, 110), at(160)).is_empty(),
             "40 ms after the edge: still the switch's bounce"
         );
-        assert_eq!(edges.next(read(false, 171), at(180)), [Released]);
+        assert_eq!(kinds(edges.next(read(false, 171), at(180))), [Released]);
+    }
+
+    #[test]
+    fn a_change_of_level_happened_when_the_queue_says_not_when_it_was_read() {
+        assert_eq!(
+            timed_edges_after(&[
+                reading(false, false, None),
+                reading(true, true, Some(T + 7)),
+                reading(true, false, Some(T + 7)),
+                reading(false, true, Some(T + 52)),
+            ]),
+            [(Pressed, T + 7), (Released, T + 52)]
+        );
+    }
+
+    #[test]
+    fn a_queue_time_outside_the_two_readings_is_a_corrupted_age_and_the_reading_time_is_used() {
+        // After the reading that saw the level change, and before the reading that did not.
+        for impossible in [T + 300, T + 5] {
+            assert_eq!(
+                timed_edges_after(&[
+                    reading(false, false, None),
+                    reading(false, false, None),
+                    reading(true, true, Some(impossible)),
+                ]),
+                [(Pressed, T + 40)],
+                "queue time {impossible}"
+            );
+        }
+        // An empty queue, or one whose newest edge was told already: the reading time too.
+        assert_eq!(
+            timed_edges_after(&[
+                reading(false, false, Some(T - 100)),
+                reading(true, true, Some(T - 100)),
+            ]),
+            [(Pressed, T + 20)]
+        );
+    }
+
+    #[test]
+    fn a_press_shorter_than_the_period_is_timed_by_its_release_and_put_halfway_before_it() {
+        // Released at T + 16 by the queue; pressed between the reading at T and a debounce
+        // time (10 ms) before the release: at T + 3.
+        assert_eq!(
+            timed_edges_after(&[
+                reading(false, false, None),
+                reading(false, true, Some(T + 16)),
+                reading(false, false, Some(T + 16)),
+            ]),
+            [(Pressed, T + 3), (Released, T + 16)]
+        );
+    }
+
+    #[test]
+    fn a_run_of_edges_comes_out_in_the_order_they_happened_each_at_the_best_time_known() {
+        assert_eq!(
+            timed_edges_after(&[
+                reading(false, false, None),
+                reading(true, true, Some(T + 19)),
+                reading(true, false, Some(T + 19)),
+                reading(true, true, Some(T + 55)), // a short release
+                reading(true, false, Some(T + 55)),
+                reading(false, true, Some(T + 118)), // an age the bus corrupted
+            ]),
+            [
+                (Pressed, T + 19),
+                (Released, T + 42),
+                (Pressed, T + 55),
+                (Released, T + 100)
+            ]
+        );
     }
 
     // The poller itself, over a simulated button whose clock moves only when told to. The
@@ -863,13 +1024,25 @@ mod tests {
         poller: &mut Poller,
         events: &mut Subscription,
     ) -> Vec<EventKind> {
+        published_when_settled(clock, poller, events)
+            .into_iter()
+            .map(|event| event.kind)
+            .collect()
+    }
+
+    /// As [`poll_until_settled`], the events whole.
+    fn published_when_settled(
+        clock: &ManualClock,
+        poller: &mut Poller,
+        events: &mut Subscription,
+    ) -> Vec<crate::events::ButtonEvent> {
         for _ in 0..(6 * DEFAULT_DEBOUNCE.as_millis() / PERIOD.as_millis()) {
             poller.poll();
             clock.advance(PERIOD);
         }
         std::iter::from_fn(|| events.try_recv())
             .map(|received| match received {
-                Received::Event(event) => event.kind,
+                Received::Event(event) => event,
                 other => panic!("expected only events, got {other:?}"),
             })
             .collect()
@@ -913,6 +1086,29 @@ mod tests {
         );
         assert_eq!(poll_until_settled(&clock, &mut poller, &mut events), []);
         assert_eq!(poller.metrics.presses.get(), 1);
+    }
+
+    #[test]
+    fn events_are_timed_by_the_firmwares_stamps_not_by_the_readings() {
+        let (clock, sim, mut poller, mut events) = polled_once();
+        let now_ms = || qwiic_sim::Clock::now_ms(&clock);
+        sim.press();
+        let pressed_ms = now_ms();
+        clock.advance(Duration::from_millis(17)); // read 17 ms after the press
+        let pressed = published_when_settled(&clock, &mut poller, &mut events);
+        clock.advance(Duration::from_millis(500));
+        sim.release();
+        let held_ms = now_ms() - pressed_ms;
+        clock.advance(Duration::from_millis(3)); // read 3 ms after the release
+        let released = published_when_settled(&clock, &mut poller, &mut events);
+        let ([pressed], [released]) = (&pressed[..], &released[..]) else {
+            panic!("one press and one release: {pressed:?} {released:?}");
+        };
+        assert_eq!(
+            released.instant - pressed.instant,
+            Duration::from_millis(held_ms),
+            "held as long as the switch was ({held_ms} ms), not as the readings were apart (14 ms less)"
+        );
     }
 
     #[test]
