@@ -146,7 +146,9 @@ pub struct EventView {
     pub at_ms: u64,
     /// The same instant in microseconds since it started.
     pub at_us: u64,
-    /// `pressed`, `released`, `led`, `unplugged`, `replugged`, `address` or `int`.
+    /// `pressed`, `released`, `led` (the output changed), `led_written` (a write to the LED
+    /// registers arrived), `unplugged`, `replugged`, `address`, `int` or `int_answered` (the first
+    /// status read since the line fell).
     pub kind: &'static str,
     /// The new LED registers, for `led`.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -176,6 +178,8 @@ impl From<SimEvent> for EventView {
                 view.led = Some(led.into());
                 "led"
             }
+            SimEventKind::LedWritten => "led_written",
+            SimEventKind::IntAnswered => "int_answered",
             SimEventKind::Unplugged => "unplugged",
             SimEventKind::Replugged => "replugged",
             SimEventKind::AddressChanged(address) => {

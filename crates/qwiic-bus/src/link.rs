@@ -180,13 +180,24 @@ impl DeviceLink {
     }
 
     /// Whether the button answers now: the firmware from the last transaction when it was
-    /// within [`FRESH`], else from a read of the ID.
+    /// within [`FRESH`], else from a read of the ID. One read that shows the identity already
+    /// known is proof enough (a corrupted read shifts bits and cannot show it, and an absent
+    /// device cannot answer at all), so a health check at idle costs one transaction; any
+    /// other reading is decided by agreeing readings, as at identification.
     pub fn check(&mut self) -> Result<FirmwareVersion, DeviceError> {
         let Some(firmware) = self.firmware else {
             return self.identify().map(|identified| identified.firmware);
         };
         if self.health().answered_within(FRESH).is_some() {
             return Ok(firmware);
+        }
+        match self.button.check_identity() {
+            Ok(found) if found == firmware => {
+                self.answered();
+                return Ok(firmware);
+            }
+            Ok(_) | Err(qwiic_button::Error::WrongId { .. }) => {} // perhaps corrupted
+            Err(error) => return Err(self.fail(error)),
         }
         match self.read_identity() {
             Ok(firmware) => {

@@ -125,6 +125,8 @@ pub struct Device {
     last_physical_edge_us: Option<u64>,
     /// The INT pin: true while the firmware pulls it low.
     int_low: bool,
+    /// The INT pin fell and the status has not been read since.
+    int_unanswered: bool,
     faults: FaultState,
     stats: SimStats,
     /// Events for the observers, drained after every locked operation.
@@ -160,6 +162,7 @@ impl Device {
             jumpers: config.jumpers & 0x0F,
             last_physical_edge_us: None,
             int_low: false,
+            int_unanswered: false,
             faults: FaultState {
                 rng: config.seed | 1,
                 detail: config.seed.rotate_left(32) | 1,
@@ -695,6 +698,11 @@ impl Device {
             };
         }
         self.stats.bytes_read += buffer.len() as u64;
+        let status_read =
+            (self.pointer..self.pointer + buffer.len().min(TX_LIMIT)).contains(&BUTTON_STATUS);
+        if status_read && std::mem::take(&mut self.int_unanswered) {
+            self.emit(now_us, SimEventKind::IntAnswered);
+        }
         // The I2C interrupt wakes the loop too: a read while the switch is held sets isPressed
         // again, so the INT line falls again at the next turn.
         self.wake(now_us);
@@ -750,6 +758,7 @@ impl Device {
         self.stats.bytes_written += data.len() as u64;
         if touched_led {
             self.stats.led_writes += 1;
+            self.emit(now_us, SimEventKind::LedWritten);
         }
         self.handle_pop_requests();
         self.wake_main_loop(now_us);
@@ -800,6 +809,7 @@ impl Device {
     fn set_int(&mut self, at_us: u64, low: bool) {
         if low != self.int_low {
             self.int_low = low;
+            self.int_unanswered |= low;
             self.emit(at_us, SimEventKind::Int { low });
         }
     }

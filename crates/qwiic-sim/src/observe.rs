@@ -26,8 +26,10 @@ pub enum SimEventKind {
     Pressed,
     /// The switch came up.
     Released,
-    /// A write changed the LED registers.
+    /// The LED's output changed (after the main loop's save pass that follows a write).
     Led(LedRegisters),
+    /// A write to the LED registers arrived (the output follows after the next save pass).
+    LedWritten,
     /// The device was disconnected.
     Unplugged,
     /// The device was reconnected and powered up.
@@ -40,6 +42,8 @@ pub enum SimEventKind {
         /// Whether the line is now low.
         low: bool,
     },
+    /// The first read of the status register since the INT line fell: the host answered.
+    IntAnswered,
 }
 
 /// Counters for tests and benchmarks.

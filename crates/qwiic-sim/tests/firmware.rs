@@ -806,7 +806,7 @@ fn observers_get_every_event_on_the_simulator_clock() {
     bus.click(Duration::from_millis(40));
     clock.advance(Duration::from_millis(40));
     bus.write(ADDR, &[0x19, 9, 1, 0, 0, 0, 0]).unwrap();
-    bus.write(ADDR, &[0x19, 9, 1, 0, 0, 0, 0]).unwrap(); // no change, no event
+    bus.write(ADDR, &[0x19, 9, 1, 0, 0, 0, 0]).unwrap(); // arrives, but changes nothing shown
     clock.advance(Duration::from_millis(4));
     assert!(bus.is_plugged()); // any look at the device applies what the clock reached
     let led = LedRegisters {
@@ -819,10 +819,31 @@ fn observers_get_every_event_on_the_simulator_clock() {
             (1000, SimEventKind::Pressed),
             (1000, SimEventKind::Int { low: true }),
             (1040, SimEventKind::Released),
+            (1040, SimEventKind::LedWritten),
+            (1040, SimEventKind::LedWritten),
             (1044, SimEventKind::Led(led))
         ]
     );
-    assert_eq!(bus.recent_events().len(), 4);
+    assert_eq!(bus.recent_events().len(), 6);
+}
+
+#[test]
+fn the_first_status_read_after_int_falls_is_its_answer_and_other_reads_are_not() {
+    let (mut bus, clock) = sim();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let sink = Arc::clone(&seen);
+    bus.subscribe(move |event| {
+        if event.kind == SimEventKind::IntAnswered {
+            sink.lock().unwrap().push(event.at_us);
+        }
+    });
+    let _: [u8; 4] = read(&mut bus, 0x00); // no INT yet: not an answer
+    bus.press();
+    clock.advance(Duration::from_micros(2500));
+    let _: [u8; 1] = read(&mut bus, 0x19); // the LED, not the status
+    let _: [u8; 4] = read(&mut bus, 0x00); // ID to status: the answer
+    let _: [u8; 1] = read(&mut bus, 0x03); // the line is still low, but answered already
+    assert_eq!(*seen.lock().unwrap(), [1_002_500]);
 }
 
 #[test]
