@@ -6,7 +6,8 @@
 //!   within the press window after the previous one's release; told when the window after the
 //!   last has closed (by definition: another press could still come), or at the release of
 //!   the `max_presses`-th at once;
-//! - `long` once the button has been held for the long-press time (while still held), then
+//! - `long` once the button has been held for the long-press time (told while still held,
+//!   unless released within the runner's lateness, see [`run`]), then
 //!   `repeat` every hold-repeat period while it stays held (dimming), and `long_release` when
 //!   it comes up. A hold ends a series of short presses: their count is not told.
 //!
@@ -276,7 +277,9 @@ pub struct GestureEvent {
 /// Events carry when they happened, and arrive up to `lateness` after that (the poller sees
 /// an edge at its next reading): the machine is ticked at each deadline's own instant, but
 /// only once `lateness` past it, so that an edge that happened before the deadline is fed
-/// first (a press in the window's last milliseconds still makes a double).
+/// first (a press in the window's last milliseconds still makes a double). So every gesture
+/// that time makes is told `lateness` after its time: a `long` for a press released within
+/// that is told with its release.
 pub async fn run(
     mut events: Subscription,
     timing: Timing,
@@ -313,9 +316,12 @@ pub async fn run(
                 Received::Closed => return,
             },
             () = runtime_kit::sleep_until(deadline.map(|deadline| deadline + lateness)) => {
-                // At the deadline itself: the machine's times are the edges', not the task's.
+                // The machine's times are the edges', not the task's: tick at the latest
+                // instant every edge is known for (the deadline itself, unless the task was
+                // held up: then one repeat is told, not one per period it missed).
                 if let Some(deadline) = deadline {
-                    tell(machine.tick(deadline));
+                    let known = Instant::now().checked_sub(lateness).unwrap_or(deadline);
+                    tell(machine.tick(known.max(deadline)));
                 }
             }
         }
@@ -713,6 +719,30 @@ mod tests {
             counted,
             [(2, 780)],
             "a double, 300 + 50 ms after the last release"
+        );
+        shutdown.cancel();
+        runner.await.unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_runner_that_was_held_up_tells_one_repeat_not_one_per_missed_period() {
+        let events = crate::events::Events::default();
+        let shutdown = CancellationToken::new();
+        let (runner, mut gestures) = runner(&events, &shutdown);
+        let started = Instant::now();
+        events.publish(Down, started);
+        assert_eq!(gestures.recv().await.unwrap().gesture, Press);
+        // Nothing runs for 1.5 s: long was due at 600, repeats at 800, 1000, 1200 and 1400.
+        tokio::time::advance(Duration::from_millis(1500)).await;
+        let mut told = Vec::new();
+        for _ in 0..2 {
+            let gesture = gestures.recv().await.unwrap().gesture;
+            told.push((gesture, (Instant::now() - started).as_millis()));
+        }
+        assert_eq!(
+            told,
+            [(Long, 1500), (Repeat, 1650)],
+            "long at once, then the repeats on their grid again (1600, told 50 ms later)"
         );
         shutdown.cancel();
         runner.await.unwrap();

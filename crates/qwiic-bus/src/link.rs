@@ -193,10 +193,16 @@ impl DeviceLink {
         }
         match self.button.check_identity() {
             Ok(found) if found == firmware => {
+                self.clean_reading();
                 self.answered();
                 return Ok(firmware);
             }
-            Ok(_) | Err(qwiic_button::Error::WrongId { .. }) => {} // perhaps corrupted
+            Ok(found) => {
+                self.rejected(qwiic_button::Error::Corrupted(Corruption::Firmware(found)));
+            }
+            Err(error @ qwiic_button::Error::WrongId { .. }) => {
+                self.rejected(error);
+            }
             Err(error) => return Err(self.fail(error)),
         }
         match self.read_identity() {

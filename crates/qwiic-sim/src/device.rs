@@ -218,6 +218,7 @@ impl Device {
     /// setting gets its default, saved on the spot; the brightness is not checked, so a fresh
     /// part shows 255), `startI2C`, then the main loop, whose update flag starts set.
     fn power_up(&mut self, now_us: u64) {
+        self.int_unanswered = false; // a new life: nothing was asked of the host yet
         self.regs = [0; MAP_SIZE];
         self.regs[ID] = DEVICE_ID;
         self.regs[FIRMWARE_MINOR] = self.config.firmware.1;
